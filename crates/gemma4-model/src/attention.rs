@@ -1,0 +1,141 @@
+//! Gemma 4 self-attention (HF `Gemma4TextAttention`).
+//!
+//! q/k get RMSNorms with weights, v a scale-free RMSNorm; RoPE on q and k after their norms;
+//! the score scale is exactly 1.0 (the norms absorb it); no attention softcap. Full layers with
+//! `attention_k_eq_v` have no `v_proj`: V is the raw K projection (before `k_norm`/RoPE).
+//! KV-shared layers own only `q_proj`, `q_norm`, `o_proj` and attend over their donor's K/V.
+//! GQA: query head `h` uses KV head `h / (heads / kv_heads)`; we fold the group into the query
+//! rows instead of copying K/V (`repeat_kv`).
+
+use burn::tensor::{Bool, DType, Tensor, activation::softmax};
+
+use crate::config::{Gemma4TextConfig, LayerSpec};
+use crate::error::Result;
+use crate::linear::{Adapter, Linear, ProjName, Site};
+use crate::norm::RmsNorm;
+use crate::rope::apply_rotary;
+use crate::weights::Weights;
+
+/// K/V projections of a layer that computes its own keys and values.
+#[derive(Clone, Debug)]
+pub struct KvProj {
+    pub k_proj: Linear,
+    /// `None` on k_eq_v layers.
+    pub v_proj: Option<Linear>,
+    pub k_norm: RmsNorm,
+    pub v_norm: RmsNorm,
+}
+
+/// One layer's attention.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub layer: usize,
+    pub q_proj: Linear,
+    pub q_norm: RmsNorm,
+    /// `None` on KV-shared layers.
+    pub kv: Option<KvProj>,
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Keys and values after norms and RoPE. # Shapes: `[b, kv, t, d]` each.
+pub type KeyValue = (Tensor<4>, Tensor<4>);
+
+/// Per-forward inputs shared by all layers of one type.
+#[derive(Clone, Debug)]
+pub struct AttnInputs {
+    /// `[1, s, 1, d]`
+    pub cos: Tensor<4>,
+    pub sin: Tensor<4>,
+    /// `[b or 1, 1, s, t]`, true = masked out.
+    pub mask: Tensor<4, Bool>,
+}
+
+fn load_linear(w: &mut Weights, name: &str, i: usize, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    let weight = w.get(&format!("layers.{{i}}.self_attn.{name}.weight"), Some(i), [out, inp])?;
+    let bias = if bias { Some(w.get(&format!("layers.{{i}}.self_attn.{name}.bias"), Some(i), [out])?) } else { None };
+    Ok(Linear { weight, bias })
+}
+
+impl Attention {
+    pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig, spec: &LayerSpec, i: usize) -> Result<Self> {
+        let (e, h, kv, d) = (cfg.hidden_size, cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
+        let bias = cfg.attention_bias;
+        let eps = cfg.rms_norm_eps;
+        let kv_proj = if spec.kv_donor.is_none() {
+            Some(KvProj {
+                k_proj: load_linear(w, "k_proj", i, kv * d, e, bias)?,
+                v_proj: if spec.k_eq_v { None } else { Some(load_linear(w, "v_proj", i, kv * d, e, bias)?) },
+                k_norm: RmsNorm::new(w.get_f32("layers.{i}.self_attn.k_norm.weight", Some(i), [d])?, eps),
+                v_norm: RmsNorm::without_scale(eps),
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            layer: i,
+            q_proj: load_linear(w, "q_proj", i, h * d, e, bias)?,
+            q_norm: RmsNorm::new(w.get_f32("layers.{i}.self_attn.q_norm.weight", Some(i), [d])?, eps),
+            kv: kv_proj,
+            o_proj: load_linear(w, "o_proj", i, e, h * d, bias)?,
+            num_heads: h,
+            num_kv_heads: kv,
+            head_dim: d,
+        })
+    }
+
+    fn site(&self, proj: ProjName) -> Site {
+        Site { layer: self.layer, proj }
+    }
+
+    /// Keys and values of this layer's own projections (none for KV-shared layers).
+    ///
+    /// # Shapes
+    /// - x: `[b, s, e]` → `([b, kv, s, d], [b, kv, s, d])`
+    pub fn key_value(&self, x: &Tensor<3>, inp: &AttnInputs, adapter: &dyn Adapter) -> Option<KeyValue> {
+        let kv = self.kv.as_ref()?;
+        let [b, s, _] = x.dims();
+        let shape = [b, s, self.num_kv_heads, self.head_dim];
+        let k_raw = kv.k_proj.forward(x.clone(), self.site(ProjName::KProj), adapter).reshape(shape); // [b, s, kv, d]
+        let v_raw = match &kv.v_proj {
+            Some(v_proj) => v_proj.forward(x.clone(), self.site(ProjName::VProj), adapter).reshape(shape),
+            None => k_raw.clone(), // k_eq_v: V from the raw K projection
+        };
+        let k = apply_rotary(kv.k_norm.forward(k_raw), &inp.cos, &inp.sin);
+        let v = kv.v_norm.forward(v_raw);
+        Some((k.swap_dims(1, 2), v.swap_dims(1, 2))) // [b, kv, s, d]
+    }
+
+    /// Attend with this layer's queries over `keys`/`values` (its own, or its donor's).
+    ///
+    /// # Shapes
+    /// - x: `[b, s, e]`, k/v: `[b, kv, t, d]` → `[b, s, e]`
+    pub fn attend(&self, x: Tensor<3>, (k, v): &KeyValue, inp: &AttnInputs, adapter: &dyn Adapter) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let (h, d) = (self.num_heads, self.head_dim);
+        let q = self.q_proj.forward(x, self.site(ProjName::QProj), adapter).reshape([b, s, h, d]);
+        let q = apply_rotary(self.q_norm.forward(q), &inp.cos, &inp.sin).swap_dims(1, 2); // [b, h, s, d]
+        let o = scaled_dot_product(q, k.clone(), v.clone(), inp.mask.clone()); // [b, h, s, d]
+        let o = o.swap_dims(1, 2).reshape([b, s, h * d]);
+        self.o_proj.forward(o, self.site(ProjName::OProj), adapter)
+    }
+}
+
+/// softmax(q·kᵀ · 1.0 + mask)·v with grouped KV heads, softmax in f32.
+///
+/// # Shapes
+/// - q: `[b, h, s, d]`, k/v: `[b, kv, t, d]`, mask: `[b or 1, 1, s, t]` → `[b, h, s, d]`
+pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
+    let [b, h, s, d] = q.dims();
+    let [_, kv, t, _] = k.dims();
+    let g = h / kv;
+    let dtype = q.dtype();
+    let q = q.reshape([b, kv, g * s, d]); // rows ordered (group, position)
+    let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
+    let mask = mask.repeat_dim(2, g).expand([b, kv, g * s, t]);
+    // A finite fill keeps fully masked rows (padding queries) finite instead of NaN.
+    let probs = softmax(scores.mask_fill(mask, -1.0e30f32), 3).cast(dtype);
+    probs.matmul(v).reshape([b, h, s, d])
+}

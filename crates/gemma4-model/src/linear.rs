@@ -1,0 +1,90 @@
+//! Linear projections and the one seam through which adapters (LoRA, in `gemma4-lora`) plug in.
+//!
+//! The model crate holds no adapter code. Every projection reports its [`Site`] (layer + HF
+//! module name) and hands its input and base output to an [`Adapter`], which may add a low-rank
+//! term. [`NoAdapter`] returns the base output untouched. Base weights are plain tensors, never
+//! Burn `Param`s: they cannot receive gradients.
+
+use burn::tensor::{Tensor, module::linear};
+
+/// HF module names of the projections an adapter may target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProjName {
+    QProj,
+    KProj,
+    VProj,
+    OProj,
+    GateProj,
+    UpProj,
+    DownProj,
+    /// `experts.gate_up_proj` of expert `e` (PEFT `target_parameters`).
+    ExpertsGateUp(usize),
+    /// `experts.down_proj` of expert `e`.
+    ExpertsDown(usize),
+}
+
+impl ProjName {
+    /// The HF module path below `layers.{i}.`, e.g. `self_attn.q_proj`.
+    pub fn hf_path(self) -> &'static str {
+        match self {
+            Self::QProj => "self_attn.q_proj",
+            Self::KProj => "self_attn.k_proj",
+            Self::VProj => "self_attn.v_proj",
+            Self::OProj => "self_attn.o_proj",
+            Self::GateProj => "mlp.gate_proj",
+            Self::UpProj => "mlp.up_proj",
+            Self::DownProj => "mlp.down_proj",
+            Self::ExpertsGateUp(_) => "experts.gate_up_proj",
+            Self::ExpertsDown(_) => "experts.down_proj",
+        }
+    }
+}
+
+/// Where a projection sits in the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Site {
+    pub layer: usize,
+    pub proj: ProjName,
+}
+
+/// The adapter seam: sees every projection's input and base output.
+pub trait Adapter {
+    /// Return the projection's output, `base` plus whatever the adapter adds.
+    ///
+    /// # Shapes
+    /// - x: `[b, s, in]`, base: `[b, s, out]` → `[b, s, out]`
+    fn adapt(&self, site: Site, x: &Tensor<3>, base: Tensor<3>) -> Tensor<3>;
+}
+
+/// The plain model: every projection returns its base output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAdapter;
+
+impl Adapter for NoAdapter {
+    fn adapt(&self, _site: Site, _x: &Tensor<3>, base: Tensor<3>) -> Tensor<3> {
+        base
+    }
+}
+
+/// `y = x·Wᵀ + b`, with `W` kept as `[in, out]` (transposed once at load).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[in, out]`
+    pub weight: Tensor<2>,
+    /// `[out]`, present when the config has `attention_bias`.
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// # Shapes
+    /// - x: `[b, s, in]` → `[b, s, out]`
+    pub fn forward(&self, x: Tensor<3>, site: Site, adapter: &dyn Adapter) -> Tensor<3> {
+        let base = linear(x.clone(), self.weight.clone(), self.bias.clone());
+        adapter.adapt(site, &x, base)
+    }
+
+    /// Number of stored parameters.
+    pub fn num_params(&self) -> usize {
+        self.weight.shape().num_elements() + self.bias.as_ref().map_or(0, |b| b.dims()[0])
+    }
+}

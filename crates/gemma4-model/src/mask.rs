@@ -1,0 +1,90 @@
+//! Attention masks, built on the host as booleans where `true` = masked out.
+//!
+//! - full attention: causal, query at absolute position `q` sees keys `k ≤ q`;
+//! - sliding attention: causal band `0 ≤ q − k < window` (HF `sliding_window_overlay`);
+//! - right padding: keys whose `attention_mask` entry is 0 are hidden from every query.
+//!
+//! Queries are positions `offset .. offset + s` (offset = tokens already in the cache), keys are
+//! positions `0 .. offset + s`... or the window of them a rotating cache still holds, given by
+//! `key_start`.
+
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+/// Which keys each query may see.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskSpec {
+    /// Absolute position of the first query.
+    pub offset: usize,
+    /// Number of queries.
+    pub queries: usize,
+    /// Absolute position of the first key.
+    pub key_start: usize,
+    /// Number of keys.
+    pub keys: usize,
+    /// `Some(w)`: sliding window of `w` tokens (including the query itself).
+    pub window: Option<usize>,
+}
+
+impl MaskSpec {
+    /// Is key `k` (absolute) hidden from query `q` (absolute)?
+    pub fn masked(&self, q: usize, k: usize) -> bool {
+        k > q || self.window.is_some_and(|w| q - k >= w)
+    }
+}
+
+/// Build the boolean mask.
+///
+/// # Shapes
+/// - padding: `[b, keys]` key validity (1 = real token), or `None`
+/// - returns `[b, 1, queries, keys]` (`b` = 1 without padding), `true` = masked
+pub fn build_mask(spec: &MaskSpec, padding: Option<&[Vec<bool>]>, device: &Device) -> Tensor<4, Bool> {
+    let rows: Vec<Option<&Vec<bool>>> = match padding {
+        Some(p) => p.iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut data = Vec::with_capacity(rows.len() * spec.queries * spec.keys);
+    for valid in &rows {
+        for i in 0..spec.queries {
+            let q = spec.offset + i;
+            for j in 0..spec.keys {
+                let hidden_pad = valid.is_some_and(|v| !v.get(j).copied().unwrap_or(true));
+                data.push(spec.masked(q, spec.key_start + j) || hidden_pad);
+            }
+        }
+    }
+    let shape = [rows.len(), 1, spec.queries, spec.keys];
+    Tensor::<4, Bool>::from_data(TensorData::new(data, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(m: Tensor<4, Bool>) -> Vec<bool> {
+        m.into_data().try_to_vec::<bool>().unwrap()
+    }
+
+    #[test]
+    fn sliding_window_includes_the_query_itself() {
+        let device = Device::flex();
+        let spec = MaskSpec { offset: 0, queries: 4, key_start: 0, keys: 4, window: Some(2) };
+        let m = grid(build_mask(&spec, None, &device));
+        #[rustfmt::skip]
+        let want = [false, true, true, true,
+                    false, false, true, true,
+                    true, false, false, true,
+                    true, true, false, false];
+        assert_eq!(m, want);
+    }
+
+    #[test]
+    fn causal_mask_with_offset_and_padding() {
+        let device = Device::flex();
+        let spec = MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None };
+        let pad = vec![vec![true, true, true], vec![true, false, true]];
+        let m = grid(build_mask(&spec, Some(&pad), &device));
+        assert_eq!(m, [false, false, false, false, true, false]);
+        let spec = MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None };
+        assert_eq!(grid(build_mask(&spec, None, &device)), [false, true, false, false]);
+    }
+}

@@ -1,0 +1,230 @@
+//! The Gemma 4 text decoder (`Gemma4TextModel`) and its causal-LM head.
+//!
+//! `forward_hidden` is the full-sequence, no-cache forward used for training, evaluation and the
+//! `logits` command: embeddings · √H, PLE, the layer stack (KV-shared layers read the K/V of their
+//! donor computed earlier in the same pass), final norm. `logits` applies the head (tied to
+//! `embed_tokens` or a separate `lm_head`) and the final softcap `c·tanh(x/c)`, in f32.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax, module::embedding};
+
+use crate::attention::{AttnInputs, KeyValue};
+use crate::checkpoint::Checkpoint;
+use crate::config::{Gemma4TextConfig, LayerType};
+use crate::error::{ModelError, Result};
+use crate::layer::DecoderLayer;
+use crate::linear::Adapter;
+use crate::mask::{MaskSpec, build_mask};
+use crate::norm::RmsNorm;
+use crate::ple::Ple;
+use crate::rope::Rope;
+use crate::weights::{LoadReport, Weights};
+
+/// A batch of token ids, row-major `[batch, seq]`, with optional right-padding validity.
+#[derive(Clone, Debug)]
+pub struct TokenBatch {
+    pub ids: Vec<u32>,
+    pub batch: usize,
+    pub seq: usize,
+    /// `[batch][seq]`, `false` = padding (HF `attention_mask == 0`). `None` = all real tokens.
+    pub attention_mask: Option<Vec<Vec<bool>>>,
+}
+
+/// What a forward pass returns.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    /// After the final norm. `[b, s, e]`
+    pub hidden: Tensor<3>,
+    /// Scaled input embeddings `h₀` (when captured). `[b, s, e]`
+    pub embeddings: Option<Tensor<3>>,
+    /// Combined PLE inputs (when captured and PLE is on). `[b, s, L, D]`
+    pub per_layer_inputs: Option<Tensor<4>>,
+    /// Output of every decoder layer (when captured). `L × [b, s, e]`
+    pub layer_outputs: Vec<Tensor<3>>,
+}
+
+/// The text decoder with its head.
+#[derive(Clone, Debug)]
+pub struct Gemma4TextModel {
+    pub config: Gemma4TextConfig,
+    /// `[v, e]`
+    pub embed_tokens: Tensor<2>,
+    pub ple: Option<Ple>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `[e, v]`; `None` = tied to `embed_tokens`.
+    pub lm_head: Option<Tensor<2>>,
+    pub rope: BTreeMap<LayerType, Rope>,
+    pub device: Device,
+}
+
+impl Gemma4TextModel {
+    /// Load `config.json` and the checkpoint in `dir`; weights in `dtype` (norms stay f32).
+    /// Returns the model, the load report and config warnings (unknown keys).
+    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Self, LoadReport, Vec<String>)> {
+        let loaded = Gemma4TextConfig::from_file(&dir.join("config.json"))?;
+        let ckpt = Checkpoint::open(dir)?;
+        let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
+        Ok((model, report, loaded.warnings))
+    }
+
+    /// Build the model from an opened checkpoint; every tensor is used or explicitly dropped.
+    pub fn load(config: Gemma4TextConfig, ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<(Self, LoadReport)> {
+        if !device.supports_dtype(dtype) {
+            return Err(ModelError::Input(format!("the device does not support dtype {dtype:?}")));
+        }
+        let mut w = Weights::new(ckpt, device, dtype)?;
+        let (v, e) = (config.vocab_size, config.hidden_size);
+        let embed_tokens = w.get("embed_tokens.weight", None, [v, e])?;
+        let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
+        let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps);
+        let lm_head = if config.tie_word_embeddings { None } else { Some(w.get("lm_head.weight", None, [v, e])?) };
+        let report = w.finish(&config)?;
+        let rope = config
+            .rope_parameters
+            .iter()
+            .filter_map(|(lt, rc)| {
+                let d = config.layers.iter().find(|l| l.layer_type == *lt)?.head_dim;
+                Some((*lt, Rope::new(rc, d)))
+            })
+            .collect();
+        let model = Self { config, embed_tokens, ple, layers, norm, lm_head, rope, device: device.clone() };
+        Ok((model, report))
+    }
+
+    /// Dtype of the projection weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.dtype()
+    }
+
+    /// The full no-cache forward pass, up to and including the final norm.
+    ///
+    /// # Shapes
+    /// - batch: `[b, s]` ids → `Outputs.hidden` `[b, s, e]`
+    pub fn forward_hidden(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool) -> Result<Outputs> {
+        let cfg = &self.config;
+        let (b, s) = (batch.batch, batch.seq);
+        let ids = self.check_ids(batch)?;
+        let ids_t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [b, s]), &self.device);
+        // HF multiplies by √H cast to the weight dtype (bf16: √1536 → 39.25).
+        let h0 = embedding(self.embed_tokens.clone(), ids_t).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
+        let ple = match &self.ple {
+            Some(p) => Some(p.inputs(&ids, &h0)?),
+            None => None,
+        };
+        let inputs = self.attention_inputs(batch);
+        let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
+        let mut layer_outputs = Vec::new();
+        let mut h = h0.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let lt = layer.spec.layer_type;
+            let p = ple.as_ref().map(|p| p.clone().narrow(2, i, 1).reshape([b, s, cfg.hidden_size_per_layer_input]));
+            let shared = if layer.spec.kv_donor.is_some() { kv_store.get(&lt) } else { None };
+            let (out, own_kv) = layer.forward(h, p, shared, &inputs[&lt], adapter)?;
+            if let Some(kv) = own_kv {
+                kv_store.insert(lt, kv); // the last non-shared layer of each type is the donor
+            }
+            if capture {
+                layer_outputs.push(out.clone());
+            }
+            h = out;
+        }
+        let hidden = self.norm.forward(h);
+        Ok(Outputs {
+            hidden,
+            embeddings: capture.then_some(h0),
+            per_layer_inputs: if capture { ple } else { None },
+            layer_outputs,
+        })
+    }
+
+    /// Head and final softcap, in f32.
+    ///
+    /// # Shapes
+    /// - hidden: `[b, s, e]` → `[b, s, v]`
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let head = match &self.lm_head {
+            Some(w) => w.clone(),
+            None => self.embed_tokens.clone().transpose(),
+        };
+        let logits = burn::tensor::module::linear(hidden, head, None).cast(DType::F32);
+        match self.config.final_logit_softcapping {
+            Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
+            None => logits,
+        }
+    }
+
+    fn check_ids(&self, batch: &TokenBatch) -> Result<Vec<usize>> {
+        if batch.ids.len() != batch.batch * batch.seq || batch.seq == 0 {
+            return Err(ModelError::Input(format!("token batch: {} ids for shape [{}, {}]", batch.ids.len(), batch.batch, batch.seq)));
+        }
+        let vocab = self.config.vocab_size;
+        batch
+            .ids
+            .iter()
+            .map(|&id| {
+                let id = id as usize;
+                if id < vocab { Ok(id) } else { Err(ModelError::Input(format!("token id {id} out of range (vocab_size {vocab})"))) }
+            })
+            .collect()
+    }
+
+    /// RoPE tables and masks, once per layer type present.
+    fn attention_inputs(&self, batch: &TokenBatch) -> BTreeMap<LayerType, AttnInputs> {
+        let s = batch.seq;
+        let mut out = BTreeMap::new();
+        for (lt, rope) in &self.rope {
+            let window = (*lt == LayerType::Sliding).then_some(self.config.sliding_window);
+            let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window };
+            let mask = build_mask(&spec, batch.attention_mask.as_deref(), &self.device);
+            let (cos, sin) = rope.tables(0, s, &self.device);
+            out.insert(*lt, AttnInputs { cos, sin, mask });
+        }
+        out
+    }
+}
+
+/// `√x` rounded to the weight dtype, as HF's `embed_scale.to(weight.dtype)`.
+fn round_to(x: f64, dtype: DType) -> f32 {
+    let r = x.sqrt() as f32;
+    match dtype {
+        DType::BF16 => half::bf16::from_f32(r).to_f32(),
+        DType::F16 => half::f16::from_f32(r).to_f32(),
+        _ => r,
+    }
+}
+
+/// Mean next-token cross-entropy over all `b·(s−1)` positions whose target is a real token
+/// (HF `ForCausalLMLoss` with `labels = input_ids`, padding labels ignored). f32.
+///
+/// # Shapes
+/// - logits: `[b, s, v]` → `[1]`
+pub fn causal_lm_loss(logits: Tensor<3>, batch: &TokenBatch) -> Result<Tensor<1>> {
+    let [b, s, v] = logits.dims();
+    if s < 2 {
+        return Err(ModelError::Input("loss needs sequences of at least 2 tokens".into()));
+    }
+    let device = logits.device();
+    let logp = log_softmax(logits.cast(DType::F32).narrow(1, 0, s - 1), 2); // [b, s-1, v]
+    let mut targets = Vec::with_capacity(b * (s - 1));
+    let mut weights = Vec::with_capacity(b * (s - 1));
+    for r in 0..b {
+        for t in 1..s {
+            targets.push(batch.ids[r * s + t] as i64);
+            let real = batch.attention_mask.as_ref().is_none_or(|m| m[r][t]);
+            weights.push(if real { 1.0f32 } else { 0.0 });
+        }
+    }
+    let count: f32 = weights.iter().sum();
+    if count == 0.0 {
+        return Err(ModelError::Input("loss: no target tokens".into()));
+    }
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, s - 1, 1]), &device);
+    let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, s - 1, 1]), &device);
+    debug_assert!(v > 0);
+    let picked = logp.gather(2, targets) * weights; // [b, s-1, 1]
+    Ok(picked.sum().neg().div_scalar(count).reshape([1]))
+}

@@ -1,0 +1,62 @@
+//! Per-layer embeddings (PLE; E2B/E4B, `hidden_size_per_layer_input = D > 0`).
+//!
+//! Computed once before the layer stack (HF `get_per_layer_inputs` + `project_per_layer_inputs`):
+//! - token part: `embed_tokens_per_layer[ids] · √D` → `[b, s, L, D]` (layer-major columns);
+//! - context part: `RMS_w((h₀·per_layer_model_projectionᵀ) · H^-½)` over D, where `h₀` is the
+//!   *scaled* token embedding;
+//! - combined: `(context + token) · 2^-½`; layer `l` reads slice `[:, :, l, :]`.
+//!
+//! The table (`[V, L·D]`, 2.35 G values on E2B) never goes to the device: it stays in the
+//! mapped checkpoint and only the current tokens' rows are decoded.
+
+use burn::tensor::{DType, Tensor, TensorData};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::Gemma4TextConfig;
+use crate::error::Result;
+use crate::norm::RmsNorm;
+use crate::weights::Weights;
+
+#[derive(Clone, Debug)]
+pub struct Ple {
+    /// The mapped checkpoint holding `embed_tokens_per_layer.weight`, and that tensor's name.
+    table: Checkpoint,
+    table_name: String,
+    /// `[e, L·D]`
+    pub per_layer_model_projection: Tensor<2>,
+    pub per_layer_projection_norm: RmsNorm,
+    pub num_layers: usize,
+    pub dim: usize,
+}
+
+impl Ple {
+    pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig) -> Result<Self> {
+        let (l, d, e) = (cfg.num_hidden_layers, cfg.hidden_size_per_layer_input, cfg.hidden_size);
+        let table_name = w.check("embed_tokens_per_layer.weight", None, &[cfg.vocab_size_per_layer_input, l * d])?;
+        Ok(Self {
+            table: w.ckpt.clone(),
+            table_name,
+            per_layer_model_projection: w.get("per_layer_model_projection.weight", None, [l * d, e])?,
+            per_layer_projection_norm: RmsNorm::new(w.get_f32("per_layer_projection_norm.weight", None, [d])?, cfg.rms_norm_eps),
+            num_layers: l,
+            dim: d,
+        })
+    }
+
+    /// # Shapes
+    /// - ids: `b·s` token ids, h0: `[b, s, e]` (scaled embeddings) → `[b, s, L, D]`
+    pub fn inputs(&self, ids: &[usize], h0: &Tensor<3>) -> Result<Tensor<4>> {
+        let [b, s, e] = h0.dims();
+        let (l, d) = (self.num_layers, self.dim);
+        let dtype = h0.dtype();
+        let rows = self.table.gather_rows_f32(&self.table_name, ids)?;
+        let token = Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
+            .mul_scalar((d as f32).sqrt())
+            .cast(dtype);
+        let context = burn::tensor::module::linear(h0.clone(), self.per_layer_model_projection.clone(), None)
+            .mul_scalar((e as f64).powf(-0.5))
+            .reshape([b, s, l, d]);
+        let context = self.per_layer_projection_norm.forward(context);
+        Ok((context + token).mul_scalar(0.5f64.sqrt()))
+    }
+}

@@ -1,0 +1,120 @@
+//! Rotary position embeddings, HF "rotate-half" layout: element `j` pairs with `j + d/2`.
+//!
+//! - `default` (sliding layers): `inv_freq[j] = θ^(-2j/d)` for all `d/2` pairs.
+//! - `proportional` (full layers, HF `_compute_proportional_rope_parameters`): only the first
+//!   `R = floor(p·d/2)` pairs rotate, with `inv_freq[j] = θ^(-2j/d)` — the exponent divides by
+//!   the FULL head dim — and the other `d/2 − R` pairs get frequency 0 (cos 1, sin 0).
+//!   Every frequency is divided by `factor`.
+//! - `linear`: default frequencies divided by `factor`.
+//!
+//! Burn's built-in RoPE pairs interleaved elements; this one does not.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::RopeConfig;
+
+/// Inverse frequencies of one layer type, `[d/2]`, computed in f32 as HF does.
+#[derive(Clone, Debug)]
+pub struct Rope {
+    pub inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    pub fn new(cfg: &RopeConfig, head_dim: usize) -> Self {
+        let half = head_dim / 2;
+        let rotated = match cfg.rope_type.as_str() {
+            // int(p * d // 2) in Python: floor of (p·d) / 2.
+            "proportional" => ((cfg.partial_rotary_factor * head_dim as f64).floor() as usize / 2).min(half),
+            _ => half,
+        };
+        let theta = cfg.rope_theta as f32;
+        let inv_freq = (0..half)
+            .map(|j| {
+                if j < rotated {
+                    let exponent = (2 * j) as f32 / head_dim as f32;
+                    1.0 / theta.powf(exponent) / cfg.factor as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Self { inv_freq }
+    }
+
+    /// cos/sin tables for positions `offset .. offset + len`.
+    ///
+    /// # Shapes
+    /// - returns `([1, len, 1, d], [1, len, 1, d])`, ready to broadcast over `[b, s, h, d]`
+    pub fn tables(&self, offset: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let half = self.inv_freq.len();
+        let d = 2 * half;
+        let mut cos = Vec::with_capacity(len * d);
+        let mut sin = Vec::with_capacity(len * d);
+        for p in offset..offset + len {
+            let angles: Vec<f32> = self.inv_freq.iter().map(|f| p as f32 * f).collect();
+            for _ in 0..2 {
+                cos.extend(angles.iter().map(|a| a.cos()));
+                sin.extend(angles.iter().map(|a| a.sin()));
+            }
+        }
+        let mk = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, d]), device);
+        (mk(cos), mk(sin))
+    }
+}
+
+/// `x·cos + rotate_half(x)·sin`, with `rotate_half([x1, x2]) = [−x2, x1]`.
+///
+/// # Shapes
+/// - x: `[b, s, h, d]`, cos/sin: `[1, s, 1, d]` → `[b, s, h, d]`
+pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    let d = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.clone().narrow(3, d / 2, d / 2);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone().cast(dtype) + rotated * sin.clone().cast(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(rope_type: &str, p: f64, factor: f64) -> RopeConfig {
+        RopeConfig { rope_type: rope_type.into(), rope_theta: 1_000_000.0, partial_rotary_factor: p, factor }
+    }
+
+    #[test]
+    fn proportional_rope_divides_exponent_by_full_head_dim() {
+        // E2B/E4B/31B full layers: d = 512, p = 0.25 → 64 rotated pairs, the rest frequency 0.
+        let r = Rope::new(&cfg("proportional", 0.25, 1.0), 512);
+        assert_eq!(r.inv_freq.len(), 256);
+        assert_eq!(r.inv_freq[0], 1.0);
+        let want = 1.0 / 1_000_000f64.powf(2.0 * 63.0 / 512.0);
+        assert!((r.inv_freq[63] as f64 / want - 1.0).abs() < 1e-5);
+        assert!(r.inv_freq[64..].iter().all(|&f| f == 0.0));
+    }
+
+    #[test]
+    fn factor_divides_every_frequency() {
+        let a = Rope::new(&cfg("proportional", 0.5, 1.0), 32);
+        let b = Rope::new(&cfg("proportional", 0.5, 4.0), 32);
+        for (x, y) in a.inv_freq.iter().zip(&b.inv_freq) {
+            assert!((x / 4.0 - y).abs() <= 1e-7 * x.abs());
+        }
+        assert_eq!(a.inv_freq.iter().filter(|&&f| f > 0.0).count(), 8);
+    }
+
+    #[test]
+    fn rotation_pairs_j_with_j_plus_half() {
+        let device = Device::flex();
+        let r = Rope::new(&RopeConfig { rope_type: "default".into(), rope_theta: 10_000.0, partial_rotary_factor: 1.0, factor: 1.0 }, 4);
+        let (cos, sin) = r.tables(3, 1, &device);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]), &device);
+        let y: Vec<f32> = apply_rotary(x, &cos, &sin).into_data().try_to_vec_as::<f32>().unwrap();
+        let (a0, a1) = (3.0f32, 3.0f32 * 0.01);
+        let want = [1.0 * a0.cos() - 3.0 * a0.sin(), 2.0 * a1.cos() - 4.0 * a1.sin(), 3.0 * a0.cos() + 1.0 * a0.sin(), 4.0 * a1.cos() + 2.0 * a1.sin()];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! THE weight-name table, and the loader that follows it.
+//!
+//! Every HF tensor name the text decoder reads is a row of [`TABLE`] (names below the text
+//! prefix, `{i}` = layer index) with the one transform applied to it. Our module fields carry
+//! the HF names, so the module path is the row's name. [`DROPPED`] lists what a checkpoint may
+//! carry that the text decoder deliberately ignores (vision/audio towers, the K/V of KV-shared
+//! layers that early exports stored). After loading, every tensor in the checkpoint has been
+//! used or matched a drop rule — anything else is an error naming it.
+//!
+//! Prefixes (spec §7.1): multimodal `model.language_model.`, text-only `model.`; `lm_head.weight`
+//! (untied heads only) sits at the root in both.
+
+use std::collections::BTreeSet;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::Gemma4TextConfig;
+use crate::error::{ModelError, Result};
+
+/// How a checkpoint tensor becomes a model tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// As stored.
+    Keep,
+    /// Linear weight `[out, in]` → `[in, out]` (so the forward is `x·W`).
+    Transpose,
+    /// Stacked expert weights `[E, out, in]` → `[E, in, out]`.
+    TransposeExperts,
+    /// Stays in the mapped file; rows are gathered on the host per batch (the PLE table).
+    Host,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// Name below the text prefix (`{i}` = layer index), or at the root for `lm_head.weight`.
+    pub name: &'static str,
+    pub transform: Transform,
+}
+
+const fn row(name: &'static str, transform: Transform) -> Row {
+    Row { name, transform }
+}
+
+use Transform::{Host, Keep, Transpose, TransposeExperts};
+
+/// Every tensor the text decoder reads. HF `modeling_gemma4.py` names, verbatim.
+pub const TABLE: &[Row] = &[
+    row("embed_tokens.weight", Keep),
+    row("embed_tokens_per_layer.weight", Host),
+    row("per_layer_model_projection.weight", Transpose),
+    row("per_layer_projection_norm.weight", Keep),
+    row("norm.weight", Keep),
+    row("lm_head.weight", Transpose),
+    row("layers.{i}.input_layernorm.weight", Keep),
+    row("layers.{i}.post_attention_layernorm.weight", Keep),
+    row("layers.{i}.pre_feedforward_layernorm.weight", Keep),
+    row("layers.{i}.post_feedforward_layernorm.weight", Keep),
+    row("layers.{i}.layer_scalar", Keep),
+    row("layers.{i}.self_attn.q_proj.weight", Transpose),
+    row("layers.{i}.self_attn.q_proj.bias", Keep),
+    row("layers.{i}.self_attn.k_proj.weight", Transpose),
+    row("layers.{i}.self_attn.k_proj.bias", Keep),
+    row("layers.{i}.self_attn.v_proj.weight", Transpose),
+    row("layers.{i}.self_attn.v_proj.bias", Keep),
+    row("layers.{i}.self_attn.o_proj.weight", Transpose),
+    row("layers.{i}.self_attn.o_proj.bias", Keep),
+    row("layers.{i}.self_attn.q_norm.weight", Keep),
+    row("layers.{i}.self_attn.k_norm.weight", Keep),
+    row("layers.{i}.mlp.gate_proj.weight", Transpose),
+    row("layers.{i}.mlp.up_proj.weight", Transpose),
+    row("layers.{i}.mlp.down_proj.weight", Transpose),
+    row("layers.{i}.per_layer_input_gate.weight", Transpose),
+    row("layers.{i}.per_layer_projection.weight", Transpose),
+    row("layers.{i}.post_per_layer_input_norm.weight", Keep),
+    row("layers.{i}.router.proj.weight", Transpose),
+    row("layers.{i}.router.scale", Keep),
+    row("layers.{i}.router.per_expert_scale", Keep),
+    row("layers.{i}.experts.gate_up_proj", TransposeExperts),
+    row("layers.{i}.experts.down_proj", TransposeExperts),
+    row("layers.{i}.pre_feedforward_layernorm_2.weight", Keep),
+    row("layers.{i}.post_feedforward_layernorm_1.weight", Keep),
+    row("layers.{i}.post_feedforward_layernorm_2.weight", Keep),
+];
+
+/// Root-level name prefixes of the multimodal towers (mlx-lm `sanitize`, HF `Gemma4Model`).
+pub const DROPPED: &[&str] = &[
+    "model.vision_tower.",
+    "model.audio_tower.",
+    "model.embed_vision.",
+    "model.embed_audio.",
+    "model.multi_modal_projector.",
+    "model.vision_embedder.",
+];
+
+/// Modules of KV-shared layers that early exports stored and the model never reads
+/// (HF `_keys_to_ignore_on_load_unexpected`, mlx-lm #1240).
+pub const DROPPED_IN_SHARED_LAYERS: &[&str] =
+    &["self_attn.k_proj.", "self_attn.v_proj.", "self_attn.k_norm.", "self_attn.v_norm."];
+
+/// Text-weight prefixes we recognise, most specific first.
+const PREFIXES: &[&str] = &["model.language_model.", "model."];
+
+/// What loading did with the checkpoint's tensors.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub used: usize,
+    /// Names dropped by a [`DROPPED`] / [`DROPPED_IN_SHARED_LAYERS`] rule.
+    pub dropped: Vec<String>,
+}
+
+/// The row for a table name (an internal invariant: the model asks only for table names).
+pub fn table_row(name: &str) -> Row {
+    match TABLE.iter().find(|r| r.name == name) {
+        Some(r) => *r,
+        None => panic!("weight `{name}` is not in weights::TABLE"),
+    }
+}
+
+/// Reads tensors by table name, converts them, and remembers what it used.
+pub struct Weights<'a> {
+    pub ckpt: &'a Checkpoint,
+    pub prefix: &'static str,
+    pub device: Device,
+    /// Dtype of projection/embedding weights; norms and scalars are always f32.
+    pub dtype: DType,
+    used: BTreeSet<String>,
+}
+
+impl<'a> Weights<'a> {
+    pub fn new(ckpt: &'a Checkpoint, device: &Device, dtype: DType) -> Result<Self> {
+        let prefix = PREFIXES
+            .iter()
+            .copied()
+            .find(|p| ckpt.tensors.contains_key(&format!("{p}embed_tokens.weight")))
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: "model.language_model.embed_tokens.weight (or model.embed_tokens.weight)".into(),
+                dir: ckpt.dir.clone(),
+            })?;
+        Ok(Self { ckpt, prefix, device: device.clone(), dtype, used: BTreeSet::new() })
+    }
+
+    /// The checkpoint name of a table row.
+    pub fn full_name(&self, name: &str, layer: Option<usize>) -> String {
+        let local = match layer {
+            Some(i) => name.replace("{i}", &i.to_string()),
+            None => name.to_owned(),
+        };
+        if name == "lm_head.weight" { local } else { format!("{}{local}", self.prefix) }
+    }
+
+    /// Load a required tensor, check its HF shape, apply the row's transform.
+    pub fn get<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.get_as(name, layer, shape, self.dtype)
+    }
+
+    /// As [`Weights::get`], always f32 (norm weights, scalars).
+    pub fn get_f32<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.get_as(name, layer, shape, DType::F32)
+    }
+
+    /// Load a tensor only if the checkpoint has it.
+    pub fn get_opt<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Option<Tensor<D>>> {
+        let full = self.full_name(name, layer);
+        if self.ckpt.tensors.contains_key(&full) { self.get(name, layer, shape).map(Some) } else { Ok(None) }
+    }
+
+    fn get_as<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D], dtype: DType) -> Result<Tensor<D>> {
+        let row = table_row(name);
+        let full = self.check(name, layer, &shape)?;
+        let values = self.ckpt.to_f32(&full)?;
+        let t = Tensor::<D>::from_data(TensorData::new(values, shape), (&self.device, DType::F32));
+        let t = match row.transform {
+            Transform::Keep | Transform::Host => t,
+            Transform::Transpose => t.swap_dims(D - 2, D - 1),
+            Transform::TransposeExperts => t.swap_dims(1, 2),
+        };
+        Ok(t.cast(dtype))
+    }
+
+    /// Mark a tensor used after checking its shape; returns its checkpoint name.
+    pub fn check(&mut self, name: &str, layer: Option<usize>, shape: &[usize]) -> Result<String> {
+        let full = self.full_name(name, layer);
+        let info = self.ckpt.tensors.get(&full).ok_or_else(|| ModelError::MissingTensor { name: full.clone(), dir: self.ckpt.dir.clone() })?;
+        if info.shape != shape {
+            return Err(ModelError::Shape { name: full, expected: shape.to_vec(), found: info.shape.clone() });
+        }
+        self.used.insert(full.clone());
+        Ok(full)
+    }
+
+    /// Every tensor must have been used or dropped by a rule.
+    pub fn finish(self, cfg: &Gemma4TextConfig) -> Result<LoadReport> {
+        let first_shared = cfg.first_kv_shared_layer();
+        let shared_prefixes: Vec<String> = (first_shared..cfg.num_hidden_layers)
+            .flat_map(|i| DROPPED_IN_SHARED_LAYERS.iter().map(move |m| format!("layers.{i}.{m}")))
+            .map(|p| format!("{}{p}", self.prefix))
+            .collect();
+        let mut report = LoadReport { used: self.used.len(), dropped: Vec::new() };
+        let mut unused = Vec::new();
+        for name in self.ckpt.tensors.keys().filter(|n| !self.used.contains(*n)) {
+            let dropped = DROPPED.iter().any(|p| name.starts_with(p))
+                || shared_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+                || name.contains(".self_attn.rotary_emb.");
+            if dropped { report.dropped.push(name.clone()) } else { unused.push(name.clone()) }
+        }
+        if !unused.is_empty() {
+            let count = unused.len();
+            let mut names = unused.into_iter().take(8).collect::<Vec<_>>().join(", ");
+            if count > 8 {
+                names.push_str(", ...");
+            }
+            return Err(ModelError::UnusedTensors { dir: self.ckpt.dir.clone(), count, names });
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_unique_and_transforms_match_kinds() {
+        let mut seen = BTreeSet::new();
+        for r in TABLE {
+            assert!(seen.insert(r.name), "duplicate row {}", r.name);
+            let linear = r.name.ends_with("_proj.weight") || r.name.ends_with("gate.weight") || r.name == "lm_head.weight";
+            if linear && !r.name.starts_with("embed") {
+                assert_eq!(r.transform, Transform::Transpose, "{}", r.name);
+            }
+            if r.name.contains("norm") || r.name.ends_with(".bias") || r.name.ends_with("scale") {
+                assert_eq!(r.transform, Transform::Keep, "{}", r.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `--backend` and `--dtype`: which Burn device runs the model, compiled in by cargo features.
+
+use anyhow::{Result, bail};
+use burn::tensor::{DType, Device};
+use clap::ValueEnum;
+
+/// A compute backend (each behind a cargo feature of this crate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Burn's pure-Rust CPU backend (`flex`); feature `cpu`.
+    Cpu,
+    /// burn-wgpu: Vulkan on Linux/Windows, Metal on macOS; feature `wgpu`.
+    Wgpu,
+}
+
+/// Weight/activation dtype (norms, softmax, softcap and loss always run in f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    pub fn burn(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// The default backend: the GPU one when compiled in, else the CPU.
+pub fn default_backend() -> Backend {
+    if cfg!(feature = "wgpu") { Backend::Wgpu } else { Backend::Cpu }
+}
+
+pub fn device(backend: Backend) -> Result<Device> {
+    match backend {
+        #[cfg(feature = "cpu")]
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[allow(unreachable_patterns)]
+        other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
+    }
+}

@@ -1,0 +1,42 @@
+//! `gemma4-tune`: fine-tune Gemma 4 with LoRA. A thin CLI: parse arguments, call the libraries.
+//!
+//! Exit codes: 0 success, 1 any error (printed with its full context chain), 2 bad arguments.
+
+mod backend;
+mod cmd;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune Google's Gemma 4 language models with LoRA.
+#[derive(Parser, Debug)]
+#[command(name = "gemma4-tune", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a checkpoint on token ids and write its logits and loss (checks a checkpoint against a reference).
+    Logits(cmd::logits::Args),
+    /// Print a checkpoint's resolved config: layer types, head dims, KV heads and donors, PLE/MoE, parameter counts.
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Logits(args) => cmd::logits::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
