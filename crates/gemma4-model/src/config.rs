@@ -49,7 +49,7 @@ pub struct RopeConfig {
     pub rope_theta: f64,
     /// Fraction of the head dim that rotates (`proportional` only; HF default 1.0).
     pub partial_rotary_factor: f64,
-    /// Divides every inverse frequency (`proportional`/`linear`; HF default 1.0).
+    /// Divides every inverse frequency (`proportional` only; HF default 1.0).
     pub factor: f64,
 }
 
@@ -353,7 +353,7 @@ fn resolve_rope(
             .get("rope_type")
             .and_then(Value::as_str)
             .ok_or_else(|| ModelError::invalid(format!("{key}.rope_type"), "missing (HF requires it)"))?;
-        if !matches!(rope_type, "default" | "proportional" | "linear") {
+        if !matches!(rope_type, "default" | "proportional") {
             return Err(ModelError::unsupported(format!("{key}.rope_type"), format!("{rope_type:?}")));
         }
         let num = |name: &str, default: f64| -> Result<f64> {
@@ -363,7 +363,8 @@ fn resolve_rope(
             }
         };
         for k in obj.keys() {
-            if !matches!(k.as_str(), "rope_type" | "rope_theta" | "partial_rotary_factor" | "factor") {
+            // `original_max_position_embeddings` does not enter either RoPE type's frequencies.
+            if !matches!(k.as_str(), "rope_type" | "rope_theta" | "partial_rotary_factor" | "factor" | "original_max_position_embeddings") {
                 return Err(ModelError::unsupported(format!("{key}.{k}"), &obj[k]));
             }
         }
@@ -373,12 +374,10 @@ fn resolve_rope(
             partial_rotary_factor: num("partial_rotary_factor", 1.0)?,
             factor: num("factor", 1.0)?,
         };
-        // HF's `default` RoPE ignores both; `linear` ignores partial rotation.
+        // HF's `default` RoPE (`compute_default_rope_parameters`) ignores both.
         if rope_type == "default" {
             cfg.partial_rotary_factor = 1.0;
             cfg.factor = 1.0;
-        } else if rope_type == "linear" {
-            cfg.partial_rotary_factor = 1.0;
         }
         if !(cfg.factor > 0.0) || !(0.0..=1.0).contains(&cfg.partial_rotary_factor) || !(cfg.rope_theta > 0.0) {
             return Err(ModelError::invalid(key, "rope_theta/factor must be > 0, partial_rotary_factor in [0, 1]"));

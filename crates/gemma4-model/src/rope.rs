@@ -5,7 +5,6 @@
 //!   `R = floor(p·d/2)` pairs rotate, with `inv_freq[j] = θ^(-2j/d)` — the exponent divides by
 //!   the FULL head dim — and the other `d/2 − R` pairs get frequency 0 (cos 1, sin 0).
 //!   Every frequency is divided by `factor`.
-//! - `linear`: default frequencies divided by `factor`.
 //!
 //! Burn's built-in RoPE pairs interleaved elements; this one does not.
 

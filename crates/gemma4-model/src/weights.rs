@@ -202,7 +202,8 @@ impl<'a> Weights<'a> {
         for name in self.ckpt.tensors.keys().filter(|n| !self.used.contains(*n)) {
             let dropped = DROPPED.iter().any(|p| name.starts_with(p))
                 || shared_prefixes.iter().any(|p| name.starts_with(p.as_str()))
-                || name.contains(".self_attn.rotary_emb.");
+                || name.contains(".self_attn.rotary_emb.")
+                || (cfg.tie_word_embeddings && name == "lm_head.weight"); // HF re-ties it to embed_tokens
             if dropped { report.dropped.push(name.clone()) } else { unused.push(name.clone()) }
         }
         if !unused.is_empty() {

@@ -1,0 +1,69 @@
+//! Shared helpers for the golden tests: fixture paths and golden tensors.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
+use gemma4_model::TokenBatch;
+use safetensors::{Dtype, SafeTensors};
+
+/// `tests/fixtures` at the repository root (written by `tests/reference/generate.py`).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+pub const FIXTURES: &[&str] = &["dense", "e2b_like", "moe_keqv", "keqv_bias_untied", "multimodal", "per_layer_config"];
+
+pub fn device() -> Device {
+    Device::flex()
+}
+
+/// A golden tensor: values widened to f64 (ints included) and its shape.
+pub struct Golden {
+    pub values: Vec<f64>,
+    pub shape: Vec<usize>,
+}
+
+pub fn load_golden(fixture: &str) -> BTreeMap<String, Golden> {
+    let path = fixtures_dir().join(fixture).join("golden.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let d = v.data();
+            let values: Vec<f64> = match v.dtype() {
+                Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name, Golden { values, shape: v.shape().to_vec() })
+        })
+        .collect()
+}
+
+pub fn batch(g: &Golden, mask: Option<&Golden>) -> TokenBatch {
+    let (b, s) = (g.shape[0], g.shape[1]);
+    TokenBatch {
+        ids: g.values.iter().map(|&v| v as u32).collect(),
+        batch: b,
+        seq: s,
+        attention_mask: mask.map(|m| m.values.chunks(s).map(|r| r.iter().map(|&x| x != 0.0).collect()).collect()),
+    }
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data().try_to_vec_as::<f32>().unwrap().into_iter().map(f64::from).collect()
+}
+
+/// ‖a − b‖ / ‖b‖ over the entries where `keep` is true.
+pub fn rel_l2(a: &[f64], b: &[f64], keep: impl Fn(usize) -> bool) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut num, mut den) = (0.0, 0.0);
+    for i in (0..a.len()).filter(|&i| keep(i)) {
+        num += (a[i] - b[i]).powi(2);
+        den += b[i].powi(2);
+    }
+    (num / den.max(1e-300)).sqrt()
+}
