@@ -616,13 +616,15 @@ def generate_fixture(name: str, spec: dict, out_root: Path) -> dict:
         if (d / alt_name).exists():
             checks[f"{alt_name}_logits_maxdiff"] = verify_alt_config(d / alt_name, rmodel, rtcfg, golden["input_ids"])
 
-    meta = {
+    # one metadata key only: safetensors serialises the metadata map in arbitrary order, and a
+    # single key keeps the file bytes reproducible
+    meta = {"info": json.dumps({
         "fixture": name,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
-        "pad_valid_len_row1": str(checks["pad_valid_len_row1"]),
+        "pad_valid_len_row1": checks["pad_valid_len_row1"],
         "note": "logits/activations computed in float32, eager attention, from the weights as saved on disk",
-    }
+    }, sort_keys=True)}
     golden = {k: v.contiguous() for k, v in golden.items()}
     save_file(golden, str(d / "golden.safetensors"), metadata=meta)
 

@@ -139,8 +139,12 @@ impl Gemma4TextConfig {
                 });
             }
         };
-        let hf: HfTextConfig = serde_json::from_value(text)
+        let mut hf: HfTextConfig = serde_json::from_value(text)
             .map_err(|e| ModelError::invalid(format!("{prefix}<fields>"), e.to_string()))?;
+        if multimodal {
+            // Gemma4ForConditionalGeneration ties `lm_head` by the TOP-LEVEL key (default true).
+            hf.tie_word_embeddings = Some(obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true));
+        }
         let mut warnings: Vec<String> = hf
             .unknown
             .keys()
@@ -349,10 +353,12 @@ fn resolve_rope(
             continue;
         };
         let obj = v.as_object().ok_or_else(|| ModelError::invalid(&key, "expected an object"))?;
-        let rope_type = obj
-            .get("rope_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ModelError::invalid(format!("{key}.rope_type"), "missing (HF requires it)"))?;
+        // transformers 5.24 standardises a dict without `rope_type` to "default" (full-width RoPE,
+        // `partial_rotary_factor` ignored) — see docs/reference-findings.md.
+        let rope_type = match obj.get("rope_type") {
+            None | Some(Value::Null) => "default",
+            Some(v) => v.as_str().ok_or_else(|| ModelError::invalid(format!("{key}.rope_type"), "expected a string"))?,
+        };
         if !matches!(rope_type, "default" | "proportional") {
             return Err(ModelError::unsupported(format!("{key}.rope_type"), format!("{rope_type:?}")));
         }
@@ -584,13 +590,33 @@ mod tests {
         let mut j = tiny();
         j["rope_parameters"] = json!({"sliding_attention": {"rope_theta": 1.0}, "full_attention": {"rope_type": "yarn"}});
         let e = Gemma4TextConfig::from_json(&j).unwrap_err().to_string();
-        assert!(e.contains("rope_parameters.sliding_attention.rope_type"), "{e}");
+        assert!(e.contains("rope_parameters.full_attention.rope_type") && e.contains("yarn"), "{e}");
         let mut j = tiny();
         j["model_type"] = json!("llama");
         assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("model_type"));
         let mut j = tiny();
         j["use_bidirectional_attention"] = json!("all");
         assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("use_bidirectional_attention"));
+    }
+
+    #[test]
+    fn rope_without_type_is_default_rope_as_in_hf() {
+        let mut j = tiny();
+        j["rope_parameters"] = json!({"sliding_attention": {"rope_theta": 100.0, "partial_rotary_factor": 0.5},
+                                      "full_attention": {"rope_type": "proportional", "rope_theta": 1e6, "partial_rotary_factor": 0.25}});
+        let c = Gemma4TextConfig::from_json(&j).unwrap().config;
+        let s = &c.rope_parameters[&LayerType::Sliding];
+        assert_eq!((s.rope_type.as_str(), s.partial_rotary_factor), ("default", 1.0));
+    }
+
+    #[test]
+    fn multimodal_tie_comes_from_the_top_level_key() {
+        let mut text = tiny();
+        text["tie_word_embeddings"] = json!(true);
+        let j = json!({"model_type": "gemma4", "text_config": text, "tie_word_embeddings": false});
+        assert!(!Gemma4TextConfig::from_json(&j).unwrap().config.tie_word_embeddings);
+        let j = json!({"model_type": "gemma4", "text_config": tiny()});
+        assert!(Gemma4TextConfig::from_json(&j).unwrap().config.tie_word_embeddings);
     }
 
     #[test]
