@@ -4,6 +4,7 @@
 
 mod backend;
 mod cmd;
+mod demo;
 mod io;
 
 use std::process::ExitCode;

@@ -5,15 +5,25 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use gemma4_model::{Gemma4TextConfig, LayerType, ParamCounts};
 
+use crate::demo::Demo;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory (or a config.json file).
+    /// Model directory (or a config.json file). Without it, the tiny built-in model.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = if args.model.is_dir() { args.model.join("config.json") } else { args.model.clone() };
+    let demo;
+    let model = match args.model {
+        Some(m) => m,
+        None => {
+            demo = Demo::write()?;
+            demo.model_dir().to_owned()
+        }
+    };
+    let path = if model.is_dir() { model.join("config.json") } else { model.clone() };
     let loaded = Gemma4TextConfig::from_file(&path).with_context(|| format!("reading {}", path.display()))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");

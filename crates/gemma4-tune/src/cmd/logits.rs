@@ -12,19 +12,21 @@ use gemma4_model::{Gemma4TextModel, NoAdapter, TokenBatch, causal_lm_loss};
 use safetensors::SafeTensors;
 
 use crate::backend::{self, Backend, Dtype};
+use crate::demo::Demo;
 use crate::io;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory: config.json + model.safetensors (or model.safetensors.index.json and its shards).
+    /// Model directory: config.json + model.safetensors (or model.safetensors.index.json and its
+    /// shards). Without it, a tiny built-in E2B-shaped model and its transformers reference run.
+    #[arg(long, requires = "input")]
+    model: Option<PathBuf>,
+    /// Safetensors file with `input_ids` (i64 [B, T]; optional `attention_mask`, reference `logits`).
+    #[arg(long, requires = "model")]
+    input: Option<PathBuf>,
+    /// Where to write `logits` and `loss` (f32); nothing is written without it.
     #[arg(long)]
-    model: PathBuf,
-    /// Safetensors file with `input_ids` (i64 [B, T]).
-    #[arg(long)]
-    input: PathBuf,
-    /// Where to write `logits` and `loss`.
-    #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Compute backend (default: wgpu when compiled in, else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -34,29 +36,38 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let demo;
+    let (model_dir, input) = match (&args.model, &args.input) {
+        (Some(m), Some(i)) => (m.clone(), i.clone()),
+        _ => {
+            demo = Demo::write()?;
+            println!("no --model given: running the built-in tiny E2B-shaped model against its transformers reference");
+            (demo.model_dir().to_owned(), demo.input())
+        }
+    };
     let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
-    let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", args.input.display()))?;
-    let ids = io::read_int(&st, &args.input, "input_ids")?
-        .with_context(|| format!("{}: no tensor `input_ids`", args.input.display()))?;
-    let [b, t] = ids.shape[..] else { bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", args.input.display(), ids.shape) };
+    let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
+    let ids = io::read_int(&st, &input, "input_ids")?
+        .with_context(|| format!("{}: no tensor `input_ids`", input.display()))?;
+    let [b, t] = ids.shape[..] else { bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", input.display(), ids.shape) };
     if t < 2 {
-        bail!("{}: `input_ids` needs at least 2 tokens per row for the loss", args.input.display());
+        bail!("{}: `input_ids` needs at least 2 tokens per row for the loss", input.display());
     }
     let ids: Vec<u32> = ids
         .values
         .iter()
-        .map(|&v| u32::try_from(v).with_context(|| format!("{}: negative or huge token id {v} in `input_ids`", args.input.display())))
+        .map(|&v| u32::try_from(v).with_context(|| format!("{}: negative or huge token id {v} in `input_ids`", input.display())))
         .collect::<Result<_>>()?;
-    let attention_mask = match io::read_int(&st, &args.input, "attention_mask")? {
+    let attention_mask = match io::read_int(&st, &input, "attention_mask")? {
         Some(m) if m.shape == [b, t] => Some(m.values.chunks(t).map(|r| r.iter().map(|&x| x != 0).collect()).collect()),
-        Some(m) => bail!("{}: `attention_mask` shape {:?} does not match input_ids [{b}, {t}]", args.input.display(), m.shape),
+        Some(m) => bail!("{}: `attention_mask` shape {:?} does not match input_ids [{b}, {t}]", input.display(), m.shape),
         None => None,
     };
     let batch = TokenBatch { ids, batch: b, seq: t, attention_mask };
 
-    let (model, report, warnings) = Gemma4TextModel::from_dir(&args.model, &device, args.dtype.burn())
-        .with_context(|| format!("loading model from {}", args.model.display()))?;
+    let (model, report, warnings) = Gemma4TextModel::from_dir(&model_dir, &device, args.dtype.burn())
+        .with_context(|| format!("loading model from {}", model_dir.display()))?;
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -70,18 +81,20 @@ pub fn run(args: Args) -> Result<()> {
     let logits: Vec<f32> = logits.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let loss: Vec<f32> = loss.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     println!("logits [{}, {}, {}]  loss {:.6}", shape[0], shape[1], shape[2], loss[0]);
-    if let Some((reference, ref_shape)) = io::read_f32(&st, &args.input, "logits")? {
+    if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "logits")? {
         if ref_shape != shape {
-            bail!("reference `logits` in {} has shape {ref_shape:?}, ours {shape:?}", args.input.display());
+            bail!("reference `logits` in {} has shape {ref_shape:?}, ours {shape:?}", input.display());
         }
         let (mut num, mut den) = (0f64, 0f64);
         for (a, r) in logits.iter().zip(&reference) {
             num += (*a as f64 - *r as f64).powi(2);
             den += (*r as f64).powi(2);
         }
-        println!("relative L2 difference to the reference logits in {}: {:.3e}", args.input.display(), (num / den.max(1e-30)).sqrt());
+        println!("relative L2 difference to the reference logits in {}: {:.3e}", input.display(), (num / den.max(1e-30)).sqrt());
     }
-    io::write_f32_atomic(&args.out, &[("logits", logits, shape), ("loss", loss, vec![1])])?;
-    println!("wrote {}", args.out.display());
+    if let Some(out) = &args.out {
+        io::write_f32_atomic(out, &[("logits", logits, shape), ("loss", loss, vec![1])])?;
+        println!("wrote {}", out.display());
+    }
     Ok(())
 }
