@@ -115,6 +115,23 @@ FIXTURES: dict[str, dict] = {
             tie_word_embeddings=True,
         ),
     ),
+    # g. use_bidirectional_attention="all": non-causal attention, sliding window |q-k| <= W//2+1
+    "bidirectional": dict(
+        kind="causal",
+        seed=7007,
+        T=20,
+        disk_dtype=torch.float32,
+        text=dict(
+            COMMON_TEXT,
+            num_hidden_layers=4,
+            layer_types=[S, F, S, F],
+            sliding_window=10,  # HF halves it: |q-k| <= 6
+            use_bidirectional_attention="all",
+            final_logit_softcapping=8.0,
+            tie_word_embeddings=True,
+            hidden_size_per_layer_input=0,
+        ),
+    ),
     # c. MoE + K=V on full layers with a different KV head count on full layers
     "moe_keqv": dict(
         kind="causal",

@@ -81,7 +81,10 @@ pub struct Gemma4TextConfig {
     pub rms_norm_eps: f64,
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
+    /// As written in config.json.
     pub sliding_window: usize,
+    /// `use_bidirectional_attention: "all"`: no causal mask; sliding layers see `|q − k| ≤ W/2 + 1`.
+    pub bidirectional: bool,
     pub final_logit_softcapping: Option<f64>,
     pub vocab_size_per_layer_input: usize,
     /// PLE width D; 0 = no per-layer embeddings.
@@ -160,6 +163,12 @@ impl Gemma4TextConfig {
     pub fn first_kv_shared_layer(&self) -> usize {
         self.num_hidden_layers - self.num_kv_shared_layers
     }
+
+    /// The window the sliding mask uses: `sliding_window`, or HF's `W/2 + 1` (inclusive
+    /// distance) under bidirectional attention (`Gemma4TextConfig.__post_init__`).
+    pub fn effective_sliding_window(&self) -> usize {
+        if self.bidirectional { self.sliding_window / 2 + 1 } else { self.sliding_window }
+    }
 }
 
 /// Keys transformers writes that do not change the text decoder's math.
@@ -223,12 +232,13 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
     if act != "gelu_pytorch_tanh" {
         return Err(ModelError::unsupported("hidden_activation", format!("{act:?}")));
     }
-    if let Some(v) = &hf.use_bidirectional_attention {
-        // "vision" only changes attention between image tokens; text-only input is causal.
-        if v != "vision" {
-            return Err(ModelError::unsupported("use_bidirectional_attention", format!("{v:?}")));
-        }
-    }
+    // "vision" only changes attention between image tokens (text-only input is causal);
+    // "all" makes every layer non-causal (HF `is_causal = False`).
+    let bidirectional = match hf.use_bidirectional_attention.as_deref() {
+        None | Some("vision") => false,
+        Some("all") => true,
+        Some(v) => return Err(ModelError::unsupported("use_bidirectional_attention", format!("{v:?}"))),
+    };
     if let Some(v) = hf.attn_logit_softcapping {
         return Err(ModelError::unsupported("attn_logit_softcapping", v));
     }
@@ -254,6 +264,7 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
         tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(true),
         attention_bias: hf.attention_bias.unwrap_or(false),
         sliding_window: hf.sliding_window.unwrap_or(512),
+        bidirectional,
         final_logit_softcapping: hf.final_logit_softcapping,
         vocab_size_per_layer_input: hf.vocab_size_per_layer_input.unwrap_or(262_144),
         hidden_size_per_layer_input: hf.hidden_size_per_layer_input.unwrap_or(256),
@@ -595,7 +606,7 @@ mod tests {
         j["model_type"] = json!("llama");
         assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("model_type"));
         let mut j = tiny();
-        j["use_bidirectional_attention"] = json!("all");
+        j["use_bidirectional_attention"] = json!("text");
         assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("use_bidirectional_attention"));
     }
 

@@ -2,7 +2,9 @@
 //!
 //! - full attention: causal, query at absolute position `q` sees keys `k ≤ q`;
 //! - sliding attention: causal band `0 ≤ q − k < window` (HF `sliding_window_overlay`);
-//! - right padding: keys whose `attention_mask` entry is 0 are hidden from every query.
+//! - right padding: keys whose `attention_mask` entry is 0 are hidden from every query;
+//! - bidirectional (`use_bidirectional_attention: "all"`): no causal part; a sliding window
+//!   keeps keys with `|q − k| ≤ window` (HF `sliding_window_bidirectional_overlay`).
 //!
 //! Queries are positions `offset .. offset + s` (offset = tokens already in the cache), keys are
 //! positions `0 .. offset + s`... or the window of them a rotating cache still holds, given by
@@ -23,12 +25,18 @@ pub struct MaskSpec {
     pub keys: usize,
     /// `Some(w)`: sliding window of `w` tokens (including the query itself).
     pub window: Option<usize>,
+    /// `false` under bidirectional attention.
+    pub causal: bool,
 }
 
 impl MaskSpec {
     /// Is key `k` (absolute) hidden from query `q` (absolute)?
     pub fn masked(&self, q: usize, k: usize) -> bool {
-        k > q || self.window.is_some_and(|w| q - k >= w)
+        if self.causal {
+            k > q || self.window.is_some_and(|w| q - k >= w)
+        } else {
+            self.window.is_some_and(|w| q.abs_diff(k) > w)
+        }
     }
 }
 
@@ -67,7 +75,7 @@ mod tests {
     #[test]
     fn sliding_window_includes_the_query_itself() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 0, queries: 4, key_start: 0, keys: 4, window: Some(2) };
+        let spec = MaskSpec { offset: 0, queries: 4, key_start: 0, keys: 4, window: Some(2), causal: true };
         let m = grid(build_mask(&spec, None, &device));
         #[rustfmt::skip]
         let want = [false, true, true, true,
@@ -80,11 +88,22 @@ mod tests {
     #[test]
     fn causal_mask_with_offset_and_padding() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None };
+        let spec = MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None, causal: true };
         let pad = vec![vec![true, true, true], vec![true, false, true]];
         let m = grid(build_mask(&spec, Some(&pad), &device));
         assert_eq!(m, [false, false, false, false, true, false]);
-        let spec = MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None };
+        let spec = MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None, causal: true };
         assert_eq!(grid(build_mask(&spec, None, &device)), [false, true, false, false]);
+    }
+
+    #[test]
+    fn bidirectional_window_is_symmetric_and_inclusive() {
+        let device = Device::flex();
+        let spec = MaskSpec { offset: 0, queries: 3, key_start: 0, keys: 3, window: Some(1), causal: false };
+        #[rustfmt::skip]
+        let want = [false, false, true,
+                    false, false, false,
+                    true, false, false];
+        assert_eq!(grid(build_mask(&spec, None, &device)), want);
     }
 }

@@ -177,8 +177,8 @@ impl Gemma4TextModel {
         let s = batch.seq;
         let mut out = BTreeMap::new();
         for (lt, rope) in &self.rope {
-            let window = (*lt == LayerType::Sliding).then_some(self.config.sliding_window);
-            let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window };
+            let window = (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
+            let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window, causal: !self.config.bidirectional };
             let mask = build_mask(&spec, batch.attention_mask.as_deref(), &self.device);
             let (cos, sin) = rope.tables(0, s, &self.device);
             out.insert(*lt, AttnInputs { cos, sin, mask });

@@ -85,3 +85,8 @@ fn right_padded_batch_matches_transformers_at_real_positions() {
         assert!(err < TOL, "{name}: padded logits relative L2 {err:.3e}");
     }
 }
+
+#[test]
+fn bidirectional_attention_all_matches_transformers() {
+    check_fixture("bidirectional");
+}

@@ -13,7 +13,7 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-pub const FIXTURES: &[&str] = &["dense", "e2b_like", "moe_keqv", "keqv_bias_untied", "multimodal", "per_layer_config"];
+pub const FIXTURES: &[&str] = &["dense", "e2b_like", "moe_keqv", "keqv_bias_untied", "multimodal", "per_layer_config", "bidirectional"];
 
 pub fn device() -> Device {
     Device::flex()
