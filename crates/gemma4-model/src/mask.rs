@@ -40,27 +40,36 @@ impl MaskSpec {
     }
 }
 
+/// Per-row key restrictions beyond the causal/window rule.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowMasks<'a> {
+    /// `[b][keys]` key validity (`false` = right padding).
+    pub padding: Option<&'a [Vec<bool>]>,
+    /// `[b][tokens]` packed-sample index: a query sees only keys of its own segment.
+    /// Only used without a cache (queries and keys are the same tokens).
+    pub segments: Option<&'a [Vec<u32>]>,
+}
+
 /// Build the boolean mask.
 ///
 /// # Shapes
-/// - padding: `[b, keys]` key validity (1 = real token), or `None`
-/// - returns `[b, 1, queries, keys]` (`b` = 1 without padding), `true` = masked
-pub fn build_mask(spec: &MaskSpec, padding: Option<&[Vec<bool>]>, device: &Device) -> Tensor<4, Bool> {
-    let rows: Vec<Option<&Vec<bool>>> = match padding {
-        Some(p) => p.iter().map(Some).collect(),
-        None => vec![None],
-    };
-    let mut data = Vec::with_capacity(rows.len() * spec.queries * spec.keys);
-    for valid in &rows {
+/// - returns `[b, 1, queries, keys]` (`b` = 1 without row masks), `true` = masked
+pub fn build_mask(spec: &MaskSpec, rows: RowMasks, device: &Device) -> Tensor<4, Bool> {
+    let b = rows.padding.map(|p| p.len()).or(rows.segments.map(|s| s.len())).unwrap_or(1);
+    let mut data = Vec::with_capacity(b * spec.queries * spec.keys);
+    for r in 0..b {
+        let valid = rows.padding.map(|p| &p[r]);
+        let segment = rows.segments.map(|s| &s[r]);
         for i in 0..spec.queries {
             let q = spec.offset + i;
             for j in 0..spec.keys {
                 let hidden_pad = valid.is_some_and(|v| !v.get(j).copied().unwrap_or(true));
-                data.push(spec.masked(q, spec.key_start + j) || hidden_pad);
+                let other_segment = segment.is_some_and(|s| s.get(i) != s.get(j));
+                data.push(spec.masked(q, spec.key_start + j) || hidden_pad || other_segment);
             }
         }
     }
-    let shape = [rows.len(), 1, spec.queries, spec.keys];
+    let shape = [b, 1, spec.queries, spec.keys];
     Tensor::<4, Bool>::from_data(TensorData::new(data, shape), device)
 }
 
@@ -76,7 +85,7 @@ mod tests {
     fn sliding_window_includes_the_query_itself() {
         let device = Device::flex();
         let spec = MaskSpec { offset: 0, queries: 4, key_start: 0, keys: 4, window: Some(2), causal: true };
-        let m = grid(build_mask(&spec, None, &device));
+        let m = grid(build_mask(&spec, RowMasks::default(), &device));
         #[rustfmt::skip]
         let want = [false, true, true, true,
                     false, false, true, true,
@@ -90,10 +99,23 @@ mod tests {
         let device = Device::flex();
         let spec = MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None, causal: true };
         let pad = vec![vec![true, true, true], vec![true, false, true]];
-        let m = grid(build_mask(&spec, Some(&pad), &device));
+        let m = grid(build_mask(&spec, RowMasks { padding: Some(&pad), segments: None }, &device));
         assert_eq!(m, [false, false, false, false, true, false]);
         let spec = MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None, causal: true };
-        assert_eq!(grid(build_mask(&spec, None, &device)), [false, true, false, false]);
+        assert_eq!(grid(build_mask(&spec, RowMasks::default(), &device)), [false, true, false, false]);
+    }
+
+    #[test]
+    fn packed_segments_do_not_attend_to_each_other() {
+        let device = Device::flex();
+        let spec = MaskSpec { offset: 0, queries: 3, key_start: 0, keys: 3, window: None, causal: true };
+        let seg = vec![vec![0, 0, 1]];
+        let m = grid(build_mask(&spec, RowMasks { padding: None, segments: Some(&seg) }, &device));
+        #[rustfmt::skip]
+        let want = [false, true, true,
+                    false, false, true,
+                    true, true, false];
+        assert_eq!(m, want);
     }
 
     #[test]
@@ -104,6 +126,6 @@ mod tests {
         let want = [false, false, true,
                     false, false, false,
                     true, false, false];
-        assert_eq!(grid(build_mask(&spec, None, &device)), want);
+        assert_eq!(grid(build_mask(&spec, RowMasks::default(), &device)), want);
     }
 }

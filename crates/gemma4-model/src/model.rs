@@ -16,7 +16,7 @@ use crate::config::{Gemma4TextConfig, LayerType};
 use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
 use crate::linear::Adapter;
-use crate::mask::{MaskSpec, build_mask};
+use crate::mask::{MaskSpec, RowMasks, build_mask};
 use crate::norm::RmsNorm;
 use crate::ple::Ple;
 use crate::rope::Rope;
@@ -30,6 +30,17 @@ pub struct TokenBatch {
     pub seq: usize,
     /// `[batch][seq]`, `false` = padding (HF `attention_mask == 0`). `None` = all real tokens.
     pub attention_mask: Option<Vec<Vec<bool>>>,
+    /// Packing: `[batch][seq]` sample index per token; tokens attend only within their sample.
+    pub segments: Option<Vec<Vec<u32>>>,
+    /// Packing: `[batch][seq]` RoPE position per token (restarting per sample). `None` = 0..seq.
+    pub positions: Option<Vec<Vec<u32>>>,
+}
+
+impl TokenBatch {
+    /// A plain batch: every token real, positions 0..seq.
+    pub fn new(ids: Vec<u32>, batch: usize, seq: usize) -> Self {
+        Self { ids, batch, seq, attention_mask: None, segments: None, positions: None }
+    }
 }
 
 /// What a forward pass returns.
@@ -179,8 +190,12 @@ impl Gemma4TextModel {
         for (lt, rope) in &self.rope {
             let window = (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
             let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window, causal: !self.config.bidirectional };
-            let mask = build_mask(&spec, batch.attention_mask.as_deref(), &self.device);
-            let (cos, sin) = rope.tables(0, s, &self.device);
+            let rows = RowMasks { padding: batch.attention_mask.as_deref(), segments: batch.segments.as_deref() };
+            let mask = build_mask(&spec, rows, &self.device);
+            let (cos, sin) = match &batch.positions {
+                Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),
+                None => rope.tables(0, s, &self.device),
+            };
             out.insert(*lt, AttnInputs { cos, sin, mask });
         }
         out

@@ -45,18 +45,29 @@ impl Rope {
     /// # Shapes
     /// - returns `([1, len, 1, d], [1, len, 1, d])`, ready to broadcast over `[b, s, h, d]`
     pub fn tables(&self, offset: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let positions: Vec<u32> = (offset..offset + len).map(|p| p as u32).collect();
+        self.tables_at(&positions, 1, device)
+    }
+
+    /// cos/sin tables for explicit per-token positions (packed samples restart at 0).
+    ///
+    /// # Shapes
+    /// - positions: `rows · s` values → `([rows, s, 1, d], [rows, s, 1, d])`
+    pub fn tables_at(&self, positions: &[u32], rows: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let d = 2 * half;
-        let mut cos = Vec::with_capacity(len * d);
-        let mut sin = Vec::with_capacity(len * d);
-        for p in offset..offset + len {
+        let len = positions.len() / rows.max(1);
+        let mut cos = Vec::with_capacity(positions.len() * d);
+        let mut sin = Vec::with_capacity(positions.len() * d);
+        for &p in positions {
+            // HF: freqs = position (f32) · inv_freq (f32), emb = cat(freqs, freqs)
             let angles: Vec<f32> = self.inv_freq.iter().map(|f| p as f32 * f).collect();
             for _ in 0..2 {
                 cos.extend(angles.iter().map(|a| a.cos()));
                 sin.extend(angles.iter().map(|a| a.sin()));
             }
         }
-        let mk = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, d]), device);
+        let mk = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [rows, len, 1, d]), device);
         (mk(cos), mk(sin))
     }
 }
@@ -64,7 +75,7 @@ impl Rope {
 /// `x·cos + rotate_half(x)·sin`, with `rotate_half([x1, x2]) = [−x2, x1]`.
 ///
 /// # Shapes
-/// - x: `[b, s, h, d]`, cos/sin: `[1, s, 1, d]` → `[b, s, h, d]`
+/// - x: `[b, s, h, d]`, cos/sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
 pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let dtype = x.dtype();
     let d = x.dims()[3];

@@ -50,6 +50,8 @@ pub fn batch(g: &Golden, mask: Option<&Golden>) -> TokenBatch {
         batch: b,
         seq: s,
         attention_mask: mask.map(|m| m.values.chunks(s).map(|r| r.iter().map(|&x| x != 0.0).collect()).collect()),
+        segments: None,
+        positions: None,
     }
 }
 

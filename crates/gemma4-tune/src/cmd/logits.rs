@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(m) => bail!("{}: `attention_mask` shape {:?} does not match input_ids [{b}, {t}]", input.display(), m.shape),
         None => None,
     };
-    let batch = TokenBatch { ids, batch: b, seq: t, attention_mask };
+    let batch = TokenBatch { attention_mask, ..TokenBatch::new(ids, b, t) };
 
     let (model, report, warnings) = Gemma4TextModel::from_dir(&model_dir, &device, args.dtype.burn())
         .with_context(|| format!("loading model from {}", model_dir.display()))?;
