@@ -31,6 +31,6 @@ pub use checkpoint::Checkpoint;
 pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig};
 pub use error::{ModelError, Result};
 pub use linear::{Adapter, NoAdapter, ProjName, Site};
-pub use model::{Gemma4TextModel, Outputs, TokenBatch, causal_lm_loss};
+pub use model::{Gemma4TextModel, Outputs, Projection, TokenBatch, causal_lm_loss};
 pub use params::ParamCounts;
 pub use weights::LoadReport;

@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Gemma4TextConfig, LayerType};
 use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
-use crate::linear::Adapter;
+use crate::linear::{Adapter, ProjName, Site};
 use crate::mask::{MaskSpec, RowMasks, build_mask};
 use crate::norm::RmsNorm;
 use crate::ple::Ple;
@@ -69,6 +69,18 @@ pub struct Gemma4TextModel {
     pub lm_head: Option<Tensor<2>>,
     pub rope: BTreeMap<LayerType, Rope>,
     pub device: Device,
+    /// Prefix of the text weights in the checkpoint: `model.` or `model.language_model.`.
+    pub weight_prefix: &'static str,
+}
+
+/// A projection an adapter can target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection {
+    pub site: Site,
+    /// HF module path, e.g. `model.language_model.layers.3.self_attn.q_proj` (PEFT matches on it).
+    pub path: String,
+    pub in_features: usize,
+    pub out_features: usize,
 }
 
 impl Gemma4TextModel {
@@ -93,6 +105,7 @@ impl Gemma4TextModel {
         let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps);
         let lm_head = if config.tie_word_embeddings { None } else { Some(w.get("lm_head.weight", None, [v, e])?) };
+        let weight_prefix = w.prefix;
         let report = w.finish(&config)?;
         let rope = config
             .rope_parameters
@@ -102,8 +115,38 @@ impl Gemma4TextModel {
                 Some((*lt, Rope::new(rc, d)))
             })
             .collect();
-        let model = Self { config, embed_tokens, ple, layers, norm, lm_head, rope, device: device.clone() };
+        let model = Self { config, embed_tokens, ple, layers, norm, lm_head, rope, device: device.clone(), weight_prefix };
         Ok((model, report))
+    }
+
+    /// Every linear projection an adapter may target, in layer order. KV-shared layers have
+    /// no k/v projections and k_eq_v layers no v_proj, so they are simply absent here.
+    pub fn projections(&self) -> Vec<Projection> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn = &layer.self_attn;
+            let mut push = |proj: ProjName, lin: &crate::linear::Linear| {
+                let [inp, outp] = lin.weight.dims();
+                out.push(Projection {
+                    site: Site { layer: i, proj },
+                    path: format!("{}layers.{i}.{}", self.weight_prefix, proj.hf_path()),
+                    in_features: inp,
+                    out_features: outp,
+                });
+            };
+            push(ProjName::QProj, &attn.q_proj);
+            if let Some(kv) = &attn.kv {
+                push(ProjName::KProj, &kv.k_proj);
+                if let Some(v) = &kv.v_proj {
+                    push(ProjName::VProj, v);
+                }
+            }
+            push(ProjName::OProj, &attn.o_proj);
+            push(ProjName::GateProj, &layer.mlp.gate_proj);
+            push(ProjName::UpProj, &layer.mlp.up_proj);
+            push(ProjName::DownProj, &layer.mlp.down_proj);
+        }
+        out
     }
 
     /// Dtype of the projection weights and activations.

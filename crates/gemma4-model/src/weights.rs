@@ -110,6 +110,31 @@ pub struct LoadReport {
     pub dropped: Vec<String>,
 }
 
+/// How a checkpoint name is handled: `Some(row)` = read through that table row,
+/// `None` = dropped by a rule. Names neither read nor dropped give `Err`.
+/// `shared_from`: index of the first KV-shared layer.
+pub fn classify(name: &str, prefix: &str, shared_from: usize, tied: bool) -> std::result::Result<Option<Row>, String> {
+    if name == "lm_head.weight" {
+        return Ok(if tied { None } else { Some(table_row(name)) });
+    }
+    if DROPPED.iter().any(|p| name.starts_with(p)) || name.contains(".self_attn.rotary_emb.") {
+        return Ok(None);
+    }
+    let local = name.strip_prefix(prefix).ok_or_else(|| format!("{name}: not under the text prefix {prefix}"))?;
+    let mut parts = local.splitn(3, '.');
+    let pattern = match (parts.next(), parts.next(), parts.next()) {
+        (Some("layers"), Some(i), Some(rest)) => {
+            let layer: usize = i.parse().map_err(|_| format!("{name}: bad layer index"))?;
+            if layer >= shared_from && DROPPED_IN_SHARED_LAYERS.iter().any(|m| rest.starts_with(m)) {
+                return Ok(None);
+            }
+            format!("layers.{{i}}.{rest}")
+        }
+        _ => local.to_owned(),
+    };
+    TABLE.iter().find(|r| r.name == pattern).map(|r| Some(*r)).ok_or_else(|| format!("{name}: no row in the weight table"))
+}
+
 /// The row for a table name (an internal invariant: the model asks only for table names).
 pub fn table_row(name: &str) -> Row {
     match TABLE.iter().find(|r| r.name == name) {
