@@ -185,6 +185,17 @@ impl LoraConfig {
                 return bad(key, "true is not supported");
             }
         }
+        if let Some(params) = &self.target_parameters {
+            if let Some(p) = params.iter().find(|p| !(p.ends_with("experts.gate_up_proj") || p.ends_with("experts.down_proj"))) {
+                return bad("target_parameters", &format!("{p:?} is not supported (experts.gate_up_proj, experts.down_proj)"));
+            }
+            if !params.is_empty() && self.lora_dropout > 0.0 {
+                return bad("lora_dropout", "must be 0 with target_parameters (as in PEFT)");
+            }
+        }
+        if self.layers_to_transform.is_some() && matches!(self.target_modules, Some(TargetModules::Regex(_))) {
+            return bad("layers_to_transform", "needs target_modules as a list, not a regex (as in PEFT)");
+        }
         if self.target_modules.is_none() && self.target_parameters.as_ref().is_none_or(|p| p.is_empty()) {
             return bad("target_modules", "missing (and no target_parameters)");
         }

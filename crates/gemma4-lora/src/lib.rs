@@ -1,8 +1,14 @@
-//! LoRA adapters for the Gemma 4 model (PEFT-compatible): which projections to adapt, the
-//! adapter math `x·Aᵀ·Bᵀ·scale` plugged into the model's one seam, PEFT files in and out.
+//! LoRA adapters for the Gemma 4 model (PEFT-compatible): which projections to adapt
+//! (`target`), the adapter math `x·Aᵀ·Bᵀ·scale` plugged into the model's one seam (`adapter`),
+//! PEFT files in and out (`peft_io`). The model crate knows nothing of any of this.
 
+pub mod adapter;
 pub mod config;
 pub mod error;
+pub mod peft_io;
+pub mod target;
 
+pub use adapter::{LoraAdapter, LoraModule, ModuleSite};
 pub use config::{LoraConfig, TargetModules};
 pub use error::{LoraError, Result};
+pub use target::{init_adapter, select};
