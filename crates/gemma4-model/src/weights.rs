@@ -110,6 +110,71 @@ pub struct LoadReport {
     pub dropped: Vec<String>,
 }
 
+/// Every tensor a checkpoint for `cfg` holds (text decoder only), with its HF shape, under
+/// `prefix` (`model.` or `model.language_model.`). Used to write new checkpoints (the built-in
+/// tiny model) and to check real layouts; the loader's requests must agree (tested).
+pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
+    let (v, e, l, d) = (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input);
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));
+    push(format!("{prefix}embed_tokens.weight"), vec![v, e]);
+    if d > 0 {
+        push(format!("{prefix}embed_tokens_per_layer.weight"), vec![cfg.vocab_size_per_layer_input, l * d]);
+        push(format!("{prefix}per_layer_model_projection.weight"), vec![l * d, e]);
+        push(format!("{prefix}per_layer_projection_norm.weight"), vec![d]);
+    }
+    push(format!("{prefix}norm.weight"), vec![e]);
+    if !cfg.tie_word_embeddings {
+        push("lm_head.weight".into(), vec![v, e]);
+    }
+    for (i, spec) in cfg.layers.iter().enumerate() {
+        let p = format!("{prefix}layers.{i}.");
+        let (h, hd, kv, m) = (cfg.num_attention_heads, spec.head_dim, spec.num_key_value_heads, spec.intermediate_size);
+        for norm in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+            push(format!("{p}{norm}.weight"), vec![e]);
+        }
+        push(format!("{p}layer_scalar"), vec![1]);
+        let mut proj = |name: &str, out_f: usize, in_f: usize| {
+            push(format!("{p}self_attn.{name}.weight"), vec![out_f, in_f]);
+            if cfg.attention_bias {
+                push(format!("{p}self_attn.{name}.bias"), vec![out_f]);
+            }
+        };
+        proj("q_proj", h * hd, e);
+        if spec.kv_donor.is_none() {
+            proj("k_proj", kv * hd, e);
+            if !spec.k_eq_v {
+                proj("v_proj", kv * hd, e);
+            }
+        }
+        proj("o_proj", e, h * hd);
+        push(format!("{p}self_attn.q_norm.weight"), vec![hd]);
+        if spec.kv_donor.is_none() {
+            push(format!("{p}self_attn.k_norm.weight"), vec![hd]);
+        }
+        push(format!("{p}mlp.gate_proj.weight"), vec![m, e]);
+        push(format!("{p}mlp.up_proj.weight"), vec![m, e]);
+        push(format!("{p}mlp.down_proj.weight"), vec![e, m]);
+        if d > 0 {
+            push(format!("{p}per_layer_input_gate.weight"), vec![d, e]);
+            push(format!("{p}per_layer_projection.weight"), vec![e, d]);
+            push(format!("{p}post_per_layer_input_norm.weight"), vec![e]);
+        }
+        if cfg.enable_moe_block {
+            let (n, mi) = (cfg.num_experts, cfg.moe_intermediate_size);
+            push(format!("{p}router.proj.weight"), vec![n, e]);
+            push(format!("{p}router.scale"), vec![e]);
+            push(format!("{p}router.per_expert_scale"), vec![n]);
+            push(format!("{p}experts.gate_up_proj"), vec![n, 2 * mi, e]);
+            push(format!("{p}experts.down_proj"), vec![n, e, mi]);
+            for norm in ["pre_feedforward_layernorm_2", "post_feedforward_layernorm_1", "post_feedforward_layernorm_2"] {
+                push(format!("{p}{norm}.weight"), vec![e]);
+            }
+        }
+    }
+    out
+}
+
 /// How a checkpoint name is handled: `Some(row)` = read through that table row,
 /// `None` = dropped by a rule. Names neither read nor dropped give `Err`.
 /// `shared_from`: index of the first KV-shared layer.

@@ -156,6 +156,22 @@ fn minimal_config_resolves_with_hf_defaults() {
     assert_eq!((a.sliding_window, a.final_logit_softcapping, a.vocab_size_per_layer_input), (b.sliding_window, b.final_logit_softcapping, b.vocab_size_per_layer_input));
 }
 
+/// `weights::expected_tensors` lists exactly what every fixture stores (minus dropped tensors).
+#[test]
+fn expected_tensors_match_every_fixture() {
+    for name in FIXTURES {
+        let dir = fixtures_dir().join(name);
+        let ckpt = Checkpoint::open(&dir).unwrap();
+        let cfg = Gemma4TextConfig::from_file(&dir.join("config.json")).unwrap().config;
+        let prefix = if cfg.multimodal { "model.language_model." } else { "model." };
+        let (_, report) = Gemma4TextModel::load(cfg.clone(), &ckpt, &device(), DType::F32).unwrap();
+        let stored: std::collections::BTreeMap<String, Vec<usize>> =
+            ckpt.tensors.iter().filter(|(n, _)| !report.dropped.contains(n)).map(|(n, t)| (n.clone(), t.shape.clone())).collect();
+        let expected: std::collections::BTreeMap<String, Vec<usize>> = gemma4_model::weights::expected_tensors(&cfg, prefix).into_iter().collect();
+        assert_eq!(stored, expected, "{name}");
+    }
+}
+
 /// The older `global_head_dim` spelling (hand-written next to the dense fixture) gives the
 /// same network as the `per_layer_config` transformers 5.24 writes.
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use gemma4_model::weights::classify;
+use gemma4_model::weights::{classify, expected_tensors};
 use gemma4_model::{Gemma4TextConfig, ParamCounts};
 
 #[test]
@@ -29,5 +29,10 @@ fn real_checkpoint_layouts_resolve_through_the_weight_table() {
         let counts = ParamCounts::from_config(&cfg);
         assert_eq!(counts.total, text_values, "{name}: parameter count from config vs checkpoint");
         assert_eq!(counts.total as u64, json["text_params"].as_u64().unwrap(), "{name}");
+        // Names and shapes: what we would read equals what the checkpoint stores for the text model.
+        for (tensor, shape) in expected_tensors(&cfg, "model.language_model.") {
+            let stored: Vec<usize> = json["tensors"][&tensor].as_array().unwrap_or_else(|| panic!("{name}: checkpoint lacks {tensor}")).iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            assert_eq!(stored, shape, "{name}: {tensor}");
+        }
     }
 }
