@@ -41,12 +41,12 @@ pub fn read_f32(st: &SafeTensors, path: &Path, name: &str) -> Result<Option<(Vec
 }
 
 /// Write f32 tensors to `path` through a temporary file and a rename: the file is complete or absent.
-pub fn write_f32_atomic(path: &Path, tensors: &[(&str, Vec<f32>, Vec<usize>)]) -> Result<()> {
+pub fn write_f32_atomic(path: &Path, tensors: &[(String, Vec<f32>, Vec<usize>)]) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = HashMap::new();
     for ((name, _, shape), data) in tensors.iter().zip(&bytes) {
         let view = TensorView::new(Dtype::F32, shape.clone(), data).with_context(|| format!("tensor {name}"))?;
-        views.insert(name.to_string(), view);
+        views.insert(name.clone(), view);
     }
     let tmp = temp_path(path);
     safetensors::serialize_to_file(views, None, &tmp).with_context(|| format!("writing {}", tmp.display()))?;

@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Run a checkpoint on token ids and write its logits and loss (checks a checkpoint against a reference).
     Logits(cmd::logits::Args),
+    /// Train a LoRA adapter as a recipe says (the main job).
+    Train(cmd::train::Args),
+    /// Validation/test loss and perplexity of the base model or an adapter.
+    Eval(cmd::eval::Args),
+    /// Dataset statistics and rendered samples with the trained spans marked.
+    Data(cmd::data::Args),
     /// Print a checkpoint's resolved config: layer types, head dims, KV heads and donors, PLE/MoE, parameter counts.
     Inspect(cmd::inspect::Args),
 }
@@ -30,6 +36,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Data(args) => cmd::data::run(args),
         Command::Logits(args) => cmd::logits::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
     };

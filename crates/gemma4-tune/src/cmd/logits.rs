@@ -33,6 +33,13 @@ pub struct Args {
     /// Weight/activation dtype.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: Dtype,
+    /// A LoRA adapter (PEFT files): OUT also gets `lora_logits` and `lora_loss`.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// With --adapter: also write the gradient of `lora_loss` for every adapter tensor as
+    /// `grad.<PEFT key>` (PEFT orientation).
+    #[arg(long, requires = "adapter")]
+    grads: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -45,7 +52,10 @@ pub fn run(args: Args) -> Result<()> {
             (demo.model_dir().to_owned(), demo.input())
         }
     };
-    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let mut device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    if args.grads {
+        device = device.autodiff();
+    }
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
     let ids = io::read_int(&st, &input, "input_ids")?
@@ -75,26 +85,60 @@ pub fn run(args: Args) -> Result<()> {
     let out = model.forward_hidden(&batch, &NoAdapter, false)?;
     let logits = model.logits(out.hidden);
     // HF convention for `labels = input_ids`: every next-token position counts.
-    let loss_batch = TokenBatch { attention_mask: None, ..batch };
+    let loss_batch = TokenBatch { attention_mask: None, ..batch.clone() };
     let loss = causal_lm_loss(logits.clone(), &loss_batch)?;
     let shape = logits.dims().to_vec();
-    let logits: Vec<f32> = logits.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let loss: Vec<f32> = loss.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let logits = to_vec(logits)?;
+    let loss = to_vec(loss)?;
     println!("logits [{}, {}, {}]  loss {:.6}", shape[0], shape[1], shape[2], loss[0]);
     if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "logits")? {
-        if ref_shape != shape {
-            bail!("reference `logits` in {} has shape {ref_shape:?}, ours {shape:?}", input.display());
+        report_difference("logits", &logits, &shape, &reference, &ref_shape, &input)?;
+    }
+    let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> = vec![("logits".into(), logits, shape.clone()), ("loss".into(), loss, vec![1])];
+    if let Some(dir) = &args.adapter {
+        let mut adapter = gemma4_lora::peft_io::load(dir, &model).with_context(|| format!("loading adapter {}", dir.display()))?;
+        if args.grads {
+            adapter.map_tensors(|_, t| t.require_grad());
         }
-        let (mut num, mut den) = (0f64, 0f64);
-        for (a, r) in logits.iter().zip(&reference) {
-            num += (*a as f64 - *r as f64).powi(2);
-            den += (*r as f64).powi(2);
+        let lora_logits = model.logits(model.forward_hidden(&batch, &adapter, false)?.hidden);
+        let lora_loss = causal_lm_loss(lora_logits.clone(), &loss_batch)?;
+        if args.grads {
+            let grads = lora_loss.backward();
+            for (key, t) in adapter.tensors() {
+                let g = t.grad(&grads).with_context(|| format!("no gradient for {key}"))?;
+                let gshape = g.dims().to_vec();
+                tensors.push((format!("grad.{key}"), to_vec(g)?, gshape));
+            }
         }
-        println!("relative L2 difference to the reference logits in {}: {:.3e}", input.display(), (num / den.max(1e-30)).sqrt());
+        let lora_logits = to_vec(lora_logits)?;
+        let lora_loss = to_vec(lora_loss)?;
+        println!("adapter {}: {} modules, lora_loss {:.6}{}", dir.display(), adapter.modules.len(), lora_loss[0], if args.grads { ", gradients written" } else { "" });
+        if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "lora_logits")? {
+            report_difference("lora_logits", &lora_logits, &shape, &reference, &ref_shape, &input)?;
+        }
+        tensors.push(("lora_logits".into(), lora_logits, shape));
+        tensors.push(("lora_loss".into(), lora_loss, vec![1]));
     }
     if let Some(out) = &args.out {
-        io::write_f32_atomic(out, &[("logits", logits, shape), ("loss", loss, vec![1])])?;
+        io::write_f32_atomic(out, &tensors)?;
         println!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+fn report_difference(name: &str, ours: &[f32], shape: &[usize], reference: &[f32], ref_shape: &[usize], input: &std::path::Path) -> Result<()> {
+    if ref_shape != shape {
+        bail!("reference `{name}` in {} has shape {ref_shape:?}, ours {shape:?}", input.display());
+    }
+    let (mut num, mut den) = (0f64, 0f64);
+    for (a, r) in ours.iter().zip(reference) {
+        num += (*a as f64 - *r as f64).powi(2);
+        den += (*r as f64).powi(2);
+    }
+    println!("relative L2 difference to the reference {name} in {}: {:.3e}", input.display(), (num / den.max(1e-30)).sqrt());
     Ok(())
 }

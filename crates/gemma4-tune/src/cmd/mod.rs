@@ -2,3 +2,6 @@
 
 pub mod inspect;
 pub mod logits;
+pub mod data;
+pub mod eval;
+pub mod train;

@@ -1,0 +1,137 @@
+//! `Tokenizer`: a checkpoint's `tokenizer.json` through HF's `tokenizers` crate.
+//!
+//! Offsets are **byte** offsets into the encoded text (what `tokenizers` returns by default);
+//! mask spans are byte spans too, so the two meet without conversion. Special-token handling
+//! follows transformers: `encode(text, true)` runs the post-processor (Gemma's adds `<bos>`);
+//! chat-rendered text is encoded with `false`, because the template writes `<bos>` itself.
+
+use crate::error::DataError;
+use std::path::Path;
+
+/// Token ids with the byte span each token covers in the encoded text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encoding {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// `(start, end)` byte offsets of each token in the text; `(0, 0)` for tokens the
+    /// post-processor adds (BOS).
+    pub offsets: Vec<(usize, usize)>,
+}
+
+/// A loaded tokenizer plus the ids of the special tokens the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    origin: String,
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self, DataError> {
+        let origin = path.display().to_string();
+        if !path.is_file() {
+            let message = "file not found (hint: the model directory needs the checkpoint's tokenizer.json)".into();
+            return Err(DataError::Tokenizer { origin, message });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| DataError::Tokenizer { origin: origin.clone(), message: e.to_string() })?;
+        Ok(Self { inner, origin })
+    }
+
+    /// Loads a tokenizer from the text of a `tokenizer.json`; `origin` names it in errors.
+    pub fn from_json_str(json: &str, origin: &str) -> Result<Self, DataError> {
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e: tokenizers::Error| DataError::Tokenizer { origin: origin.into(), message: e.to_string() })?;
+        Ok(Self { inner, origin: origin.into() })
+    }
+
+    /// Encodes `text`; with `add_special_tokens` the post-processor runs (Gemma: `<bos>` first).
+    /// Special-token strings inside `text` (`<|turn>`, …) become their single ids.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Encoding, DataError> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.error(e))?;
+        Ok(Encoding { ids: enc.get_ids().to_vec(), offsets: enc.get_offsets().to_vec() })
+    }
+
+    /// Decodes ids to text, special tokens included (what the model actually sees).
+    pub fn decode(&self, ids: &[u32]) -> Result<String, DataError> {
+        self.inner.decode(ids, false).map_err(|e| self.error(e))
+    }
+
+    /// The id of a token string (`"<eos>"`), including added tokens.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The string of a token id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Vocabulary size including added tokens (the embedding needs at least this many rows).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Gemma's `<bos>`, if the vocabulary has it.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.token_to_id("<bos>")
+    }
+
+    /// Gemma's `<eos>`, if the vocabulary has it (appended to `text` / plain completions).
+    pub fn eos_id(&self) -> Option<u32> {
+        self.token_to_id("<eos>")
+    }
+
+    /// Gemma's `<pad>`, if the vocabulary has it.
+    pub fn pad_id(&self) -> Option<u32> {
+        self.token_to_id("<pad>")
+    }
+
+    /// The wrapped `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Where it was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn error(&self, e: tokenizers::Error) -> DataError {
+        DataError::Tokenizer { origin: self.origin.clone(), message: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiny::tiny_tokenizer;
+
+    #[test]
+    fn missing_file_error_names_the_path_and_gives_a_hint() {
+        let e = Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).unwrap_err().to_string();
+        assert!(e.starts_with("tokenizer /nonexistent/tokenizer.json: file not found (hint:"), "{e}");
+    }
+
+    #[test]
+    fn offsets_are_byte_spans_of_the_input() {
+        let tok = tiny_tokenizer();
+        let text = "a<|turn>é";
+        let enc = tok.encode(text, false).unwrap();
+        for (id, &(s, e)) in enc.ids.iter().zip(&enc.offsets) {
+            let piece = &text[s..e];
+            assert!(!piece.is_empty(), "token {id} has an empty span");
+        }
+        assert_eq!(enc.offsets[1], (1, 8), "<|turn> is one token over its 7 bytes");
+    }
+
+    #[test]
+    fn special_tokens_flag_controls_bos() {
+        let tok = tiny_tokenizer();
+        let with = tok.encode("hi", true).unwrap();
+        let without = tok.encode("hi", false).unwrap();
+        assert_eq!(with.ids[0], tok.bos_id().unwrap());
+        assert_eq!(&with.ids[1..], &without.ids[..]);
+    }
+}

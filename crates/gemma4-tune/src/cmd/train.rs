@@ -1,0 +1,51 @@
+//! `gemma4-tune train RECIPE [--set table.key=value]... [--resume [DIR]]`
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use gemma4_train::{Recipe, checkpoint};
+
+use crate::backend::{self, Backend};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Recipe (TOML), e.g. recipes/quickstart.toml.
+    recipe: PathBuf,
+    /// Override a recipe value, e.g. `--set optim.lr=1e-4` (repeatable).
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Resume from a checkpoint directory, or (no value) from the newest one in the run's output.
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
+    resume: Option<String>,
+    /// Compute backend (default: wgpu when compiled in, else cpu).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
+    let resume = match args.resume.as_deref() {
+        None => None,
+        Some("latest") => {
+            let root = recipe.train.out_dir.join("checkpoints");
+            Some(checkpoint::latest(&root).with_context(|| format!("--resume: no checkpoint in {}", root.display()))?)
+        }
+        Some(dir) => Some(PathBuf::from(dir)),
+    };
+    println!("{}", recipe.to_toml());
+    let s = gemma4_train::train(&recipe, &device, resume.as_deref())?;
+    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+    println!(
+        "done: {} steps | train loss {} | valid loss {} → {} (best {})",
+        s.steps,
+        f(s.final_train_loss),
+        f(s.first_val_loss),
+        f(s.final_val_loss),
+        f(s.best_val_loss)
+    );
+    println!("adapter: {} (best: {}); metrics: {}; plot: {}",
+        s.out_dir.join("adapter").display(), s.out_dir.join("best").display(),
+        s.out_dir.join("metrics.jsonl").display(), s.out_dir.join("loss.svg").display());
+    Ok(())
+}
