@@ -11,6 +11,7 @@
 use burn::tensor::{Tensor, activation::gelu_approximate};
 
 use crate::attention::{Attention, AttnInputs, KeyValue};
+use crate::cache::LayerCache;
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
 use crate::linear::{Adapter, Linear};
@@ -101,7 +102,8 @@ impl DecoderLayer {
     }
 
     /// Run the layer. `shared_kv` is the donor's K/V on KV-shared layers; the layer's own K/V
-    /// is returned (for later layers that use it as donor).
+    /// (after the cache update, when a cache is given) is returned for later layers that use it
+    /// as donor.
     ///
     /// # Shapes
     /// - h: `[b, s, e]`, per_layer_input: `[b, s, D]` → `[b, s, e]`
@@ -111,10 +113,14 @@ impl DecoderLayer {
         per_layer_input: Option<Tensor<3>>,
         shared_kv: Option<&KeyValue>,
         inp: &AttnInputs,
+        cache: Option<&mut LayerCache>,
         adapter: &dyn Adapter,
     ) -> Result<(Tensor<3>, Option<KeyValue>)> {
         let a = self.input_layernorm.forward(h.clone());
-        let own_kv = self.self_attn.key_value(&a, inp, adapter);
+        let own_kv = match (self.self_attn.key_value(&a, inp, adapter), cache) {
+            (Some((k, v)), Some(c)) => Some(c.update(k, v)), // cached positions + this step's
+            (kv, _) => kv,
+        };
         let kv = match (&own_kv, shared_kv) {
             (Some(kv), _) | (None, Some(kv)) => kv,
             (None, None) => {

@@ -12,9 +12,11 @@
 //! ```
 
 pub mod attention;
+pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod layer;
 pub mod linear;
 pub mod mask;
@@ -27,6 +29,7 @@ pub mod ple;
 pub mod rope;
 pub mod weights;
 
+pub use cache::KvCache;
 pub use checkpoint::Checkpoint;
 pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig};
 pub use error::{ModelError, Result};

@@ -8,15 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax, module::embedding};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
 
-use crate::attention::{AttnInputs, KeyValue};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Gemma4TextConfig, LayerType};
 use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
-use crate::linear::{Adapter, ProjName, Site};
-use crate::mask::{MaskSpec, RowMasks, build_mask};
+use crate::linear::{ProjName, Site};
 use crate::norm::RmsNorm;
 use crate::ple::Ple;
 use crate::rope::Rope;
@@ -154,47 +152,6 @@ impl Gemma4TextModel {
         self.embed_tokens.dtype()
     }
 
-    /// The full no-cache forward pass, up to and including the final norm.
-    ///
-    /// # Shapes
-    /// - batch: `[b, s]` ids → `Outputs.hidden` `[b, s, e]`
-    pub fn forward_hidden(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool) -> Result<Outputs> {
-        let cfg = &self.config;
-        let (b, s) = (batch.batch, batch.seq);
-        let ids = self.check_ids(batch)?;
-        let ids_t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [b, s]), &self.device);
-        // HF multiplies by √H cast to the weight dtype (bf16: √1536 → 39.25).
-        let h0 = embedding(self.embed_tokens.clone(), ids_t).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
-        let ple = match &self.ple {
-            Some(p) => Some(p.inputs(&ids, &h0)?),
-            None => None,
-        };
-        let inputs = self.attention_inputs(batch);
-        let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
-        let mut layer_outputs = Vec::new();
-        let mut h = h0.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let lt = layer.spec.layer_type;
-            let p = ple.as_ref().map(|p| p.clone().narrow(2, i, 1).reshape([b, s, cfg.hidden_size_per_layer_input]));
-            let shared = if layer.spec.kv_donor.is_some() { kv_store.get(&lt) } else { None };
-            let (out, own_kv) = layer.forward(h, p, shared, &inputs[&lt], adapter)?;
-            if let Some(kv) = own_kv {
-                kv_store.insert(lt, kv); // the last non-shared layer of each type is the donor
-            }
-            if capture {
-                layer_outputs.push(out.clone());
-            }
-            h = out;
-        }
-        let hidden = self.norm.forward(h);
-        Ok(Outputs {
-            hidden,
-            embeddings: capture.then_some(h0),
-            per_layer_inputs: if capture { ple } else { None },
-            layer_outputs,
-        })
-    }
-
     /// Head and final softcap, in f32.
     ///
     /// # Shapes
@@ -211,42 +168,10 @@ impl Gemma4TextModel {
         }
     }
 
-    fn check_ids(&self, batch: &TokenBatch) -> Result<Vec<usize>> {
-        if batch.ids.len() != batch.batch * batch.seq || batch.seq == 0 {
-            return Err(ModelError::Input(format!("token batch: {} ids for shape [{}, {}]", batch.ids.len(), batch.batch, batch.seq)));
-        }
-        let vocab = self.config.vocab_size;
-        batch
-            .ids
-            .iter()
-            .map(|&id| {
-                let id = id as usize;
-                if id < vocab { Ok(id) } else { Err(ModelError::Input(format!("token id {id} out of range (vocab_size {vocab})"))) }
-            })
-            .collect()
-    }
-
-    /// RoPE tables and masks, once per layer type present.
-    fn attention_inputs(&self, batch: &TokenBatch) -> BTreeMap<LayerType, AttnInputs> {
-        let s = batch.seq;
-        let mut out = BTreeMap::new();
-        for (lt, rope) in &self.rope {
-            let window = (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
-            let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window, causal: !self.config.bidirectional };
-            let rows = RowMasks { padding: batch.attention_mask.as_deref(), segments: batch.segments.as_deref() };
-            let mask = build_mask(&spec, rows, &self.device);
-            let (cos, sin) = match &batch.positions {
-                Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),
-                None => rope.tables(0, s, &self.device),
-            };
-            out.insert(*lt, AttnInputs { cos, sin, mask });
-        }
-        out
-    }
 }
 
 /// `√x` rounded to the weight dtype, as HF's `embed_scale.to(weight.dtype)`.
-fn round_to(x: f64, dtype: DType) -> f32 {
+pub(crate) fn round_to(x: f64, dtype: DType) -> f32 {
     let r = x.sqrt() as f32;
     match dtype {
         DType::BF16 => half::bf16::from_f32(r).to_f32(),

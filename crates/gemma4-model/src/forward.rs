@@ -1,0 +1,111 @@
+//! The forward pass: one code path for training (full sequence, no cache), evaluation, and
+//! generation (prefill + decode with a [`KvCache`]).
+//!
+//! embeddings · √H → PLE → layers (KV-shared layers read the K/V their donor produced in this
+//! same pass, after the donor's cache update) → final norm. Positions come from the cache's
+//! explicit offset (or the batch's packed positions), masks from each layer type's cache span.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Int, Tensor, TensorData, module::embedding};
+
+use crate::attention::{AttnInputs, KeyValue};
+use crate::cache::KvCache;
+use crate::config::LayerType;
+use crate::error::{ModelError, Result};
+use crate::linear::Adapter;
+use crate::mask::{MaskSpec, RowMasks, build_mask};
+use crate::model::{Gemma4TextModel, Outputs, TokenBatch, round_to};
+
+impl Gemma4TextModel {
+    /// The full no-cache forward pass, up to and including the final norm.
+    ///
+    /// # Shapes
+    /// - batch: `[b, s]` ids → `Outputs.hidden` `[b, s, e]`
+    pub fn forward_hidden(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool) -> Result<Outputs> {
+        self.forward_inner(batch, adapter, capture, None)
+    }
+
+    /// Prefill or decode: run `batch` (positions `cache.offset ..`) against the cache, update it.
+    ///
+    /// # Shapes
+    /// - batch: `[b, n]` new ids → hidden `[b, n, e]`
+    pub fn forward_cached(&self, batch: &TokenBatch, cache: &mut KvCache, adapter: &dyn Adapter) -> Result<Tensor<3>> {
+        if batch.segments.is_some() || batch.positions.is_some() {
+            return Err(ModelError::Input("packed batches cannot use a KV cache".into()));
+        }
+        let out = self.forward_inner(batch, adapter, false, Some(cache))?;
+        Ok(out.hidden)
+    }
+
+    fn forward_inner(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool, mut cache: Option<&mut KvCache>) -> Result<Outputs> {
+        let cfg = &self.config;
+        let (b, s) = (batch.batch, batch.seq);
+        let ids = self.check_ids(batch)?;
+        let ids_t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [b, s]), &self.device);
+        // HF multiplies by √H cast to the weight dtype (bf16: √1536 → 39.25).
+        let h0 = embedding(self.embed_tokens.clone(), ids_t).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
+        let ple = match &self.ple {
+            Some(p) => Some(p.inputs(&ids, &h0)?),
+            None => None,
+        };
+        let inputs = self.attention_inputs(batch, cache.as_deref());
+        let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
+        let mut layer_outputs = Vec::new();
+        let mut h = h0.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let lt = layer.spec.layer_type;
+            let p = ple.as_ref().map(|p| p.clone().narrow(2, i, 1).reshape([b, s, cfg.hidden_size_per_layer_input]));
+            let shared = if layer.spec.kv_donor.is_some() { kv_store.get(&lt) } else { None };
+            let layer_cache = cache.as_deref_mut().and_then(|c| c.layers[i].as_mut());
+            let (out, own_kv) = layer.forward(h, p, shared, &inputs[&lt], layer_cache, adapter)?;
+            if let Some(kv) = own_kv {
+                kv_store.insert(lt, kv); // the last non-shared layer of each type is the donor
+            }
+            if capture {
+                layer_outputs.push(out.clone());
+            }
+            h = out;
+        }
+        if let Some(c) = cache {
+            c.offset += s;
+        }
+        let hidden = self.norm.forward(h);
+        Ok(Outputs { hidden, embeddings: capture.then_some(h0), per_layer_inputs: if capture { ple } else { None }, layer_outputs })
+    }
+
+    pub(crate) fn check_ids(&self, batch: &TokenBatch) -> Result<Vec<usize>> {
+        if batch.ids.len() != batch.batch * batch.seq || batch.seq == 0 {
+            return Err(ModelError::Input(format!("token batch: {} ids for shape [{}, {}]", batch.ids.len(), batch.batch, batch.seq)));
+        }
+        let vocab = self.config.vocab_size;
+        batch
+            .ids
+            .iter()
+            .map(|&id| {
+                let id = id as usize;
+                if id < vocab { Ok(id) } else { Err(ModelError::Input(format!("token id {id} out of range (vocab_size {vocab})"))) }
+            })
+            .collect()
+    }
+
+    /// RoPE tables and masks, once per layer type present.
+    fn attention_inputs(&self, batch: &TokenBatch, cache: Option<&KvCache>) -> BTreeMap<LayerType, AttnInputs> {
+        let s = batch.seq;
+        let offset = cache.map_or(0, |c| c.offset);
+        let mut out = BTreeMap::new();
+        for (lt, rope) in &self.rope {
+            let window = (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
+            let (key_start, cached) = cache.map_or((0, 0), |c| c.span(&self.config, *lt));
+            let spec = MaskSpec { offset, queries: s, key_start, keys: cached + s, window, causal: !self.config.bidirectional };
+            let rows = RowMasks { padding: batch.attention_mask.as_deref(), segments: batch.segments.as_deref() };
+            let mask = build_mask(&spec, rows, &self.device);
+            let (cos, sin) = match &batch.positions {
+                Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),
+                None => rope.tables(offset, s, &self.device),
+            };
+            out.insert(*lt, AttnInputs { cos, sin, mask });
+        }
+        out
+    }
+}
