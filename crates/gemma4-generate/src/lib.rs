@@ -1,0 +1,10 @@
+//! Text generation for Gemma 4: a sampler, prefill + decode through the model's KV cache with
+//! stop tokens, and `generation_config.json` defaults. Used by `generate`/`chat` and fuse checks.
+
+pub mod config;
+pub mod generate;
+pub mod sampler;
+
+pub use config::GenerationConfig;
+pub use generate::{Generation, StopReason, generate};
+pub use sampler::{Sampler, SamplingConfig};
