@@ -18,7 +18,8 @@
 //! checkpoint's Jinja chat template exactly as transformers' `apply_chat_template` does
 //! ([`template`], goldens in `tests/chat_goldens.rs`), prompt masking from token spans
 //! ([`mask`]), truncation, statistics, length-grouped / packed batches with a seeded shuffle
-//! ([`batch`]), a tiny Gemma-shaped tokenizer for tests and the quickstart ([`tiny`]).
+//! ([`batch`]), a tiny Gemma-shaped tokenizer for tests and the quickstart ([`tiny`]), and the
+//! parser of model output into thinking, answer and tool calls ([`toolcall`]).
 //!
 //! What it does not: tensors, loss, the model, file-path resolution (the recipe layer resolves
 //! paths relative to the recipe before they get here).
@@ -40,6 +41,7 @@ pub mod stats;
 pub mod template;
 pub mod tiny;
 pub mod tokenize;
+pub mod toolcall;
 
 pub use batch::{Batch, Batcher};
 pub use config::DataConfig;
@@ -51,3 +53,4 @@ pub use stats::{SplitStats, format_stats};
 pub use template::ChatTemplate;
 pub use tiny::{tiny_tokenizer, tiny_tokenizer_json};
 pub use tokenize::{Encoding, Tokenizer};
+pub use toolcall::{ParsedOutput, ToolCall, parse_output, render_call};

@@ -43,6 +43,44 @@ const TOOL_RESPONSE_CLOSE: &str = "<tool_response|>";
 /// Content of the placeholder user turn put before an assistant-first conversation.
 const PROBE: &str = "…";
 
+/// The training text of a conversation and the byte spans the assistant messages produced.
+///
+/// The text is the rendered conversation `full`, except that before each assistant output we
+/// insert what the generation prompt adds beyond the rendered history (Gemma 4 with thinking
+/// off: the empty thought channel `<|channel>thought\n<channel|>`), untrained: every trained
+/// turn then sees exactly the prefix inference will feed (lessons §4c), instead of a context the
+/// model never gets at inference time.
+pub fn chat_text_and_spans(
+    template: &ChatTemplate,
+    messages: &[Value],
+    roles: &[Role],
+    tools: Option<&Value>,
+    enable_thinking: bool,
+    full: &str,
+) -> Result<(String, Vec<Range<usize>>), DataError> {
+    let (spans, inserts) = chat_spans_inner(template, messages, roles, tools, enable_thinking, full)?;
+    let mut text = String::with_capacity(full.len() + inserts.iter().map(|i| i.1.len()).sum::<usize>());
+    let mut shifted = Vec::with_capacity(spans.len());
+    let mut from = 0;
+    let mut shift = 0;
+    let mut pending = inserts.into_iter().peekable();
+    for span in spans {
+        while let Some((at, _)) = pending.peek() {
+            if *at > span.start {
+                break;
+            }
+            let (at, extra) = pending.next().unwrap_or_default();
+            text.push_str(&full[from..at]);
+            text.push_str(&extra);
+            from = at;
+            shift += extra.len();
+        }
+        shifted.push(span.start + shift..span.end + shift);
+    }
+    text.push_str(&full[from..]);
+    Ok((text, shifted))
+}
+
 /// Byte spans of `full` (the rendered conversation) that the assistant messages produced.
 pub fn chat_spans(
     template: &ChatTemplate,
@@ -52,12 +90,26 @@ pub fn chat_spans(
     enable_thinking: bool,
     full: &str,
 ) -> Result<Vec<Range<usize>>, DataError> {
+    Ok(chat_spans_inner(template, messages, roles, tools, enable_thinking, full)?.0)
+}
+
+/// Spans, and `(position, text)` generation-prompt extras to insert before them (sorted).
+#[allow(clippy::type_complexity)]
+fn chat_spans_inner(
+    template: &ChatTemplate,
+    messages: &[Value],
+    roles: &[Role],
+    tools: Option<&Value>,
+    enable_thinking: bool,
+    full: &str,
+) -> Result<(Vec<Range<usize>>, Vec<(usize, String)>), DataError> {
+    let mut inserts = Vec::new();
     let mut spans = Vec::new();
     for (k, role) in roles.iter().enumerate() {
         if !role.is_assistant() {
             continue;
         }
-        let (part, span) = match output_of_last(template, &messages[..=k], tools, enable_thinking) {
+        let (part, span, extra) = match output_of_last(template, &messages[..=k], tools, enable_thinking) {
             Ok(found) => found,
             // Templates (and transformers) reject an empty conversation, the prompt of an
             // assistant-first one: measure the output after a placeholder user turn instead.
@@ -68,26 +120,35 @@ pub fn chat_spans(
             Err(e) => return Err(e),
         };
         if let Some(span) = locate(&part, span, full) {
+            // Only a whole extra (the output does not itself continue it, e.g. thoughts written
+            // into the channel the prompt would have closed) and only where it is missing.
+            let output = full.get(span.clone()).unwrap_or_default();
+            if !extra.is_empty() && !full[..span.start].ends_with(extra.as_str()) && !output.contains(extra.as_str()) {
+                inserts.push((span.start, extra));
+            }
             spans.push(span);
         }
     }
-    Ok(subtract_tool_results(full, merge(spans)))
+    inserts.sort_by_key(|i| i.0);
+    Ok((subtract_tool_results(full, merge(spans)), inserts))
 }
 
 /// Renders `conversation` and finds its last message's output in it: `A[lcp(P, A)..]` with
-/// trailing whitespace dropped (see the module docs).
+/// trailing whitespace dropped (see the module docs); also returns `P[lcp..]`, what the
+/// generation prompt has beyond the shared prefix.
 fn output_of_last(
     template: &ChatTemplate,
     conversation: &[Value],
     tools: Option<&Value>,
     enable_thinking: bool,
-) -> Result<(String, Range<usize>), DataError> {
+) -> Result<(String, Range<usize>, String), DataError> {
     let last = conversation.len() - 1;
     let through = template.render(&Value::Array(conversation.to_vec()), tools, false, enable_thinking)?;
     let prompt = template.render(&Value::Array(conversation[..last].to_vec()), tools, true, enable_thinking)?;
     let start = snap_before_open_tag(&through, common_prefix(&prompt, &through));
     let end = start + through[start..].trim_end().len();
-    Ok((through, start..end))
+    let extra = prompt.get(start..).unwrap_or_default().to_owned();
+    Ok((through, start..end, extra))
 }
 
 /// `target[t]`: token `t` starts inside a span (and `t > 0`).

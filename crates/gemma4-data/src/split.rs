@@ -18,7 +18,7 @@
 
 use crate::config::DataConfig;
 use crate::error::{DataError, Location};
-use crate::mask::{chat_spans, targets_from_spans};
+use crate::mask::{chat_text_and_spans, targets_from_spans};
 use crate::record::{Record, Role, parse_record};
 use crate::stats::SplitStats;
 use crate::template::ChatTemplate;
@@ -144,12 +144,9 @@ fn encode_chat(
     cfg: &DataConfig,
     tok: &Tokenizer,
 ) -> Result<(Encoding, Vec<Range<usize>>), DataError> {
-    let full = t.render(&Value::Array(messages.to_vec()), tools, false, cfg.enable_thinking)?;
-    let spans = if cfg.mask_prompt {
-        chat_spans(t, messages, roles, tools, cfg.enable_thinking, &full)?
-    } else {
-        std::iter::once(0..full.len()).collect()
-    };
+    let rendered = t.render(&Value::Array(messages.to_vec()), tools, false, cfg.enable_thinking)?;
+    let (full, spans) = chat_text_and_spans(t, messages, roles, tools, cfg.enable_thinking, &rendered)?;
+    let spans = if cfg.mask_prompt { spans } else { std::iter::once(0..full.len()).collect() };
     let enc = collapse_double_bos(tok.encode(&full, false)?, tok.bos_id());
     Ok((enc, spans))
 }

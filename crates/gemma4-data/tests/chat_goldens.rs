@@ -165,8 +165,10 @@ fn real_template_token_targets_mark_the_same_text_through_the_tiny_tokenizer() {
     let (at, cfg, tok) = (Location::new(Path::new("x.jsonl"), 1), DataConfig::new("x"), gemma4_data::tiny_tokenizer());
     let s = gemma4_data::encode_record(&parse_record(&line, &at, &cfg).unwrap(), &at, &cfg, Some(&t), &tok).unwrap();
     let shown = gemma4_data::show_sample(&s, &tok);
+    // Before the second call the generation prompt at that point (thinking off) ends in an empty
+    // thought channel that the rendered conversation lacks: it is inserted, untrained.
     let want = "<|turn>model\n<|channel>thought\n⟦Two additions.<channel|><|tool_call>call:add{a:2,b:3}<tool_call|>\
-                <|tool_response>⟧response:add{result:5}<tool_response|>⟦<|tool_call>call:add{a:5,b:5}<tool_call|>\
+                <|tool_response>⟧response:add{result:5}<tool_response|><|channel>thought\n<channel|>⟦<|tool_call>call:add{a:5,b:5}<tool_call|>\
                 <|tool_response>⟧response:add{value:10}<tool_response|>⟦5 and 10.<turn|>⟧\n";
     assert!(shown.ends_with(want), "{shown}");
     assert_eq!(s.ids.iter().filter(|&&i| i == 2).count(), 1, "one <bos>");

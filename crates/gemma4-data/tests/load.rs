@@ -20,16 +20,16 @@ fn load(path: &Path, cfg: &DataConfig) -> Result<gemma4_data::Split, DataError> 
 #[test]
 fn quickstart_splits_load_short_and_fully_targeted() {
     let mut cfg = DataConfig::new(quickstart("train"));
-    cfg.max_seq_len = 64;
+    cfg.max_seq_len = 96;
     for (split, n) in [("train", 300), ("valid", 60), ("test", 60)] {
         let s = load(&quickstart(split), &cfg).unwrap();
         assert_eq!(s.stats.samples, n, "{split}");
         assert_eq!((s.stats.truncated, s.stats.no_target), (0, 0), "{split}");
-        assert!(s.stats.max_len <= 64, "{split}: {}", s.stats.max_len);
+        assert!(s.stats.max_len <= 96, "{split}: {}", s.stats.max_len);
     }
     let s = load(&quickstart("train"), &cfg).unwrap();
     let shown = show_sample(&s.samples[2], &tiny_tokenizer());
-    assert!(shown.ends_with("<|turn>user\nUpper: aba<turn|>\n<|turn>model\n⟦ABA<turn|>⟧\n"), "{shown}");
+    assert!(shown.ends_with("<|turn>user\nUpper: aba<turn|>\n<|turn>model\n<|channel>thought\n<channel|>⟦ABA<turn|>⟧\n"), "{shown}");
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn formats_can_be_mixed_and_text_is_trained_in_full() {
     let s = load(&write(dir.path(), "mixed.jsonl", text), &DataConfig::new("x")).unwrap();
     let tok = tiny_tokenizer();
     assert!(show_sample(&s.samples[0], &tok).ends_with("<bos>⟦abc<eos>⟧\n"));
-    assert!(show_sample(&s.samples[1], &tok).ends_with("model\n⟦A<turn|>⟧\n"));
+    assert!(show_sample(&s.samples[1], &tok).ends_with("model\n<|channel>thought\n<channel|>⟦A<turn|>⟧\n"));
     assert_eq!(s.samples.iter().map(|s| s.line).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
@@ -93,10 +93,29 @@ fn every_quickstart_token_is_batched_exactly_once_per_epoch_with_and_without_pac
     let batchable = s.samples.iter().filter(|x| x.target_tokens() > 0);
     let want = batchable.fold((0, 0), |(n, t), x| (n + x.ids.len(), t + x.target_tokens()));
     for packing in [false, true] {
-        let batches = Batcher::new(&s, 8, packing, 64).unwrap().epoch(0, 3);
+        let batches = Batcher::new(&s, 8, packing, 96).unwrap().epoch(0, 3);
         let real: usize = batches.iter().map(|b| b.attention_mask.iter().filter(|&&m| m).count()).sum();
         let trained: usize = batches.iter().map(|b| b.target_tokens).sum();
         assert_eq!((real, trained), want, "packing {packing}");
-        assert!(batches.iter().all(|b| b.ids.len() == b.batch * b.seq && b.seq <= 64));
+        assert!(batches.iter().all(|b| b.ids.len() == b.batch * b.seq && b.seq <= 96));
     }
+}
+
+/// Gemma 4's non-thinking generation prompt ends in an empty thought channel that the rendered
+/// conversation lacks; the training text gets it (untrained) before each answer, so the model
+/// learns to answer after exactly the prefix inference feeds.
+#[test]
+fn training_text_contains_the_generation_prompt_before_each_answer() {
+    let t = gemma4_data::ChatTemplate::builtin();
+    let tok = gemma4_data::tiny_tokenizer();
+    let cfg = gemma4_data::DataConfig::new("x");
+    let at = gemma4_data::Location::new(std::path::Path::new("x.jsonl"), 1);
+    let messages = serde_json::json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]);
+    let line = serde_json::json!({ "messages": messages }).to_string();
+    let s = gemma4_data::encode_record(&gemma4_data::parse_record(&line, &at, &cfg).unwrap(), &at, &cfg, Some(&t), &tok).unwrap();
+    let text = tok.decode(&s.ids).unwrap();
+    let prompt = t.render(&serde_json::json!([{"role": "user", "content": "Hi"}]), None, true, false).unwrap();
+    assert!(text.starts_with(&prompt), "{text:?} should start with the inference prompt {prompt:?}");
+    let shown = gemma4_data::show_sample(&s, &tok);
+    assert!(shown.contains("⟦Hello<turn|>⟧"), "{shown}");
 }

@@ -27,6 +27,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Validation/test loss and perplexity of the base model or an adapter.
     Eval(cmd::eval::Args),
+    /// Generate text (one prompt, or an interactive chat) with the model and an optional adapter.
+    Generate(cmd::generate::Args),
+    /// Merge a LoRA adapter into the base weights: a checkpoint transformers loads as-is.
+    Fuse(cmd::fuse::Args),
     /// Dataset statistics and rendered samples with the trained spans marked.
     Data(cmd::data::Args),
     /// Print a checkpoint's resolved config: layer types, head dims, KV heads and donors, PLE/MoE, parameter counts.
@@ -39,6 +43,8 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Data(args) => cmd::data::run(args),
+        Command::Fuse(args) => cmd::fuse::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
         Command::Logits(args) => cmd::logits::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
     };

@@ -4,4 +4,6 @@ pub mod inspect;
 pub mod logits;
 pub mod data;
 pub mod eval;
+pub mod fuse;
 pub mod train;
+pub mod generate;

@@ -1,0 +1,128 @@
+//! `gemma4-tune fuse --model DIR --adapter DIR --out DIR [--dtype keep|bf16|f16|f32]
+//! [--max-shard-size 5GB] [--force]`: merge a LoRA adapter into the base weights and write a
+//! checkpoint transformers loads as-is (`gemma4_lora::fuse`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::DType;
+use gemma4_lora::{FuseDtype, FuseOptions, fuse, fuse::check_out_dir, peft_io};
+use gemma4_model::Gemma4TextModel;
+
+use crate::backend::{self, Backend};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Base model directory: config.json + model.safetensors (or the index and its shards).
+    #[arg(long)]
+    model: PathBuf,
+    /// Adapter directory (PEFT files: adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Output directory; written as `<out>.tmp-<pid>` and renamed when complete.
+    #[arg(long)]
+    out: PathBuf,
+    /// Tensor dtype: `keep` casts merged weights back to their dtype in the base; the others
+    /// convert every float tensor (and set `dtype` in config.json).
+    #[arg(long, value_enum, default_value = "keep")]
+    dtype: OutDtype,
+    /// Start a new shard above this much tensor data: bytes, or with KB/MB/GB (10³ steps) or
+    /// KiB/MiB/GiB (2¹⁰ steps), as HF's `max_shard_size`.
+    #[arg(long, default_value = "5GB", value_parser = parse_size)]
+    max_shard_size: u64,
+    /// Replace an existing non-empty output directory.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OutDtype {
+    Keep,
+    Bf16,
+    F16,
+    F32,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // Fail on the output before spending time on loading.
+    check_out_dir(&args.model, &args.out, args.force)?;
+    if args.force && args.adapter.canonicalize().ok().zip(args.out.canonicalize().ok()).is_some_and(|(a, o)| a.starts_with(o)) {
+        bail!("--out {} contains the adapter {}: refusing to replace it", args.out.display(), args.adapter.display());
+    }
+    // The model is loaded only to resolve the adapter's modules (shapes, layout, experts); the
+    // merge itself reads the base checkpoint tensor by tensor.
+    let device = backend::device(Backend::Cpu)?;
+    let dtype = if device.supports_dtype(DType::BF16) { DType::BF16 } else { DType::F32 };
+    let (model, _, warnings) = Gemma4TextModel::from_dir(&args.model, &device, dtype)
+        .with_context(|| format!("loading model from {}", args.model.display()))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let adapter = peft_io::load(&args.adapter, &model).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
+    drop(model);
+    let opts = FuseOptions {
+        dtype: match args.dtype {
+            OutDtype::Keep => FuseDtype::Keep,
+            OutDtype::Bf16 => FuseDtype::Bf16,
+            OutDtype::F16 => FuseDtype::F16,
+            OutDtype::F32 => FuseDtype::F32,
+        },
+        max_shard_size: args.max_shard_size,
+        force: args.force,
+    };
+    let report = fuse(&args.model, &adapter, &args.out, &opts)
+        .with_context(|| format!("fusing {} into {}", args.adapter.display(), args.model.display()))?;
+    println!(
+        "fused {} modules: {} tensors merged, {} copied, {} shard(s), {:.1} MB of tensors, side files: {} -> {}",
+        adapter.modules.len(),
+        report.merged,
+        report.copied,
+        report.shards,
+        report.bytes as f64 / 1e6,
+        report.files.join(", "),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `5GB`, `500MB`, `2GiB`, `123456` → bytes (HF `convert_file_size_to_int`, bytes only).
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().with_context(|| format!("size {text:?}: expected a whole number with an optional unit, e.g. 5GB"))?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        other => bail!("size {text:?}: unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+    };
+    match n.checked_mul(factor) {
+        Some(0) => bail!("size {text:?} must be positive"),
+        Some(bytes) => Ok(bytes),
+        None => bail!("size {text:?} is too large"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_like_hf_max_shard_size() {
+        assert_eq!(parse_size("5GB").unwrap(), 5_000_000_000);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("500mb").unwrap(), 500_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["", "GB", "5XB", "0", "1.5GB", "99999999999TB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `gemma4-tune generate --model DIR [--adapter DIR] (--prompt TEXT | --chat) [--json]`
+//!
+//! Renders the prompt with the checkpoint's chat template (unless `--raw`), streams tokens as
+//! they come, stops on the checkpoint's EOS list (Gemma 4 -it: `<eos>`, `<turn|>`,
+//! `<|tool_response>`), and prints prompt and generation tokens/s at the end. `--chat` keeps the
+//! KV cache across turns (only the new part of the conversation is fed). `--json` prints the
+//! structured result: answer, thought channel and OpenAI-style `tool_calls`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use gemma4_data::{ChatTemplate, Tokenizer, parse_output};
+use gemma4_generate::{GenerationConfig, Sampler, SamplingConfig, generate};
+use gemma4_model::{Adapter, Gemma4TextModel, KvCache, NoAdapter};
+use serde_json::{Value, json};
+
+use crate::backend::{self, Backend, Dtype};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model directory (config.json, weights, tokenizer.json, chat template).
+    #[arg(long)]
+    model: PathBuf,
+    /// LoRA adapter directory (PEFT files).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// One prompt (a user message, unless --raw).
+    #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+    prompt: Option<String>,
+    /// Interactive chat on stdin; the KV cache is kept across turns.
+    #[arg(long)]
+    chat: bool,
+    /// Feed the prompt as plain text (BOS + text), without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// A system message.
+    #[arg(long)]
+    system: Option<String>,
+    /// Let the model think first (`enable_thinking`).
+    #[arg(long)]
+    thinking: bool,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy (default: generation_config.json, else greedy).
+    #[arg(long)]
+    temperature: Option<f64>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the result as JSON: content, reasoning and tool calls.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Dtype,
+}
+
+struct Session {
+    model: Gemma4TextModel,
+    adapter: Option<gemma4_lora::LoraAdapter>,
+    tok: Tokenizer,
+    template: ChatTemplate,
+    stops: Vec<u32>,
+    sampler: Sampler,
+    cache: KvCache,
+    /// Tokens already in the cache.
+    fed: Vec<u32>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (model, _, warnings) = Gemma4TextModel::from_dir(&args.model, &device, args.dtype.burn()).with_context(|| format!("loading model from {}", args.model.display()))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let adapter = match &args.adapter {
+        Some(d) => Some(gemma4_lora::peft_io::load(d, &model).with_context(|| format!("loading adapter {}", d.display()))?),
+        None => None,
+    };
+    let tok = Tokenizer::from_file(&args.model.join("tokenizer.json")).with_context(|| format!("no usable tokenizer.json in {}", args.model.display()))?;
+    let template = ChatTemplate::from_model_dir(&args.model)?.unwrap_or_else(ChatTemplate::builtin);
+    let gen_cfg = GenerationConfig::from_model_dir(&args.model).map_err(anyhow::Error::msg)?.unwrap_or_default();
+    let mut stops = if gen_cfg.eos_token_ids.is_empty() { model.config.eos_token_ids.clone() } else { gen_cfg.eos_token_ids.clone() };
+    stops.extend(["<turn|>", "<eos>"].iter().filter_map(|t| tok.token_to_id(t)));
+    let mut sampling = gen_cfg.sampling.unwrap_or_default();
+    sampling.temperature = args.temperature.unwrap_or(sampling.temperature);
+    sampling.top_k = args.top_k.unwrap_or(sampling.top_k);
+    sampling.top_p = args.top_p.unwrap_or(sampling.top_p);
+    sampling.seed = args.seed;
+    let cache = KvCache::new(&model.config);
+    let mut s = Session { model, adapter, tok, template, stops, sampler: Sampler::new(SamplingConfig { ..sampling }), cache, fed: Vec::new() };
+    let mut messages: Vec<Value> = args.system.iter().map(|t| json!({"role": "system", "content": t})).collect();
+    if let Some(prompt) = &args.prompt {
+        let ids = if args.raw {
+            s.tok.encode(prompt, true)?.ids
+        } else {
+            messages.push(json!({"role": "user", "content": prompt}));
+            render(&s, &messages, args.thinking)?
+        };
+        let text = turn(&mut s, &ids, &args)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&parse_output(&text).to_json())?);
+        }
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    eprint!("> ");
+    std::io::stderr().flush().ok();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            eprint!("> ");
+            continue;
+        }
+        messages.push(json!({"role": "user", "content": line}));
+        let ids = render(&s, &messages, args.thinking)?;
+        let text = turn(&mut s, &ids, &args)?;
+        let parsed = parse_output(&text);
+        if args.json {
+            println!("{}", serde_json::to_string(&parsed.to_json())?);
+        }
+        messages.push(json!({"role": "assistant", "content": parsed.content}));
+        eprint!("> ");
+        std::io::stderr().flush().ok();
+    }
+    Ok(())
+}
+
+fn render(s: &Session, messages: &[Value], thinking: bool) -> Result<Vec<u32>> {
+    let text = s.template.render(&Value::Array(messages.to_vec()), None, true, thinking)?;
+    Ok(s.tok.encode(&text, false)?.ids)
+}
+
+/// Feed what the cache does not hold yet, generate, stream. Returns the generated text.
+fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
+    let common = s.fed.iter().zip(ids).take_while(|(a, b)| a == b).count();
+    if common < s.fed.len() || common == ids.len() {
+        // The conversation diverged from what the cache holds: start over.
+        s.cache = KvCache::new(&s.model.config);
+        s.fed.clear();
+    }
+    let start = s.fed.len();
+    let new = &ids[start..];
+    if new.is_empty() {
+        bail!("nothing to feed");
+    }
+    let adapter: &dyn Adapter = match &s.adapter {
+        Some(a) => a,
+        None => &NoAdapter,
+    };
+    let (tok, quiet) = (&s.tok, args.json && !args.chat);
+    let mut generated: Vec<u32> = Vec::new();
+    let mut printed = 0usize;
+    let mut out = std::io::stdout();
+    let result = generate(&s.model, adapter, &mut s.cache, new, args.max_tokens, &s.stops, &mut s.sampler, |t| {
+        generated.push(t);
+        if !quiet {
+            if let Ok(text) = tok.decode(&generated) {
+                if !text.ends_with('\u{FFFD}') && text.len() > printed {
+                    let _ = write!(out, "{}", &text[printed..]);
+                    let _ = out.flush();
+                    printed = text.len();
+                }
+            }
+        }
+        true
+    })?;
+    s.fed.extend_from_slice(new);
+    let fed_generated = s.cache.offset - s.fed.len(); // the last sampled token is not fed when the limit is hit
+    s.fed.extend_from_slice(&result.tokens[..fed_generated]);
+    if !quiet {
+        println!();
+    }
+    eprintln!(
+        "[{} prompt tokens, {:.1} tok/s | {} generated, {:.1} tok/s | stop: {:?}]",
+        result.prompt_tokens, result.prompt_tokens_per_s, result.tokens.len(), result.generated_tokens_per_s, result.stop
+    );
+    Ok(tok.decode(&result.tokens)?)
+}
