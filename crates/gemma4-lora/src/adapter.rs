@@ -51,7 +51,7 @@ impl LoraModule {
     }
 
     /// The factors of expert `e` (or the whole module when `E` = 1): `([r, in], [out, r])`.
-    fn factors(&self, expert: Option<usize>) -> (Tensor<2>, Tensor<2>) {
+    pub(crate) fn factors(&self, expert: Option<usize>) -> (Tensor<2>, Tensor<2>) {
         match expert {
             None => (self.lora_a.clone(), self.lora_b.clone()),
             Some(e) => {

@@ -1,14 +1,18 @@
 //! LoRA adapters for the Gemma 4 model (PEFT-compatible): which projections to adapt
 //! (`target`), the adapter math `x·Aᵀ·Bᵀ·scale` plugged into the model's one seam (`adapter`),
-//! PEFT files in and out (`peft_io`). The model crate knows nothing of any of this.
+//! PEFT files in and out (`peft_io`), fusing an adapter into a new checkpoint (`fuse`, written
+//! through a streaming safetensors writer). The model crate knows nothing of any of this.
 
 pub mod adapter;
 pub mod config;
 pub mod error;
+pub mod fuse;
 pub mod peft_io;
+pub mod safetensors_writer;
 pub mod target;
 
 pub use adapter::{LoraAdapter, LoraModule, ModuleSite};
 pub use config::{LoraConfig, TargetModules};
 pub use error::{LoraError, Result};
+pub use fuse::{FuseDtype, FuseOptions, FuseReport, fuse};
 pub use target::{init_adapter, select};
