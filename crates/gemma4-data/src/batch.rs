@@ -42,12 +42,14 @@ pub struct Batch {
     pub positions: Option<Vec<u32>>,
     /// Number of `true`s in `target` (> 0 always).
     pub target_tokens: usize,
+    /// JSONL line numbers of the samples in this batch (for error messages).
+    pub lines: Vec<usize>,
 }
 
 /// Makes batches of one split, epoch after epoch.
 #[derive(Debug, Clone)]
 pub struct Batcher {
-    samples: Vec<(Vec<u32>, Vec<bool>)>,
+    samples: Vec<(Vec<u32>, Vec<bool>, usize)>,
     batch_size: usize,
     packing: bool,
     max_seq_len: usize,
@@ -69,9 +71,9 @@ impl Batcher {
             .iter()
             .map(|s| {
                 let n = s.ids.len().min(max_seq_len);
-                (s.ids[..n].to_vec(), s.target[..n].to_vec())
+                (s.ids[..n].to_vec(), s.target[..n].to_vec(), s.line)
             })
-            .filter(|(_, target)| target.iter().any(|&t| t))
+            .filter(|(_, target, _)| target.iter().any(|&t| t))
             .collect();
         Ok(Self { samples, batch_size, packing, max_seq_len, pad_id: 0 })
     }
@@ -136,7 +138,7 @@ impl Batcher {
         for (b, row) in rows.iter().enumerate() {
             let mut t = b * seq;
             for (seg, &i) in row.iter().enumerate() {
-                let (sample_ids, sample_target) = &self.samples[i];
+                let (sample_ids, sample_target, _) = &self.samples[i];
                 for (p, (&id, &tgt)) in sample_ids.iter().zip(sample_target).enumerate() {
                     ids[t] = id;
                     target[t] = tgt;
@@ -149,7 +151,8 @@ impl Batcher {
         }
         let target_tokens = target.iter().filter(|&&t| t).count();
         let (segments, positions) = if self.packing { (Some(segments), Some(positions)) } else { (None, None) };
-        Batch { ids, target, batch: rows.len(), seq, attention_mask, segments, positions, target_tokens }
+        let lines = rows.iter().flatten().map(|&i| self.samples[i].2).collect();
+        Batch { ids, target, batch: rows.len(), seq, attention_mask, segments, positions, target_tokens, lines }
     }
 }
 

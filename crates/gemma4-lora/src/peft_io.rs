@@ -20,9 +20,36 @@ use crate::target::{expert_params, peft_key};
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
-/// Write the adapter into `dir` (created if needed); each file goes through a temp name + rename.
+/// Write the adapter into `dir`, whole or not at all: the files go into a temporary sibling
+/// directory that then replaces `dir` (an existing `dir` is moved aside first and removed last).
 pub fn save(adapter: &LoraAdapter, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| LoraError::Io { path: dir.to_owned(), source })?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LoraError::Io { path, source }
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    if let Err(e) = save_files(adapter, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let had_old = dir.exists();
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Write the two adapter files into an existing directory (each through a temp name + rename).
+pub fn save_files(adapter: &LoraAdapter, dir: &Path) -> Result<()> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (key, t) in adapter.tensors() {
         let shape = t.dims().to_vec();

@@ -27,6 +27,9 @@ pub struct TrainerState {
     pub best_val: Option<f64>,
     pub best_step: usize,
     pub evals_since_best: usize,
+    /// Steps skipped for a non-finite loss or gradient (`skip_nonfinite`).
+    #[serde(default)]
+    pub skipped_steps: usize,
     /// Hash of the recipe settings a resumed run must share.
     pub fingerprint: String,
 }
@@ -39,9 +42,9 @@ fn err(path: &Path, reason: impl Into<String>) -> TrainError {
 pub fn save(root: &Path, adapter: &LoraAdapter, opt: &AdamW, state: &TrainerState, keep_last: usize) -> Result<PathBuf> {
     let final_dir = root.join(format!("{:07}", state.step));
     let tmp = root.join(format!(".tmp-{:07}-{}", state.step, std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    remove_stale_temporaries(root);
     std::fs::create_dir_all(&tmp).map_err(|source| TrainError::Io { path: tmp.clone(), source })?;
-    gemma4_lora::peft_io::save(adapter, &tmp)?;
+    gemma4_lora::peft_io::save_files(adapter, &tmp)?;
     write_optimizer(&tmp.join("optimizer.safetensors"), opt)?;
     let json = serde_json::to_string_pretty(state).unwrap_or_default();
     gemma4_lora::peft_io::write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())?;
@@ -49,6 +52,15 @@ pub fn save(root: &Path, adapter: &LoraAdapter, opt: &AdamW, state: &TrainerStat
     std::fs::rename(&tmp, &final_dir).map_err(|source| TrainError::Io { path: final_dir.clone(), source })?;
     prune(root, keep_last.max(1));
     Ok(final_dir)
+}
+
+/// Half-written snapshots of a run that was killed while saving (never complete: never renamed).
+fn remove_stale_temporaries(root: &Path) {
+    for e in std::fs::read_dir(root).into_iter().flatten().filter_map(|e| e.ok()) {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The newest complete snapshot under `root`.

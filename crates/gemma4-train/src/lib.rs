@@ -17,4 +17,4 @@ pub mod train;
 
 pub use error::{Result, TrainError};
 pub use recipe::Recipe;
-pub use train::{Summary, train};
+pub use train::{Summary, train, train_until};

@@ -106,6 +106,9 @@ pub struct TrainSection {
     pub report_every: usize,
     /// Output directory (relative to the recipe file).
     pub out_dir: PathBuf,
+    /// On a non-finite loss or gradient: `false` (default) stops the run naming the step, the
+    /// last checkpoint intact; `true` skips that step's update and counts it.
+    pub skip_nonfinite: bool,
 }
 
 /// `[eval]`: validation.
@@ -160,7 +163,7 @@ impl Default for ScheduleSection {
 }
 impl Default for TrainSection {
     fn default() -> Self {
-        Self { iters: 1000, batch_size: 4, grad_accum: 1, seed: 0, report_every: 10, out_dir: PathBuf::from("runs/default") }
+        Self { iters: 1000, batch_size: 4, grad_accum: 1, seed: 0, report_every: 10, out_dir: PathBuf::from("runs/default"), skip_nonfinite: false }
     }
 }
 impl Default for EvalSection {

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
@@ -39,6 +40,9 @@ pub struct Summary {
     pub final_val_loss: Option<f64>,
     pub best_val_loss: Option<f64>,
     pub out_dir: PathBuf,
+    /// Stopped by an interrupt (Ctrl-C) after saving a checkpoint.
+    pub interrupted: bool,
+    pub skipped_steps: usize,
 }
 
 /// Convert a data batch into the model's input.
@@ -70,6 +74,12 @@ pub fn fingerprint(recipe: &Recipe) -> String {
 
 /// Run (or resume) the recipe on `device` (an autodiff device).
 pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<Summary> {
+    train_until(recipe, device, resume, &AtomicBool::new(false))
+}
+
+/// As [`train`]; when `interrupt` becomes true the loop finishes its step, saves a checkpoint
+/// and returns (`Summary.interrupted`).
+pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, interrupt: &AtomicBool) -> Result<Summary> {
     let out = &recipe.train.out_dir;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
     gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
@@ -155,13 +165,18 @@ pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<
         adapter.training = false;
         let loss = loss_sum / tokens.max(1) as f64;
         let (grad_norm, factor) = clip_factor(&grads, recipe.optim.max_grad_norm);
+        if (!loss.is_finite() || !grad_norm.is_finite()) && recipe.train.skip_nonfinite {
+            state.skipped_steps += 1;
+            state.step = step;
+            say(&bar, format!("step {step:>5} | skipped: non-finite loss {loss} / grad norm {grad_norm} ({} skipped so far)", state.skipped_steps));
+            continue;
+        }
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(TrainError::Run(format!(
-                "step {step}: non-finite {} (loss {loss}, grad norm {grad_norm}); epoch {}, micro-batches {}..{}; last checkpoint kept",
+                "step {step}: non-finite {} (loss {loss}, grad norm {grad_norm}) on samples at lines {:?} of {}; the last checkpoint is intact (set train.skip_nonfinite = true to skip such steps)",
                 if loss.is_finite() { "gradient" } else { "loss" },
-                state.epoch,
-                state.batch_index - micro.len(),
-                state.batch_index
+                micro.iter().flat_map(|b| b.lines.iter().copied()).collect::<Vec<_>>(),
+                recipe.data.train.display()
             )));
         }
 
@@ -203,9 +218,15 @@ pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<
                 stop = recipe.eval.early_stopping_patience > 0 && state.evals_since_best >= recipe.eval.early_stopping_patience;
             }
         }
-        let save_now = recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 || step == iters || stop;
+        let interrupted = interrupt.load(Ordering::SeqCst);
+        let save_now = recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 || step == iters || stop || interrupted;
         if save_now {
             checkpoint::save(&out.join("checkpoints"), &adapter, &opt, &state, recipe.checkpoint.keep_last)?;
+        }
+        if interrupted {
+            bar.finish_and_clear();
+            println!("interrupted: checkpoint saved at step {step} in {} (continue with --resume)", out.join("checkpoints").display());
+            return Ok(Summary { steps: step, final_train_loss: last_loss, first_val_loss: first_val, final_val_loss: last_val, best_val_loss: state.best_val, out_dir: out.clone(), interrupted: true, skipped_steps: state.skipped_steps });
         }
         if stop {
             say(&bar, format!("early stop at step {step}: no improvement in {} validations (best {:.4} at step {})", state.evals_since_best, state.best_val.unwrap_or(f64::NAN), state.best_step));
@@ -216,7 +237,7 @@ pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<
     gemma4_lora::peft_io::save(&adapter, &out.join("adapter"))?;
     write_plot(&out.join("loss.svg"), &log.train, &log.valid)?;
     let first_val = first_val.or_else(|| log.valid.first().map(|v| v.1));
-    Ok(Summary { steps: state.step, final_train_loss: last_loss, first_val_loss: first_val, final_val_loss: last_val, best_val_loss: state.best_val, out_dir: out.clone() })
+    Ok(Summary { steps: state.step, final_train_loss: last_loss, first_val_loss: first_val, final_val_loss: last_val, best_val_loss: state.best_val, out_dir: out.clone(), interrupted: false, skipped_steps: state.skipped_steps })
 }
 
 /// A fresh adapter and state, or those of the checkpoint to resume from.

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{Context, Result};
 use gemma4_train::{Recipe, checkpoint};
 
@@ -34,7 +36,20 @@ pub fn run(args: Args) -> Result<()> {
         Some(dir) => Some(PathBuf::from(dir)),
     };
     println!("{}", recipe.to_toml());
-    let s = gemma4_train::train(&recipe, &device, resume.as_deref())?;
+    // First Ctrl-C: finish the step, save a checkpoint, exit 130. Second: exit at once.
+    static INTERRUPT: AtomicBool = AtomicBool::new(false);
+    ctrlc::set_handler(|| {
+        if INTERRUPT.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to exit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let s = gemma4_train::train_until(&recipe, &device, resume.as_deref(), &INTERRUPT)?;
+    if s.interrupted {
+        std::process::exit(130);
+    }
     let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
         "done: {} steps | train loss {} | valid loss {} → {} (best {})",
