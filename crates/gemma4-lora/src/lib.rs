@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod config;
 pub mod error;
+pub mod layout;
 pub mod fuse;
 pub mod peft_io;
 pub mod safetensors_writer;

@@ -15,7 +15,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};
 use crate::config::LoraConfig;
 use crate::error::{LoraError, Result};
-use crate::target::{expert_params, peft_key};
+use crate::layout::Layout;
+use crate::target::peft_key;
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -80,6 +81,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Read an adapter written by PEFT (or by us) for `model`.
 pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<LoraAdapter> {
+    load_for(dir, &Layout::from_model(model))
+}
+
+/// Read an adapter for a model described by `layout` (from the model, or from its config alone).
+pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
     let config = LoraConfig::from_file(&dir.join(CONFIG_FILE))?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
@@ -91,7 +97,7 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<LoraAdapter> {
         let values = decode(&view).map_err(|r| err(format!("{key}: {r}")))?;
         tensors.insert(key.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."), (view.shape().to_vec(), values));
     }
-    let device = &model.device;
+    let device = &layout.device;
     let mut take = |key: &str, shape: [usize; 2]| -> Result<Option<Tensor<2>>> {
         match tensors.remove(key) {
             None => Ok(None),
@@ -101,21 +107,21 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<LoraAdapter> {
     };
     let r = config.r;
     let mut modules = BTreeMap::new();
-    for p in model.projections() {
+    for p in &layout.projections {
         let key = peft_key(&p.path);
         let a = take(&format!("{key}.lora_A.weight"), [r, p.in_features])?;
         let b = take(&format!("{key}.lora_B.weight"), [p.out_features, r])?;
         match (a, b) {
             (Some(lora_a), Some(lora_b)) => {
-                modules.insert(ModuleSite::Proj(p.site), LoraModule { key, lora_a, lora_b, num_experts: 1 });
+                modules.insert(ModuleSite::Proj(p.site), LoraModule { key: key.clone(), lora_a, lora_b, num_experts: 1 });
             }
             (None, None) => {}
             _ => return Err(err(format!("{key}: lora_A and lora_B must both be present"))),
         }
     }
-    load_experts(model, &config, &mut tensors, &mut modules).map_err(err)?;
+    load_experts(layout, &config, &mut tensors, &mut modules).map_err(err)?;
     if let Some((key, (shape, _))) = tensors.iter().next() {
-        let hint = if key.contains("language_model") != model.weight_prefix.contains("language_model") {
+        let hint = if key.contains("language_model") != layout.prefix.contains("language_model") {
             " (hint: the adapter was made for the other checkpoint layout: text-only `model.layers…` vs multimodal `model.language_model.layers…`)"
         } else {
             ""
@@ -131,13 +137,13 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<LoraAdapter> {
 /// Expert factors: under `…experts` (+ `.base_layer`s); which parameter each belongs to follows
 /// from its shapes (gate_up: in H → out 2I; down: in I → out H).
 fn load_experts(
-    model: &Gemma4TextModel,
+    layout: &Layout,
     config: &LoraConfig,
     tensors: &mut BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     modules: &mut BTreeMap<ModuleSite, LoraModule>,
 ) -> std::result::Result<(), String> {
-    let device = &model.device;
-    for (layer, down, path, inp, outp, experts) in expert_params(model) {
+    let device = &layout.device;
+    for (layer, down, path, inp, outp, experts) in layout.experts.iter().cloned() {
         let experts_path = path.rsplit_once('.').map_or(path.as_str(), |(a, _)| a);
         let mut key = peft_key(experts_path);
         let re = config.r * experts;

@@ -134,3 +134,16 @@ fn adapter_for_another_layout_is_an_error_naming_a_key() {
     let e = peft_io::load(&fixture("dense").join("peft"), &model).unwrap_err().to_string();
     assert!(e.contains("base_model.model.model.layers.") && e.contains("hint"), "{e}");
 }
+
+/// `fuse` resolves adapters from the config alone: that layout equals the loaded model's.
+#[test]
+fn layout_from_config_equals_layout_from_model() {
+    let device = Device::flex();
+    for name in FIXTURES {
+        let model = load_model(name, &device);
+        let from_model = gemma4_lora::layout::Layout::from_model(&model);
+        let from_config = gemma4_lora::layout::Layout::from_config(&model.config, model.weight_prefix, &device);
+        assert_eq!(from_model.projections, from_config.projections, "{name}");
+        assert_eq!(from_model.experts, from_config.experts, "{name}");
+    }
+}

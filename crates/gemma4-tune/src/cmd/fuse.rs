@@ -5,9 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::DType;
-use gemma4_lora::{FuseDtype, FuseOptions, fuse, fuse::check_out_dir, peft_io};
-use gemma4_model::Gemma4TextModel;
+use gemma4_lora::{FuseDtype, FuseOptions, fuse, fuse::check_out_dir, layout::Layout, peft_io};
+use gemma4_model::{Checkpoint, Gemma4TextConfig};
 
 use crate::backend::{self, Backend};
 
@@ -50,17 +49,19 @@ pub fn run(args: Args) -> Result<()> {
     if args.force && args.adapter.canonicalize().ok().zip(args.out.canonicalize().ok()).is_some_and(|(a, o)| a.starts_with(o)) {
         bail!("--out {} contains the adapter {}: refusing to replace it", args.out.display(), args.adapter.display());
     }
-    // The model is loaded only to resolve the adapter's modules (shapes, layout, experts); the
-    // merge itself reads the base checkpoint tensor by tensor.
+    // The adapter is resolved against the config and the checkpoint's tensor table only (no
+    // weights are read), and the merge streams tensor by tensor: a checkpoint larger than
+    // memory fuses fine.
     let device = backend::device(Backend::Cpu)?;
-    let dtype = if device.supports_dtype(DType::BF16) { DType::BF16 } else { DType::F32 };
-    let (model, _, warnings) = Gemma4TextModel::from_dir(&args.model, &device, dtype)
-        .with_context(|| format!("loading model from {}", args.model.display()))?;
-    for w in warnings {
+    let loaded = Gemma4TextConfig::from_file(&args.model.join("config.json")).with_context(|| format!("reading {}", args.model.join("config.json").display()))?;
+    for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let adapter = peft_io::load(&args.adapter, &model).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
-    drop(model);
+    let ckpt = Checkpoint::open(&args.model).with_context(|| format!("opening the checkpoint in {}", args.model.display()))?;
+    let prefix = if ckpt.tensors.contains_key("model.language_model.embed_tokens.weight") { "model.language_model." } else { "model." };
+    let layout = Layout::from_config(&loaded.config, prefix, &device);
+    drop(ckpt);
+    let adapter = peft_io::load_for(&args.adapter, &layout).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
     let opts = FuseOptions {
         dtype: match args.dtype {
             OutDtype::Keep => FuseDtype::Keep,
