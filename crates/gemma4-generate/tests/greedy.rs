@@ -48,3 +48,23 @@ fn generation_stops_on_a_stop_token() {
     assert_eq!(out.tokens, want[..2].to_vec());
     assert_eq!(out.stop, StopReason::Stop(want[2]));
 }
+
+/// Cached generation equals argmax decoding with the full no-cache forward at every step.
+#[test]
+fn cached_generation_equals_no_cache_argmax_decoding() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/e2b_like");
+    let bytes = std::fs::read(dir.join("generate.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let prompt = ids(&st, "prompt_ids");
+    let (model, _, _) = Gemma4TextModel::from_dir(&dir, &Device::flex(), DType::F32).unwrap();
+    let mut seq = prompt.clone();
+    for _ in 0..10 {
+        let batch = gemma4_model::TokenBatch::new(seq.clone(), 1, seq.len());
+        let logits: Vec<f32> = model.logits(model.forward_hidden(&batch, &NoAdapter, false).unwrap().hidden).into_data().try_to_vec_as::<f32>().unwrap();
+        let v = model.config.vocab_size;
+        seq.push(gemma4_generate::sampler::argmax(&logits[(seq.len() - 1) * v..]));
+    }
+    let mut cache = KvCache::new(&model.config);
+    let out = generate(&model, &NoAdapter, &mut cache, &prompt, 10, &[], &mut Sampler::new(SamplingConfig::default()), |_| true).unwrap();
+    assert_eq!(out.tokens, seq[prompt.len()..].to_vec());
+}
