@@ -1,7 +1,8 @@
 //! Gemma 4 self-attention (HF `Gemma4TextAttention`).
 //!
 //! q/k get RMSNorms with weights, v a scale-free RMSNorm; RoPE on q and k after their norms;
-//! the score scale is exactly 1.0 (the norms absorb it); no attention softcap. Full layers with
+//! the score scale is exactly 1.0 (the norms absorb it); no attention softcap. Gemma 3
+//! (`Gemma3Attention`) differs only by config values: no V norm, scale `query_pre_attn_scalar^-½`. Full layers with
 //! `attention_k_eq_v` have no `v_proj`: V is the raw K projection (before `k_norm`/RoPE).
 //! KV-shared layers own only `q_proj`, `q_norm`, `o_proj` and attend over their donor's K/V.
 //! GQA: query head `h` uses KV head `h / (heads / kv_heads)`; we fold the group into the query
@@ -23,7 +24,8 @@ pub struct KvProj {
     /// `None` on k_eq_v layers.
     pub v_proj: Option<Linear>,
     pub k_norm: RmsNorm,
-    pub v_norm: RmsNorm,
+    /// Scale-free V norm (Gemma 4); `None` for Gemma 3.
+    pub v_norm: Option<RmsNorm>,
 }
 
 /// One layer's attention.
@@ -38,6 +40,8 @@ pub struct Attention {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Multiplies `q·kᵀ` (config `attention_scale`: 1.0 Gemma 4, `query_pre_attn_scalar^-½` Gemma 3).
+    pub scale: f64,
 }
 
 /// Keys and values after norms and RoPE. # Shapes: `[b, kv, t, d]` each.
@@ -63,13 +67,13 @@ impl Attention {
     pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig, spec: &LayerSpec, i: usize) -> Result<Self> {
         let (e, h, kv, d) = (cfg.hidden_size, cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
         let bias = cfg.attention_bias;
-        let eps = cfg.rms_norm_eps;
+        let (eps, off) = (cfg.rms_norm_eps, cfg.norm_weight_offset);
         let kv_proj = if spec.kv_donor.is_none() {
             Some(KvProj {
                 k_proj: load_linear(w, "k_proj", i, kv * d, e, bias)?,
                 v_proj: if spec.k_eq_v { None } else { Some(load_linear(w, "v_proj", i, kv * d, e, bias)?) },
-                k_norm: RmsNorm::new(w.get_f32("layers.{i}.self_attn.k_norm.weight", Some(i), [d])?, eps),
-                v_norm: RmsNorm::without_scale(eps),
+                k_norm: RmsNorm::with_offset(w.get_f32("layers.{i}.self_attn.k_norm.weight", Some(i), [d])?, eps, off),
+                v_norm: cfg.v_norm.then(|| RmsNorm::without_scale(eps)),
             })
         } else {
             None
@@ -77,12 +81,13 @@ impl Attention {
         Ok(Self {
             layer: i,
             q_proj: load_linear(w, "q_proj", i, h * d, e, bias)?,
-            q_norm: RmsNorm::new(w.get_f32("layers.{i}.self_attn.q_norm.weight", Some(i), [d])?, eps),
+            q_norm: RmsNorm::with_offset(w.get_f32("layers.{i}.self_attn.q_norm.weight", Some(i), [d])?, eps, off),
             kv: kv_proj,
             o_proj: load_linear(w, "o_proj", i, e, h * d, bias)?,
             num_heads: h,
             num_kv_heads: kv,
             head_dim: d,
+            scale: cfg.attention_scale,
         })
     }
 
@@ -104,7 +109,10 @@ impl Attention {
             None => k_raw.clone(), // k_eq_v: V from the raw K projection
         };
         let k = apply_rotary(kv.k_norm.forward(k_raw), &inp.cos, &inp.sin);
-        let v = kv.v_norm.forward(v_raw);
+        let v = match &kv.v_norm {
+            Some(norm) => norm.forward(v_raw),
+            None => v_raw,
+        };
         Some((k.swap_dims(1, 2), v.swap_dims(1, 2))) // [b, kv, s, d]
     }
 
@@ -117,23 +125,26 @@ impl Attention {
         let (h, d) = (self.num_heads, self.head_dim);
         let q = self.q_proj.forward(x, self.site(ProjName::QProj), adapter).reshape([b, s, h, d]);
         let q = apply_rotary(self.q_norm.forward(q), &inp.cos, &inp.sin).swap_dims(1, 2); // [b, h, s, d]
-        let o = scaled_dot_product(q, k.clone(), v.clone(), inp.mask.clone()); // [b, h, s, d]
+        let o = scaled_dot_product(q, k.clone(), v.clone(), inp.mask.clone(), self.scale); // [b, h, s, d]
         let o = o.swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(o, self.site(ProjName::OProj), adapter)
     }
 }
 
-/// softmax(q·kᵀ · 1.0 + mask)·v with grouped KV heads, softmax in f32.
+/// softmax(q·kᵀ · scale + mask)·v with grouped KV heads, softmax in f32 (scale 1.0: Gemma 4).
 ///
 /// # Shapes
 /// - q: `[b, h, s, d]`, k/v: `[b, kv, t, d]`, mask: `[b or 1, 1, s, t]` → `[b, h, s, d]`
-pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>) -> Tensor<4> {
+pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>, scale: f64) -> Tensor<4> {
     let [b, h, s, d] = q.dims();
     let [_, kv, t, _] = k.dims();
     let g = h / kv;
     let dtype = q.dtype();
     let q = q.reshape([b, kv, g * s, d]); // rows ordered (group, position)
-    let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
+    let mut scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
+    if scale != 1.0 {
+        scores = scores.mul_scalar(scale as f32);
+    }
     let mask = mask.repeat_dim(2, g).expand([b, kv, g * s, t]);
     // A finite fill keeps fully masked rows (padding queries) finite instead of NaN.
     let probs = softmax(scores.mask_fill(mask, -1.0e30f32), 3).cast(dtype);

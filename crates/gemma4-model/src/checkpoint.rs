@@ -2,6 +2,9 @@
 //! `model.safetensors.index.json` — exactly the files transformers would load, never every
 //! `*.safetensors` lying in the directory. Files are memory-mapped; tensors are decoded from
 //! bf16/f16/f32 on demand, one at a time, so loading never holds two copies of the checkpoint.
+//!
+//! A GGUF file ([`Checkpoint::open_gguf`]) is another source behind the same interface: its
+//! tensors are listed under their HF names (`gguf::hf_name`) and dequantised on demand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -12,6 +15,8 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{ModelError, Result};
+use crate::gguf;
+use crate::quant::{GgmlType, dequantize};
 
 /// Name of the single-file checkpoint.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -21,7 +26,10 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// One tensor's place in a mapped file.
 #[derive(Clone, Debug)]
 pub struct TensorInfo {
+    /// The stored dtype; `F32` (what it decodes to) for GGUF tensors, see `ggml`.
     pub dtype: Dtype,
+    /// GGUF tensors: the stored ggml type and whether 1 is subtracted (llama.cpp's `1 + w` norms).
+    pub ggml: Option<(GgmlType, bool)>,
     pub shape: Vec<usize>,
     file: usize,
     /// Byte range inside the file (header included in the offset).
@@ -72,6 +80,7 @@ impl Checkpoint {
             for (name, view) in st.tensors() {
                 let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
                 let info = TensorInfo {
+                    ggml: None,
                     dtype: view.dtype(),
                     shape: view.shape().to_vec(),
                     file: fi,
@@ -94,13 +103,44 @@ impl Checkpoint {
         Ok(Self { dir: dir.to_owned(), files: Arc::new(files), tensors })
     }
 
+    /// Open a GGUF file: the tensors under their HF names, and the HF `config.json` its
+    /// metadata describes. Tensors of a type we cannot dequantise are an error naming both.
+    pub fn open_gguf(path: &Path) -> Result<(Self, serde_json::Value)> {
+        let map = map_file(path)?;
+        let header = gguf::parse(&map, path)?;
+        let config = gguf::config_json(&header, path)?;
+        let mut tensors = BTreeMap::new();
+        for t in header.tensors {
+            let (name, is_norm) = gguf::hf_name(&t.name).ok_or_else(|| ModelError::Tensor {
+                name: t.name.clone(),
+                reason: format!("in {}: no HF name for this llama.cpp tensor", path.display()),
+            })?;
+            let ty = t.ggml_type.map_err(|ty| ModelError::Tensor {
+                name: t.name.clone(),
+                reason: format!("type {ty} cannot be dequantised (supported: F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)"),
+            })?;
+            let info = TensorInfo { dtype: Dtype::F32, ggml: Some((ty, is_norm)), shape: t.shape, file: 0, start: t.start, end: t.end };
+            if tensors.insert(name.clone(), info).is_some() {
+                return Err(ModelError::Tensor { name, reason: format!("stored twice in {}", path.display()) });
+            }
+        }
+        let files = vec![Mapped { path: path.to_owned(), map }];
+        Ok((Self { dir: path.to_owned(), files: Arc::new(files), tensors }, config))
+    }
+
     /// The file a tensor lives in (for messages).
     pub fn file_of(&self, name: &str) -> Option<&Path> {
         self.tensors.get(name).map(|t| self.files[t.file].path.as_path())
     }
 
-    /// The raw little-endian bytes of a tensor.
+    /// The raw little-endian bytes of a safetensors tensor (`None` for GGUF tensors, whose
+    /// bytes are ggml blocks, not `dtype` values).
     pub fn bytes(&self, name: &str) -> Option<&[u8]> {
+        self.tensors.get(name).filter(|t| t.ggml.is_none())?;
+        self.raw(name)
+    }
+
+    fn raw(&self, name: &str) -> Option<&[u8]> {
         let t = self.tensors.get(name)?;
         Some(&self.files[t.file].map[t.start..t.end])
     }
@@ -108,8 +148,17 @@ impl Checkpoint {
     /// Decode a tensor to f32 values (row-major), from f32, f16 or bf16.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })?;
-        let bytes = self.bytes(name).unwrap_or_default();
-        decode_f32(name, info.dtype, bytes)
+        let bytes = self.raw(name).unwrap_or_default();
+        match info.ggml {
+            Some((ty, minus_one)) => {
+                let mut v = dequantize(ty, bytes);
+                if minus_one {
+                    v.iter_mut().for_each(|x| *x -= 1.0);
+                }
+                Ok(v)
+            }
+            None => decode_f32(name, info.dtype, bytes),
+        }
     }
 
     /// Decode rows `ids` of a 2-D tensor `[rows, cols]` to f32 (used for the PLE table, which
@@ -120,6 +169,14 @@ impl Checkpoint {
             [r, c] => (*r, *c),
             s => return Err(ModelError::Tensor { name: name.into(), reason: format!("expected 2 dims, found {s:?}") }),
         };
+        if info.ggml.is_some() {
+            let all = self.to_f32(name)?;
+            return ids
+                .iter()
+                .map(|&id| all.get(id * cols..(id + 1) * cols).ok_or_else(|| ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)"))))
+                .collect::<Result<Vec<_>>>()
+                .map(|rows| rows.concat());
+        }
         let width = dtype_size(name, info.dtype)?;
         let bytes = self.bytes(name).unwrap_or_default();
         let mut out = Vec::with_capacity(ids.len() * cols);

@@ -103,6 +103,14 @@ pub struct Gemma4TextConfig {
     pub layers: Vec<LayerSpec>,
     /// True when the checkpoint is a multimodal `gemma4` one (weights under `model.language_model.`).
     pub multimodal: bool,
+    /// Added to every stored RMSNorm weight: 0 for Gemma 4 (`x̂·w`), 1 for Gemma 3 (`x̂·(1 + w)`).
+    pub norm_weight_offset: f64,
+    /// Multiplies `q·kᵀ`: 1.0 for Gemma 4 (the q/k norms absorb it), `query_pre_attn_scalar^-½` for Gemma 3.
+    pub attention_scale: f64,
+    /// V gets a scale-free RMSNorm (Gemma 4); Gemma 3 has none.
+    pub v_norm: bool,
+    /// Every layer stores a `layer_scalar` (Gemma 4); Gemma 3 has none (= 1).
+    pub layer_scalar: bool,
 }
 
 /// A loaded config plus the keys we did not recognise (for the caller to warn about).
@@ -127,8 +135,8 @@ impl Gemma4TextConfig {
         let obj = json.as_object().ok_or_else(|| ModelError::invalid("<root>", "not a JSON object"))?;
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
         let (text, multimodal, prefix) = match model_type {
-            "gemma4_text" => (json.clone(), false, ""),
-            "gemma4" | "gemma4_unified" => {
+            "gemma4_text" | "gemma3_text" => (json.clone(), false, ""),
+            "gemma4" | "gemma4_unified" | "gemma3" => {
                 let text = obj.get("text_config").cloned().ok_or_else(|| {
                     ModelError::invalid("text_config", "multimodal `gemma4` config without `text_config`")
                 })?;
@@ -138,7 +146,7 @@ impl Gemma4TextConfig {
                 return Err(ModelError::Unsupported {
                     key: "model_type".into(),
                     value: format!("{other:?}"),
-                    hint: Some("expected `gemma4_text` or `gemma4`".into()),
+                    hint: Some("expected `gemma4_text`, `gemma4`, `gemma3_text` or `gemma3`".into()),
                 });
             }
         };
@@ -155,7 +163,7 @@ impl Gemma4TextConfig {
             .map(|k| format!("ignoring unknown config key `{prefix}{k}`"))
             .collect();
         warnings.sort();
-        let config = resolve(hf, multimodal)?;
+        let config = if model_type.starts_with("gemma3") { resolve_gemma3(hf, multimodal)? } else { resolve(hf, multimodal)? };
         Ok(LoadedConfig { config, warnings })
     }
 
@@ -179,7 +187,7 @@ const IGNORED_KEYS: &[&str] = &[
     "_name_or_path", "chunk_size_feed_forward", "problem_type", "id2label", "label2id",
     "task_specific_params", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
     "cross_attention_hidden_size", "add_cross_attention", "is_decoder", "pruned_heads",
-    "finetuning_task", "sliding_window_pattern", "query_pre_attn_scalar", "rope_traditional",
+    "finetuning_task", "rope_traditional", "_sliding_window_pattern",
     "partial_rotary_factor", "global_partial_rotary_factor", "tie_last_hidden_states",
 ];
 
@@ -210,7 +218,13 @@ struct HfTextConfig {
     layer_types: Option<Vec<String>>,
     final_logit_softcapping: Option<f64>,
     attn_logit_softcapping: Option<f64>,
-    use_bidirectional_attention: Option<String>,
+    /// Gemma 4: `null` / `"vision"` / `"all"`; Gemma 3: a bool.
+    use_bidirectional_attention: Option<Value>,
+    query_pre_attn_scalar: Option<f64>,
+    /// Gemma 3 legacy RoPE keys (global / local base), folded into `rope_parameters`.
+    rope_theta: Option<f64>,
+    rope_local_base_freq: Option<f64>,
+    sliding_window_pattern: Option<usize>,
     vocab_size_per_layer_input: Option<usize>,
     hidden_size_per_layer_input: Option<usize>,
     attention_k_eq_v: Option<bool>,
@@ -234,10 +248,11 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
     }
     // "vision" only changes attention between image tokens (text-only input is causal);
     // "all" makes every layer non-causal (HF `is_causal = False`).
-    let bidirectional = match hf.use_bidirectional_attention.as_deref() {
-        None | Some("vision") => false,
-        Some("all") => true,
-        Some(v) => return Err(ModelError::unsupported("use_bidirectional_attention", format!("{v:?}"))),
+    let bidirectional = match &hf.use_bidirectional_attention {
+        None | Some(Value::Null) => false,
+        Some(Value::String(v)) if v == "vision" => false,
+        Some(Value::String(v)) if v == "all" => true,
+        Some(v) => return Err(ModelError::unsupported("use_bidirectional_attention", v)),
     };
     if let Some(v) = hf.attn_logit_softcapping {
         return Err(ModelError::unsupported("attn_logit_softcapping", v));
@@ -249,8 +264,8 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
             hint: Some("Gemma 4 takes RoPE settings from `rope_parameters`".into()),
         });
     }
-    let layer_types = resolve_layer_types(hf.layer_types, num_hidden_layers)?;
-    let rope_parameters = resolve_rope(hf.rope_parameters, &layer_types)?;
+    let layer_types = resolve_layer_types(hf.layer_types, num_hidden_layers, true)?;
+    let rope_parameters = resolve_rope(hf.rope_parameters, &layer_types, &["default", "proportional"])?;
 
     let mut cfg = Gemma4TextConfig {
         vocab_size: hf.vocab_size.unwrap_or(262_144),
@@ -281,6 +296,10 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
         rope_parameters,
         layers: Vec::new(),
         multimodal,
+        norm_weight_offset: 0.0,
+        attention_scale: 1.0,
+        v_norm: true,
+        layer_scalar: true,
     };
     if cfg.enable_moe_block {
         let need = |v: Option<usize>, key: &str| {
@@ -306,6 +325,108 @@ fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
     Ok(cfg)
 }
 
+/// Gemma 3 (`Gemma3TextConfig`, configuration_gemma3.py, transformers 5.24): the Gemma 4 decoder
+/// without PLE, KV sharing, MoE, V norm or `layer_scalar`; norms are `x̂·(1 + w)`, scores are
+/// scaled by `query_pre_attn_scalar^-½`, RoPE is full-width on every layer (local base on sliding
+/// layers, global base and `rope_scaling` on full ones), and the last layer is NOT forced to full.
+fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
+    let act = hf.hidden_activation.clone().or(hf.hidden_act.clone()).unwrap_or_else(|| "gelu_pytorch_tanh".into());
+    if act != "gelu_pytorch_tanh" {
+        return Err(ModelError::unsupported("hidden_activation", format!("{act:?}")));
+    }
+    match &hf.use_bidirectional_attention {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(v) => return Err(ModelError::unsupported("use_bidirectional_attention", v)),
+    }
+    if let Some(v) = hf.attn_logit_softcapping {
+        // transformers 5.24 stores it but never passes it to the attention function.
+        return Err(ModelError::Unsupported {
+            key: "attn_logit_softcapping".into(),
+            value: v.to_string(),
+            hint: Some("Gemma 3 checkpoints set it to null; transformers 5.24 ignores it".into()),
+        });
+    }
+    let n = hf.num_hidden_layers.unwrap_or(26);
+    let layer_types = match hf.layer_types.clone() {
+        Some(list) => resolve_layer_types(Some(list), n, false)?,
+        None => {
+            let p = hf.sliding_window_pattern.unwrap_or(6).max(1);
+            (0..n).map(|i| if (i + 1) % p == 0 { LayerType::Full } else { LayerType::Sliding }).collect()
+        }
+    };
+    let rope_parameters = resolve_rope(Some(gemma3_rope_parameters(&hf)?), &layer_types, &["default", "linear"])?;
+    let head_dim = hf.head_dim.unwrap_or(256);
+    let mut cfg = Gemma4TextConfig {
+        vocab_size: hf.vocab_size.unwrap_or(262_208),
+        hidden_size: hf.hidden_size.unwrap_or(2304),
+        intermediate_size: hf.intermediate_size.unwrap_or(9216),
+        num_hidden_layers: n,
+        num_attention_heads: hf.num_attention_heads.unwrap_or(8),
+        num_key_value_heads: hf.num_key_value_heads.unwrap_or(4),
+        head_dim,
+        rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
+        tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(true),
+        attention_bias: hf.attention_bias.unwrap_or(false),
+        sliding_window: hf.sliding_window.unwrap_or(4096),
+        bidirectional: false,
+        final_logit_softcapping: hf.final_logit_softcapping,
+        vocab_size_per_layer_input: 0,
+        hidden_size_per_layer_input: 0,
+        attention_k_eq_v: false,
+        num_kv_shared_layers: 0,
+        use_double_wide_mlp: false,
+        enable_moe_block: false,
+        num_experts: 0,
+        top_k_experts: 0,
+        moe_intermediate_size: 0,
+        pad_token_id: hf.pad_token_id.or(Some(0)),
+        bos_token_id: hf.bos_token_id.or(Some(2)),
+        eos_token_ids: parse_eos(hf.eos_token_id)?,
+        rope_parameters,
+        layers: Vec::new(),
+        multimodal,
+        norm_weight_offset: 1.0,
+        attention_scale: hf.query_pre_attn_scalar.unwrap_or(256.0).powf(-0.5),
+        v_norm: false,
+        layer_scalar: false,
+    };
+    cfg.layers = derive_layers(&cfg, &layer_types, &vec![(None, None); n])?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Gemma 3 RoPE as `Gemma3TextConfig.convert_rope_params_to_dict` builds it: `rope_parameters`
+/// per layer type when given, else `rope_local_base_freq` (sliding, default 10 000) and
+/// `rope_theta` (full, default 1 000 000) with `rope_scaling` merged into the full-layer dict.
+fn gemma3_rope_parameters(hf: &HfTextConfig) -> Result<BTreeMap<String, Value>> {
+    let mut params = hf.rope_parameters.clone().unwrap_or_default();
+    let mut entry = |lt: LayerType, theta: f64| -> Result<()> {
+        let e = params.entry(lt.hf_name().to_owned()).or_insert_with(|| serde_json::json!({"rope_type": "default"}));
+        if e.is_null() {
+            *e = serde_json::json!({"rope_type": "default"});
+        }
+        let obj = e.as_object_mut().ok_or_else(|| ModelError::invalid(format!("rope_parameters.{}", lt.hf_name()), "expected an object"))?;
+        if lt == LayerType::Full {
+            if let Some(Value::Object(scaling)) = &hf.rope_scaling {
+                for (k, v) in scaling {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        // Legacy `type`: HF 5.24 merges `rope_scaling` into a dict that already says
+        // `rope_type: default`, so `type` alone never takes effect there; it only names the
+        // type when `rope_type` is absent.
+        if let Some(t) = obj.remove("type") {
+            obj.entry("rope_type").or_insert(t);
+        }
+        obj.entry("rope_theta").or_insert(serde_json::json!(theta));
+        Ok(())
+    };
+    entry(LayerType::Full, hf.rope_theta.unwrap_or(1_000_000.0))?;
+    entry(LayerType::Sliding, hf.rope_local_base_freq.unwrap_or(10_000.0))?;
+    Ok(params)
+}
+
 fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
     let bad = || ModelError::invalid("eos_token_id", "expected an integer or a list of integers");
     match v {
@@ -318,7 +439,7 @@ fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
 }
 
 /// HF: 5:1 sliding:full pattern when absent; the last layer is forced to full attention.
-fn resolve_layer_types(types: Option<Vec<String>>, n: usize) -> Result<Vec<LayerType>> {
+fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_last_full: bool) -> Result<Vec<LayerType>> {
     let mut out = match types {
         None => (0..n)
             .map(|i| if (i + 1) % 6 == 0 { LayerType::Full } else { LayerType::Sliding })
@@ -338,7 +459,7 @@ fn resolve_layer_types(types: Option<Vec<String>>, n: usize) -> Result<Vec<Layer
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    if let Some(last) = out.last_mut() {
+    if let (true, Some(last)) = (force_last_full, out.last_mut()) {
         *last = LayerType::Full; // HF Gemma4TextConfig.__post_init__ forces this (with a warning).
     }
     Ok(out)
@@ -347,6 +468,7 @@ fn resolve_layer_types(types: Option<Vec<String>>, n: usize) -> Result<Vec<Layer
 fn resolve_rope(
     params: Option<BTreeMap<String, Value>>,
     layer_types: &[LayerType],
+    rope_types: &[&str],
 ) -> Result<BTreeMap<LayerType, RopeConfig>> {
     let mut out = BTreeMap::new();
     let Some(params) = params else {
@@ -370,7 +492,7 @@ fn resolve_rope(
             None | Some(Value::Null) => "default",
             Some(v) => v.as_str().ok_or_else(|| ModelError::invalid(format!("{key}.rope_type"), "expected a string"))?,
         };
-        if !matches!(rope_type, "default" | "proportional") {
+        if !rope_types.contains(&rope_type) {
             return Err(ModelError::unsupported(format!("{key}.rope_type"), format!("{rope_type:?}")));
         }
         let num = |name: &str, default: f64| -> Result<f64> {
@@ -395,6 +517,9 @@ fn resolve_rope(
         if rope_type == "default" {
             cfg.partial_rotary_factor = 1.0;
             cfg.factor = 1.0;
+        }
+        if rope_type == "linear" {
+            cfg.partial_rotary_factor = 1.0; // Gemma 3 `linear`: full width, every frequency / factor
         }
         if !(cfg.factor > 0.0) || !(0.0..=1.0).contains(&cfg.partial_rotary_factor) || !(cfg.rope_theta > 0.0) {
             return Err(ModelError::invalid(key, "rope_theta/factor must be > 0, partial_rotary_factor in [0, 1]"));

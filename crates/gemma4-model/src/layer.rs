@@ -51,16 +51,16 @@ pub struct DecoderLayer {
     pub post_feedforward_layernorm: RmsNorm,
     pub moe: Option<MoeBlock>,
     pub per_layer_input: Option<PerLayerInput>,
-    /// `[1]`, f32
-    pub layer_scalar: Tensor<1>,
+    /// `[1]`, f32; `None` (= 1) when the config has no `layer_scalar` (Gemma 3).
+    pub layer_scalar: Option<Tensor<1>>,
 }
 
 impl DecoderLayer {
     pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig, i: usize) -> Result<Self> {
         let spec = cfg.layers[i].clone();
-        let (e, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let (e, eps, off) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_weight_offset);
         let mut norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(w.get_f32(&format!("layers.{{i}}.{name}.weight"), Some(i), [e])?, eps))
+            Ok(RmsNorm::with_offset(w.get_f32(&format!("layers.{{i}}.{name}.weight"), Some(i), [e])?, eps, off))
         };
         let input_layernorm = norm("input_layernorm")?;
         let post_attention_layernorm = norm("post_attention_layernorm")?;
@@ -96,7 +96,7 @@ impl DecoderLayer {
             post_feedforward_layernorm,
             moe,
             per_layer_input,
-            layer_scalar: w.get_f32("layers.{i}.layer_scalar", Some(i), [1])?,
+            layer_scalar: if cfg.layer_scalar { Some(w.get_f32("layers.{i}.layer_scalar", Some(i), [1])?) } else { None },
             spec,
         })
     }
@@ -147,6 +147,9 @@ impl DecoderLayer {
             h = h + ple.post_per_layer_input_norm.forward(g);
         }
         let dtype = h.dtype();
-        Ok((h * self.layer_scalar.clone().cast(dtype).unsqueeze::<3>(), own_kv))
+        match &self.layer_scalar {
+            Some(s) => Ok((h * s.clone().cast(dtype).unsqueeze::<3>(), own_kv)),
+            None => Ok((h, own_kv)),
+        }
     }
 }

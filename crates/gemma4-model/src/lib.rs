@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod gguf;
 pub mod layer;
 pub mod linear;
 pub mod mask;
@@ -26,6 +27,7 @@ pub mod moe;
 pub mod norm;
 pub mod params;
 pub mod ple;
+pub mod quant;
 pub mod rope;
 pub mod weights;
 

@@ -84,7 +84,18 @@ pub struct Projection {
 impl Gemma4TextModel {
     /// Load `config.json` and the checkpoint in `dir`; weights in `dtype` (norms stay f32).
     /// Returns the model, the load report and config warnings (unknown keys).
+    ///
+    /// `dir` may also be a `.gguf` file, or a directory holding one `.gguf` and no
+    /// `config.json`: the config then comes from the GGUF metadata (Gemma 3 only).
     pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Self, LoadReport, Vec<String>)> {
+        if dir.is_file() || !dir.join("config.json").is_file() {
+            if let Some(path) = crate::gguf::find_gguf(dir)? {
+                let (ckpt, json) = Checkpoint::open_gguf(&path)?;
+                let loaded = Gemma4TextConfig::from_json(&json)?;
+                let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
+                return Ok((model, report, loaded.warnings));
+            }
+        }
         let loaded = Gemma4TextConfig::from_file(&dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
         let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
@@ -101,7 +112,7 @@ impl Gemma4TextModel {
         let embed_tokens = w.get("embed_tokens.weight", None, [v, e])?;
         let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
         let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::new(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps);
+        let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
         let lm_head = if config.tie_word_embeddings { None } else { Some(w.get("lm_head.weight", None, [v, e])?) };
         let weight_prefix = w.prefix;
         let report = w.finish(&config)?;

@@ -34,7 +34,7 @@ impl ParamCounts {
         let mut experts = 0;
         for spec in &c.layers {
             let (h, hd, kv) = (c.num_attention_heads, spec.head_dim, spec.num_key_value_heads);
-            total += 4 * e + 1; // four norms + layer_scalar
+            total += 4 * e + usize::from(c.layer_scalar); // four norms (+ layer_scalar)
             total += h * hd * e + bias(h * hd) + hd; // q_proj, q_norm
             total += e * h * hd + bias(e); // o_proj
             if spec.kv_donor.is_none() {

@@ -133,7 +133,9 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
         for norm in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
             push(format!("{p}{norm}.weight"), vec![e]);
         }
-        push(format!("{p}layer_scalar"), vec![1]);
+        if cfg.layer_scalar {
+            push(format!("{p}layer_scalar"), vec![1]);
+        }
         let mut proj = |name: &str, out_f: usize, in_f: usize| {
             push(format!("{p}self_attn.{name}.weight"), vec![out_f, in_f]);
             if cfg.attention_bias {

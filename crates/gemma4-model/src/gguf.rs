@@ -1,0 +1,300 @@
+//! GGUF v2/v3 base models (llama.cpp's format): header, metadata key/values, tensor table,
+//! aligned data section, memory-mapped; tensors are dequantised at load ([`crate::quant`]).
+//!
+//! llama.cpp names map to HF names here ([`hf_name`]), the config comes from the `gemma3.*`
+//! metadata as an HF `config.json` ([`config_json`]), and [`crate::Checkpoint`] serves the
+//! tensors under their HF names, so `weights::TABLE` stays the one place for names.
+//! llama.cpp stores Gemma RMSNorm weights with the `+1` folded in (`convert_hf_to_gguf.py`);
+//! we subtract it at load, as transformers' `Gemma2TensorProcessor` does, and the config's
+//! `norm_weight_offset` (1 for Gemma 3) adds it back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::error::{ModelError, Result};
+use crate::quant::GgmlType;
+
+/// One metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    pub fn as_u64(&self) -> Option<u64> {
+        if let Self::Int(i) = self { u64::try_from(*i).ok() } else { None }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Float(f) => Some(*f),
+            Self::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        if let Self::Str(s) = self { Some(s) } else { None }
+    }
+}
+
+/// A tensor in the GGUF data section.
+#[derive(Clone, Debug)]
+pub struct GgufTensor {
+    /// llama.cpp name, e.g. `blk.0.attn_q.weight`.
+    pub name: String,
+    /// Row-major (HF) shape: GGUF lists dims fastest-first, we reverse them.
+    pub shape: Vec<usize>,
+    pub ggml_type: std::result::Result<GgmlType, String>,
+    /// Absolute byte range in the file.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A parsed GGUF header (the data stays in the caller's mapping).
+#[derive(Clone, Debug)]
+pub struct GgufHeader {
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+    pub tensors: Vec<GgufTensor>,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, what: &str) -> ModelError {
+        ModelError::Safetensors { path: self.path.to_owned(), reason: format!("GGUF: {what} (at byte {})", self.pos) }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let s = self.b.get(self.pos..self.pos.checked_add(n).ok_or_else(|| self.err("length overflow"))?).ok_or_else(|| self.err("truncated file"))?;
+        self.pos += n;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.u64()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| self.err("string is not UTF-8"))
+    }
+    fn value(&mut self, ty: u32, depth: usize) -> Result<MetaValue> {
+        let int = |b: &[u8], signed: bool| -> i128 {
+            let mut v = [0u8; 16];
+            v[..b.len()].copy_from_slice(b);
+            if signed && b[b.len() - 1] & 0x80 != 0 {
+                v[b.len()..].fill(0xFF);
+            }
+            i128::from_le_bytes(v)
+        };
+        Ok(match ty {
+            0 | 1 => MetaValue::Int(int(self.take(1)?, ty == 1)),
+            2 | 3 => MetaValue::Int(int(self.take(2)?, ty == 3)),
+            4 | 5 => MetaValue::Int(int(self.take(4)?, ty == 5)),
+            10 | 11 => MetaValue::Int(int(self.take(8)?, ty == 11)),
+            6 => MetaValue::Float(f32::from_le_bytes(self.take(4)?.try_into().unwrap()) as f64),
+            12 => MetaValue::Float(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
+            7 => MetaValue::Bool(self.take(1)?[0] != 0),
+            8 => MetaValue::Str(self.string()?),
+            9 if depth < 4 => {
+                let (ety, n) = (self.u32()?, self.u64()? as usize);
+                let mut items = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    items.push(self.value(ety, depth + 1)?);
+                }
+                MetaValue::Array(items)
+            }
+            other => return Err(self.err(&format!("unknown metadata value type {other}"))),
+        })
+    }
+}
+
+/// Parse the header, metadata and tensor table of a GGUF file held in `bytes`.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
+    let mut c = Cursor { b: bytes, pos: 0, path };
+    if c.take(4)? != b"GGUF" {
+        return Err(c.err("not a GGUF file (bad magic)"));
+    }
+    let version = c.u32()?;
+    if !(2..=3).contains(&version) {
+        return Err(c.err(&format!("unsupported version {version} (expected 2 or 3)")));
+    }
+    let (n_tensors, n_kv) = (c.u64()?, c.u64()?);
+    let mut metadata = BTreeMap::new();
+    for _ in 0..n_kv {
+        let key = c.string()?;
+        let ty = c.u32()?;
+        metadata.insert(key, c.value(ty, 0)?);
+    }
+    let mut raw = Vec::new();
+    for _ in 0..n_tensors {
+        let name = c.string()?;
+        let n_dims = c.u32()? as usize;
+        if n_dims > 8 {
+            return Err(c.err(&format!("tensor {name}: {n_dims} dims")));
+        }
+        let dims = (0..n_dims).map(|_| c.u64().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
+        let (ty, offset) = (c.u32()?, c.u64()? as usize);
+        raw.push((name, dims, ty, offset));
+    }
+    let align = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32) as usize;
+    if align == 0 || !align.is_power_of_two() {
+        return Err(c.err(&format!("general.alignment {align} is not a power of two")));
+    }
+    let data = c.pos.div_ceil(align) * align;
+    let mut tensors = Vec::with_capacity(raw.len());
+    for (name, dims, ty, offset) in raw {
+        let ggml_type = GgmlType::from_id(ty);
+        let n: usize = dims.iter().product();
+        let start = data + offset;
+        let len = match &ggml_type {
+            Ok(t) => t.bytes_for(n).ok_or_else(|| c.err(&format!("tensor {name}: {n} elements is not a whole number of {t:?} blocks")))?,
+            Err(_) => 0,
+        };
+        if start + len > bytes.len() || offset % align != 0 {
+            return Err(c.err(&format!("tensor {name}: data at {start}..{} is outside the file or misaligned", start + len)));
+        }
+        let shape = dims.into_iter().rev().collect();
+        tensors.push(GgufTensor { name, shape, ggml_type, start, end: start + len });
+    }
+    Ok(GgufHeader { version, metadata, tensors })
+}
+
+/// The HF name of a llama.cpp Gemma tensor, and whether it is an RMSNorm weight stored as
+/// `1 + w` (llama.cpp folds the Gemma offset in). `None` = not a tensor we know.
+pub fn hf_name(name: &str) -> Option<(String, bool)> {
+    let top = match name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some((t.to_owned(), t.ends_with("norm.weight")));
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (i, rest) = rest.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    let hf = match module {
+        "attn_norm" => "input_layernorm",
+        "post_attention_norm" => "post_attention_layernorm",
+        "ffn_norm" => "pre_feedforward_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some((format!("model.layers.{i}.{hf}.{suffix}"), hf.ends_with("norm")))
+}
+
+fn meta<'a>(h: &'a GgufHeader, key: &str) -> Option<&'a MetaValue> {
+    h.metadata.get(key)
+}
+
+/// An HF `config.json` (`gemma3_text`) built from the `gemma3.*` metadata, as transformers'
+/// GGUF loader does (`integrations/ggml.py`); what GGUF does not store takes HF's Gemma 3
+/// defaults (sliding pattern 6, local RoPE base 10 000). `query_pre_attn_scalar` = head dim
+/// (llama.cpp; HF's default 256 is the same value for every Gemma 3 size but 27B).
+/// `rope.scaling.type/factor` become `rope_scaling` (Gemma 3 4B+).
+pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
+    let arch = meta(h, "general.architecture").and_then(MetaValue::as_str).unwrap_or("");
+    if arch != "gemma3" {
+        return Err(ModelError::Unsupported {
+            key: "general.architecture".into(),
+            value: format!("{arch:?} (in {})", path.display()),
+            hint: Some("GGUF base models: only `gemma3` is supported".into()),
+        });
+    }
+    let u = |k: &str| -> Result<u64> {
+        meta(h, &format!("gemma3.{k}")).and_then(MetaValue::as_u64).ok_or_else(|| ModelError::invalid(format!("gemma3.{k}"), format!("missing from GGUF metadata of {}", path.display())))
+    };
+    let embd = h.tensors.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| ModelError::MissingTensor { name: "token_embd.weight".into(), dir: path.to_owned() })?;
+    let head_dim = u("attention.key_length")?;
+    let mut cfg = json!({
+        "model_type": "gemma3_text",
+        "vocab_size": embd.shape[0],
+        "hidden_size": u("embedding_length")?,
+        "num_hidden_layers": u("block_count")?,
+        "intermediate_size": u("feed_forward_length")?,
+        "num_attention_heads": u("attention.head_count")?,
+        "num_key_value_heads": u("attention.head_count_kv")?,
+        "head_dim": head_dim,
+        "query_pre_attn_scalar": head_dim,
+        "max_position_embeddings": u("context_length")?,
+        "tie_word_embeddings": !h.tensors.iter().any(|t| t.name == "output.weight"),
+    });
+    let o = cfg.as_object_mut().unwrap();
+    let f = |k: &str| meta(h, &format!("gemma3.{k}")).and_then(MetaValue::as_f64);
+    if let Some(v) = f("attention.layer_norm_rms_epsilon") {
+        o.insert("rms_norm_eps".into(), json!(v));
+    }
+    if let Some(v) = f("rope.freq_base") {
+        o.insert("rope_theta".into(), json!(v));
+    }
+    if let Some(v) = meta(h, "gemma3.attention.sliding_window").and_then(MetaValue::as_u64) {
+        o.insert("sliding_window".into(), json!(v));
+    }
+    if let Some(v) = f("final_logit_softcapping") {
+        o.insert("final_logit_softcapping".into(), json!(v));
+    }
+    if let Some(t) = meta(h, "gemma3.rope.scaling.type").and_then(MetaValue::as_str).filter(|t| *t != "none") {
+        o.insert("rope_scaling".into(), json!({"rope_type": t, "factor": f("rope.scaling.factor").unwrap_or(1.0)}));
+    }
+    for (key, hf) in [("tokenizer.ggml.bos_token_id", "bos_token_id"), ("tokenizer.ggml.eos_token_id", "eos_token_id"), ("tokenizer.ggml.padding_token_id", "pad_token_id")] {
+        if let Some(v) = meta(h, key).and_then(MetaValue::as_u64) {
+            o.insert(hf.into(), json!(v));
+        }
+    }
+    Ok(cfg)
+}
+
+/// The `.gguf` file a model path names: the path itself, or the only `.gguf` in a directory.
+pub fn find_gguf(path: &Path) -> Result<Option<PathBuf>> {
+    if path.is_file() {
+        return Ok(path.extension().is_some_and(|e| e == "gguf").then(|| path.to_owned()));
+    }
+    let Ok(entries) = std::fs::read_dir(path) else { return Ok(None) };
+    let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(ModelError::Input(format!("{}: several .gguf files ({}); pass one with --model FILE.gguf", path.display(), found.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_cpp_names_map_to_hf_names() {
+        assert_eq!(hf_name("token_embd.weight"), Some(("model.embed_tokens.weight".into(), false)));
+        assert_eq!(hf_name("output_norm.weight"), Some(("model.norm.weight".into(), true)));
+        assert_eq!(hf_name("blk.12.attn_q.weight"), Some(("model.layers.12.self_attn.q_proj.weight".into(), false)));
+        assert_eq!(hf_name("blk.0.ffn_norm.weight"), Some(("model.layers.0.pre_feedforward_layernorm.weight".into(), true)));
+        assert_eq!(hf_name("blk.3.post_ffw_norm.weight"), Some(("model.layers.3.post_feedforward_layernorm.weight".into(), true)));
+        assert_eq!(hf_name("blk.3.attn_k_norm.weight"), Some(("model.layers.3.self_attn.k_norm.weight".into(), true)));
+        assert_eq!(hf_name("blk.3.ffn_down.weight"), Some(("model.layers.3.mlp.down_proj.weight".into(), false)));
+        assert_eq!(hf_name("blk.3.attn_output.weight"), Some(("model.layers.3.self_attn.o_proj.weight".into(), false)));
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+}
