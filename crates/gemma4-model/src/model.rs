@@ -63,8 +63,8 @@ pub struct Gemma4TextModel {
     pub ple: Option<Ple>,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
-    /// `[e, v]`; `None` = tied to `embed_tokens`.
-    pub lm_head: Option<Tensor<2>>,
+    /// `[e, v]`, contiguous: `lm_head.weight`ᵀ, or `embed_tokens`ᵀ when tied.
+    pub lm_head: Tensor<2>,
     pub rope: BTreeMap<LayerType, Rope>,
     pub device: Device,
     /// Prefix of the text weights in the checkpoint: `model.` or `model.language_model.`.
@@ -113,7 +113,9 @@ impl Gemma4TextModel {
         let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
         let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
-        let lm_head = if config.tie_word_embeddings { None } else { Some(w.get("lm_head.weight", None, [v, e])?) };
+        // The head as a contiguous `[e, v]`: `lm_head`, or for tied heads a transposed copy of
+        // `embed_tokens` (memory for speed: a strided view is copied on every matmul).
+        let lm_head = if config.tie_word_embeddings { w.get_transposed("embed_tokens.weight", [v, e])? } else { w.get("lm_head.weight", None, [v, e])? };
         let weight_prefix = w.prefix;
         let report = w.finish(&config)?;
         let rope = config
@@ -168,10 +170,7 @@ impl Gemma4TextModel {
     /// # Shapes
     /// - hidden: `[b, s, e]` → `[b, s, v]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let head = match &self.lm_head {
-            Some(w) => w.clone(),
-            None => self.embed_tokens.clone().transpose(),
-        };
+        let head = self.lm_head.clone();
         let logits = burn::tensor::module::linear(hidden, head, None).cast(DType::F32);
         match self.config.final_logit_softcapping {
             Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
