@@ -43,13 +43,20 @@ pub fn save(root: &Path, adapter: &LoraAdapter, opt: &AdamW, state: &TrainerStat
     let final_dir = root.join(format!("{:07}", state.step));
     let tmp = root.join(format!(".tmp-{:07}-{}", state.step, std::process::id()));
     remove_stale_temporaries(root);
-    std::fs::create_dir_all(&tmp).map_err(|source| TrainError::Io { path: tmp.clone(), source })?;
-    gemma4_lora::peft_io::save_files(adapter, &tmp)?;
-    write_optimizer(&tmp.join("optimizer.safetensors"), opt)?;
-    let json = serde_json::to_string_pretty(state).unwrap_or_default();
-    gemma4_lora::peft_io::write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())?;
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(|source| TrainError::Io { path: final_dir.clone(), source })?;
+    let write = || -> Result<()> {
+        std::fs::create_dir_all(&tmp).map_err(|source| TrainError::Io { path: tmp.clone(), source })?;
+        gemma4_lora::peft_io::save_files(adapter, &tmp)?;
+        write_optimizer(&tmp.join("optimizer.safetensors"), opt)?;
+        let json = serde_json::to_string_pretty(state).unwrap_or_default();
+        gemma4_lora::peft_io::write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())?;
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(&tmp, &final_dir).map_err(|source| TrainError::Io { path: final_dir.clone(), source })
+    };
+    // A failed save (disk full, ...) leaves no partial snapshot behind; older snapshots stay.
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     prune(root, keep_last.max(1));
     Ok(final_dir)
 }
@@ -60,6 +67,25 @@ fn remove_stale_temporaries(root: &Path) {
         if e.file_name().to_string_lossy().starts_with(".tmp-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+/// Leftovers in `dir` of a run killed while writing (`peft_io::save`, `write_atomic`):
+/// `.X.tmp-<pid>` are removed; `.X.old-<pid>` (the previous `X`, moved aside just before the new
+/// one is renamed in) is put back if `X` is missing, else removed.
+pub fn recover_interrupted_writes(dir: &Path) {
+    let pid_suffix = |s: &str, tag: &str| s.rsplit_once(tag).filter(|(_, pid)| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())).map(|(x, _)| x.to_owned());
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+        let (name, path) = (e.file_name().to_string_lossy().into_owned(), e.path());
+        let Some(rest) = name.strip_prefix('.') else { continue };
+        if let Some(target) = pid_suffix(rest, ".old-") {
+            if !dir.join(&target).exists() && std::fs::rename(&path, dir.join(&target)).is_ok() {
+                continue;
+            }
+        } else if pid_suffix(rest, ".tmp-").is_none() {
+            continue;
+        }
+        let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
     }
 }
 
@@ -134,4 +160,29 @@ fn read_optimizer(path: &Path, model: &Gemma4TextModel, step: u64) -> Result<Ada
         };
     }
     Ok(AdamW { step, m, v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_a_killed_save_are_removed_and_a_moved_aside_adapter_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Killed between the two renames of `peft_io::save`: `best` moved aside, new one complete.
+        std::fs::create_dir(d.join(".best.old-41")).unwrap();
+        std::fs::write(d.join(".best.old-41/adapter_config.json"), "old").unwrap();
+        std::fs::create_dir(d.join(".best.tmp-41")).unwrap();
+        // Killed after the second rename: the old `adapter` is still aside.
+        std::fs::create_dir(d.join("adapter")).unwrap();
+        std::fs::create_dir(d.join(".adapter.old-7")).unwrap();
+        std::fs::write(d.join(".metrics.jsonl.tmp-7"), "partial").unwrap();
+        std::fs::write(d.join(".notes.tmp-mine"), "not ours: no pid").unwrap();
+        recover_interrupted_writes(d);
+        let mut names: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, [".notes.tmp-mine", "adapter", "best"]);
+        assert_eq!(std::fs::read_to_string(d.join("best/adapter_config.json")).unwrap(), "old");
+    }
 }

@@ -18,13 +18,15 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Open (append) `dir/metrics.jsonl`; on resume, earlier records up to `keep_until` stay.
-    pub fn open(dir: &Path, keep_until: usize) -> Result<Self> {
+    /// Open (append) `dir/metrics.jsonl`. Resuming at step N (`keep_until = Some(N)`), the records
+    /// up to N stay; a fresh run (`None`) starts an empty file (records of a run killed before its
+    /// first checkpoint would otherwise stay, e.g. a second step-0 validation).
+    pub fn open(dir: &Path, keep_until: Option<usize>) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         let mut train = Vec::new();
         let mut valid = Vec::new();
         let mut kept = String::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let (Some(keep_until), Ok(text)) = (keep_until, std::fs::read_to_string(&path)) {
             for line in text.lines() {
                 let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
                 let step = v["step"].as_u64().unwrap_or(0) as usize;
@@ -101,4 +103,24 @@ pub fn write_plot(path: &Path, train: &[(usize, f64)], valid: &[(usize, f64)]) -
     svg += "</svg>\n";
     gemma4_lora::peft_io::write_atomic(path, svg.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the kill test (crates/gemma4-tune/tests/kill_resume.rs): a run killed before its
+    /// first checkpoint restarts fresh, and its step-0 validation record appeared twice.
+    #[test]
+    fn a_fresh_run_starts_an_empty_log_and_a_resumed_one_keeps_records_up_to_its_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "{\"step\":0,\"val_loss\":3.0}\n{\"step\":1,\"loss\":2.0}\n{\"step\":2,\"loss\":1.0}\n{\"step\":2,\"lo";
+        std::fs::write(dir.path().join("metrics.jsonl"), old).unwrap();
+        let log = MetricsLog::open(dir.path(), Some(1)).unwrap();
+        assert_eq!((log.train.clone(), log.valid.clone()), (vec![(1, 2.0)], vec![(0, 3.0)]));
+        assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count(), 2);
+        let log = MetricsLog::open(dir.path(), None).unwrap();
+        assert!(log.train.is_empty() && log.valid.is_empty());
+        assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(), "");
+    }
 }

@@ -186,9 +186,11 @@ impl Recipe {
         for o in overrides {
             apply_override(&mut tree, o).map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason: format!("--set {o}: {reason}") })?;
         }
-        let mut recipe: Recipe = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Recipe { path: path.to_owned(), reason: e.to_string() })?;
+        let mut recipe: Recipe = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+            // A wrong value in the file itself: parse the text again for toml's line and snippet.
+            let reason = toml::from_str::<Recipe>(&text).err().unwrap_or(e).to_string();
+            TrainError::Recipe { path: path.to_owned(), reason }
+        })?;
         recipe.validate().map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
         recipe.resolve_paths(base);
@@ -232,9 +234,22 @@ impl Recipe {
         if !(self.optim.lr > 0.0) {
             return Err("[optim] lr must be > 0".into());
         }
+        // NaN/inf (valid TOML) would only surface later as a non-finite loss blamed on the data.
+        let (o, s) = (&self.optim, &self.schedule);
+        let floats = [("[optim] lr", o.lr), ("[optim] weight_decay", o.weight_decay), ("[optim] eps", o.eps), ("[optim] max_grad_norm", o.max_grad_norm), ("[schedule] min_lr_ratio", s.min_lr_ratio)];
+        for (k, v) in floats {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{k} = {v}: must be a finite number >= 0"));
+            }
+        }
+        if !self.lora.lora_alpha.is_finite() {
+            return Err(format!("[lora] lora_alpha = {}: must be finite", self.lora.lora_alpha));
+        }
         if !(0.0..1.0).contains(&self.optim.beta1) || !(0.0..1.0).contains(&self.optim.beta2) {
             return Err("[optim] beta1/beta2 must be in [0, 1)".into());
         }
+        // The adapter config's own checks (dropout range, targets, ...), before anything is written.
+        self.lora_config("").validate().map_err(|e| format!("[lora] {e}"))?;
         Ok(())
     }
 

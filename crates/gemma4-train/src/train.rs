@@ -61,7 +61,9 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
 /// Hash of the settings a resumed run must share with the run that wrote the checkpoint.
 pub fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
-    (r.train.iters, r.train.report_every) = (0, 0);
+    // Free to change on resume: length, reporting, where outputs go, the non-finite policy.
+    (r.train.iters, r.train.report_every, r.train.skip_nonfinite) = (0, 0, false);
+    r.train.out_dir = PathBuf::new();
     r.eval = Default::default();
     r.checkpoint = Default::default();
     let text = r.to_toml();
@@ -82,7 +84,9 @@ pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<
 pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, interrupt: &AtomicBool) -> Result<Summary> {
     let out = &recipe.train.out_dir;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
-    gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
+    for dir in [out.clone(), out.join("base_model")] {
+        checkpoint::recover_interrupted_writes(&dir);
+    }
     let base = load_base(recipe, device)?;
     for w in &base.warnings {
         eprintln!("warning: {w}");
@@ -92,12 +96,24 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
         Some(p) => Some(split(&base, recipe, p)?),
         None => None,
     };
+    // Checked before anything is written, so a bad split leaves the output directory as it was.
+    for s in std::iter::once(&train_split).chain(&valid_split) {
+        if s.stats.target_tokens == 0 {
+            return Err(TrainError::Run(format!(
+                "{}: no sample has target tokens ({} samples; with [data] mask_prompt = true only assistant turns and completions are trained)",
+                s.path.display(),
+                s.stats.samples
+            )));
+        }
+    }
     println!("train {}", gemma4_data::format_stats(&train_split.stats));
     if let Some(v) = &valid_split {
         println!("valid {}", gemma4_data::format_stats(&v.stats));
     }
     let model = &base.model;
     let (mut adapter, mut opt, mut state) = start_state(recipe, &base, resume)?;
+    // Only now (the recipe is valid, the data loads, a resumed checkpoint matches) is anything written.
+    gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
     adapter.map_tensors(|_, t| t.autodiff().require_grad());
     println!(
         "LoRA: {} modules, {} trainable parameters (r = {}, scale {:.3}); base model {} (frozen)",
@@ -108,7 +124,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
         base.dir.display()
     );
     let batcher = Batcher::new(&train_split, recipe.train.batch_size, recipe.data.packing, recipe.data.max_seq_len)?;
-    let mut log = MetricsLog::open(out, state.step)?;
+    let mut log = MetricsLog::open(out, resume.map(|_| state.step))?;
     let iters = recipe.train.iters;
     let bar = ProgressBar::new(iters as u64).with_position(state.step as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));

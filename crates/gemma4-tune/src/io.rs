@@ -49,7 +49,10 @@ pub fn write_f32_atomic(path: &Path, tensors: &[(String, Vec<f32>, Vec<usize>)])
         views.insert(name.clone(), view);
     }
     let tmp = temp_path(path);
-    safetensors::serialize_to_file(views, None, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    safetensors::serialize_to_file(views, None, &tmp).with_context(|| {
+        let _ = std::fs::remove_file(&tmp); // e.g. a full disk: no partial temporary stays
+        format!("writing {}", tmp.display())
+    })?;
     std::fs::rename(&tmp, path).with_context(|| {
         let _ = std::fs::remove_file(&tmp);
         format!("renaming {} to {}", tmp.display(), path.display())

@@ -84,15 +84,15 @@ fn bad_inputs_fail_with_a_named_cause() {
     let (out, _, stderr) = run(bin().args(["logits", "--backend", "cpu", "--model"]).arg(fixture("dense")).arg("--input").arg(fixture("dense").join("model.safetensors")).arg("--out").arg(&out_path));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("input_ids"), "{stderr}");
-    // Unsupported config value.
+    // Unsupported config value (not `gemma3_text`: Gemma 3 is supported since dfc0cb5).
     let model = tmp.path().join("model");
     std::fs::create_dir(&model).unwrap();
     std::fs::copy(fixture("dense").join("model.safetensors"), model.join("model.safetensors")).unwrap();
-    let cfg = std::fs::read_to_string(fixture("dense").join("config.json")).unwrap().replace("\"gemma4_text\"", "\"gemma3_text\"");
+    let cfg = std::fs::read_to_string(fixture("dense").join("config.json")).unwrap().replace("\"gemma4_text\"", "\"llama\"");
     std::fs::write(model.join("config.json"), cfg).unwrap();
     let (out, _, stderr) = run(bin().args(["logits", "--backend", "cpu", "--model"]).arg(&model).arg("--input").arg(fixture("dense").join("golden.safetensors")).arg("--out").arg(&out_path));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("model_type") && stderr.contains("gemma3_text"), "{stderr}");
+    assert!(stderr.contains("model_type") && stderr.contains("llama"), "{stderr}");
     assert!(!out_path.exists(), "nothing is written on failure");
     // Bad arguments are clap's exit code 2.
     let (out, _, _) = run(bin().args(["logits", "--model", "x"]));
