@@ -82,14 +82,17 @@ pub fn load_split(
     if lines.is_empty() {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
-    let samples = lines
+    // Collected in file order first, so the error reported is always the FIRST bad line
+    // (collecting straight into a Result would return whichever thread failed first).
+    let results: Vec<Result<Sample, DataError>> = lines
         .par_iter()
         .map(|&(line, raw)| {
             let at = Location::new(path, line);
             let record = parse_record(raw, &at, cfg)?;
             encode_record(&record, &at, cfg, template, tok)
         })
-        .collect::<Result<Vec<Sample>, DataError>>()?;
+        .collect();
+    let samples = results.into_iter().collect::<Result<Vec<Sample>, DataError>>()?;
     let stats = SplitStats::from_samples(&samples);
     Ok(Split { path: path.to_path_buf(), samples, stats })
 }
