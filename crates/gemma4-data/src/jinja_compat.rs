@@ -22,6 +22,10 @@ pub(crate) fn hf_environment() -> Result<Environment<'static>, Error> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python_formatter);
+    // A bound on template work: the real Gemma 4 template renders a long conversation in well
+    // under 1% of this; a hostile template (nested huge loops) fails with an error instead of
+    // running for minutes.
+    env.set_fuel(Some(50_000_000));
     env.add_filter("tojson", tojson);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
@@ -140,5 +144,14 @@ mod tests {
     fn raise_exception_fails_the_render_with_its_message() {
         let err = hf_environment().unwrap().render_str("{{ raise_exception('no system role') }}", ()).unwrap_err();
         assert!(err.to_string().contains("no system role"), "{err}");
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel_instead_of_hanging() {
+        let t0 = std::time::Instant::now();
+        let src = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = hf_environment().unwrap().render_str(src, ()).unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("fuel"), "{err}");
+        assert!(t0.elapsed().as_secs() < 60);
     }
 }
