@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{Gemma4TextConfig, LayerType};
+use crate::config::{Gemma4TextConfig, LayerType, LoadedConfig};
 use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
 use crate::linear::{ProjName, Site};
@@ -100,6 +100,22 @@ impl Gemma4TextModel {
         let ckpt = Checkpoint::open(dir)?;
         let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
         Ok((model, report, loaded.warnings))
+    }
+
+    /// The resolved config of a model path (as [`Gemma4TextModel::from_dir`] accepts it: a
+    /// directory with `config.json`, a `.gguf` file or a directory holding one), without weights.
+    pub fn config_at(dir: &Path) -> Result<LoadedConfig> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e == "json") {
+            return Gemma4TextConfig::from_file(dir);
+        }
+        if dir.is_file() || !dir.join("config.json").is_file() {
+            if let Some(path) = crate::gguf::find_gguf(dir)? {
+                let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+                let header = crate::gguf::parse(&bytes, &path)?;
+                return Gemma4TextConfig::from_json(&crate::gguf::config_json(&header, &path)?);
+            }
+        }
+        Gemma4TextConfig::from_file(&dir.join("config.json"))
     }
 
     /// Build the model from an opened checkpoint; every tensor is used or explicitly dropped.

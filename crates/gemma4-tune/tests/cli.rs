@@ -98,3 +98,17 @@ fn bad_inputs_fail_with_a_named_cause() {
     let (out, _, _) = run(bin().args(["logits", "--model", "x"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `inspect` reads a GGUF's metadata (the real Gemma 3 270M, when fetched by
+/// tests/reference/fetch_gemma3_270m.sh; skipped otherwise).
+#[test]
+fn inspect_reads_a_gguf_model() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/gemma3-270m");
+    if !dir.join("gemma-3-270m-q4_k_m.gguf").is_file() {
+        eprintln!("SKIPPED: {} not fetched (tests/reference/fetch_gemma3_270m.sh)", dir.display());
+        return;
+    }
+    let (out, stdout, stderr) = run(bin().args(["inspect", "--model"]).arg(&dir));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("262144 / 640") && stdout.contains("18 (15 sliding, 3 full)") && stdout.contains("268.10M"), "{stdout}");
+}

@@ -53,6 +53,9 @@ pub fn run(args: Args) -> Result<()> {
     // weights are read), and the merge streams tensor by tensor: a checkpoint larger than
     // memory fuses fine.
     let device = backend::device(Backend::Cpu)?;
+    if !args.model.join("config.json").is_file() && gemma4_model::gguf::find_gguf(&args.model).ok().flatten().is_some() {
+        bail!("{}: fuse writes a safetensors checkpoint and needs a safetensors base; GGUF bases are read-only here (use the HF checkpoint the GGUF was made from)", args.model.display());
+    }
     let loaded = Gemma4TextConfig::from_file(&args.model.join("config.json")).with_context(|| format!("reading {}", args.model.join("config.json").display()))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");

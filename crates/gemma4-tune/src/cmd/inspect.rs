@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use gemma4_model::{Gemma4TextConfig, LayerType, ParamCounts};
+use gemma4_model::{Gemma4TextModel, LayerType, ParamCounts};
 
 use crate::demo::Demo;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory (or a config.json file). Without it, the tiny built-in model.
+    /// Model directory, config.json or .gguf file. Without it, the tiny built-in model.
     #[arg(long)]
     model: Option<PathBuf>,
 }
@@ -23,8 +23,8 @@ pub fn run(args: Args) -> Result<()> {
             demo.model_dir().to_owned()
         }
     };
-    let path = if model.is_dir() { model.join("config.json") } else { model.clone() };
-    let loaded = Gemma4TextConfig::from_file(&path).with_context(|| format!("reading {}", path.display()))?;
+    let path = model.clone();
+    let loaded = Gemma4TextModel::config_at(&path).with_context(|| format!("reading the config of {}", path.display()))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
