@@ -7,31 +7,16 @@ mod common;
 
 use burn::tensor::DType;
 use common::*;
-use gemma4_model::{Gemma4TextConfig, Gemma4TextModel, LayerType, NoAdapter, causal_lm_loss};
+use gemma4_model::{Gemma4TextConfig, Gemma4TextModel, LayerType, NoAdapter};
 
 const TOL: f64 = 1e-4;
 
 fn check_fixture(name: &str) {
-    let golden = load_golden(name);
-    let (model, report, warnings) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
+    let (_, report, warnings) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(report.dropped.is_empty(), "{:?}", report.dropped);
-    let batch = batch(&golden["input_ids"], None);
-    let out = model.forward_hidden(&batch, &NoAdapter, true).unwrap();
-    let mut checks: Vec<(String, Vec<f64>)> = vec![("embeddings".into(), to_vec(out.embeddings.clone().unwrap()))];
-    for (i, h) in out.layer_outputs.iter().enumerate() {
-        checks.push((format!("layer_out.{i}"), to_vec(h.clone())));
-    }
-    checks.push(("final_norm".into(), to_vec(out.hidden.clone())));
-    let logits = model.logits(out.hidden);
-    let loss = to_vec(causal_lm_loss(logits.clone(), &batch).unwrap())[0];
-    checks.push(("logits".into(), to_vec(logits)));
-    for (key, ours) in &checks {
-        let err = rel_l2(ours, &golden[key.as_str()].values, |_| true);
-        assert!(err < TOL, "{name}: `{key}` differs from transformers: relative L2 {err:.3e}");
-    }
-    let want = golden["loss"].values[0];
-    assert!(((loss - want) / want).abs() < TOL, "{name}: loss {loss} vs transformers {want}");
+    let model = check_against_goldens(name, TOL);
+    let golden = load_golden(name);
 
     // Right padding: real positions equal HF's.
     let mask = &golden["pad_attention_mask"];

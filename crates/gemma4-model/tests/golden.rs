@@ -8,36 +8,12 @@ mod common;
 
 use burn::tensor::DType;
 use common::*;
-use gemma4_model::{Gemma4TextModel, NoAdapter, causal_lm_loss};
+use gemma4_model::{Gemma4TextModel, NoAdapter};
 
 const TOL: f64 = 1e-4;
 
 fn check_fixture(name: &str) {
-    let golden = load_golden(name);
-    let dir = fixtures_dir().join(name);
-    let (model, _, _) = Gemma4TextModel::from_dir(&dir, &device(), DType::F32).unwrap();
-    let batch = batch(&golden["input_ids"], None);
-    let out = model.forward_hidden(&batch, &NoAdapter, true).unwrap();
-
-    let mut checks: Vec<(String, Vec<f64>)> = vec![("embeddings".into(), to_vec(out.embeddings.clone().unwrap()))];
-    if let Some(p) = out.per_layer_inputs.clone() {
-        checks.push(("per_layer_inputs".into(), to_vec(p)));
-    }
-    for (i, h) in out.layer_outputs.iter().enumerate() {
-        checks.push((format!("layer_out.{i}"), to_vec(h.clone())));
-    }
-    checks.push(("final_norm".into(), to_vec(out.hidden.clone())));
-    let logits = model.logits(out.hidden);
-    let loss = to_vec(causal_lm_loss(logits.clone(), &batch).unwrap())[0];
-    checks.push(("logits".into(), to_vec(logits)));
-
-    for (key, ours) in &checks {
-        let want = golden.get(key).unwrap_or_else(|| panic!("{name}: golden has no `{key}`"));
-        let err = rel_l2(ours, &want.values, |_| true);
-        assert!(err < TOL, "{name}: `{key}` differs from transformers: relative L2 {err:.3e} (first divergence is the first failing key)");
-    }
-    let want_loss = golden["loss"].values[0];
-    assert!(((loss - want_loss) / want_loss).abs() < TOL, "{name}: loss {loss} vs transformers {want_loss}");
+    check_against_goldens(name, TOL);
 }
 
 #[test]

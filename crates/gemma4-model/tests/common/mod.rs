@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
-use gemma4_model::TokenBatch;
+use burn::tensor::DType;
+use gemma4_model::{Gemma4TextModel, NoAdapter, TokenBatch, causal_lm_loss};
 use safetensors::{Dtype, SafeTensors};
 
 /// `tests/fixtures` at the repository root (written by `tests/reference/generate.py`).
@@ -68,4 +69,36 @@ pub fn rel_l2(a: &[f64], b: &[f64], keep: impl Fn(usize) -> bool) -> f64 {
         den += b[i].powi(2);
     }
     (num / den.max(1e-300)).sqrt()
+}
+
+/// Compare the embeddings, PLE inputs, every layer output, the final norm, the logits
+/// (relative L2 < `tol`) and the loss (relative < `tol`) with a fixture's transformers goldens.
+/// Returns the loaded model.
+pub fn check_against_goldens(name: &str, tol: f64) -> Gemma4TextModel {
+    let golden = load_golden(name);
+    let dir = fixtures_dir().join(name);
+    let (model, _, _) = Gemma4TextModel::from_dir(&dir, &device(), DType::F32).unwrap();
+    let batch = batch(&golden["input_ids"], None);
+    let out = model.forward_hidden(&batch, &NoAdapter, true).unwrap();
+
+    let mut checks: Vec<(String, Vec<f64>)> = vec![("embeddings".into(), to_vec(out.embeddings.clone().unwrap()))];
+    if let Some(p) = out.per_layer_inputs.clone() {
+        checks.push(("per_layer_inputs".into(), to_vec(p)));
+    }
+    for (i, h) in out.layer_outputs.iter().enumerate() {
+        checks.push((format!("layer_out.{i}"), to_vec(h.clone())));
+    }
+    checks.push(("final_norm".into(), to_vec(out.hidden.clone())));
+    let logits = model.logits(out.hidden);
+    let loss = to_vec(causal_lm_loss(logits.clone(), &batch).unwrap())[0];
+    checks.push(("logits".into(), to_vec(logits)));
+
+    for (key, ours) in &checks {
+        let want = golden.get(key).unwrap_or_else(|| panic!("{name}: golden has no `{key}`"));
+        let err = rel_l2(ours, &want.values, |_| true);
+        assert!(err < tol, "{name}: `{key}` differs from transformers: relative L2 {err:.3e} (first divergence is the first failing key)");
+    }
+    let want_loss = golden["loss"].values[0];
+    assert!(((loss - want_loss) / want_loss).abs() < tol, "{name}: loss {loss} vs transformers {want_loss}");
+    model
 }
