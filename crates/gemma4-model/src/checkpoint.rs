@@ -14,8 +14,11 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf;
+use crate::random::RandomInit;
+use crate::weights::expected_tensors;
 use crate::quant::{GgmlType, dequantize};
 
 /// Name of the single-file checkpoint.
@@ -50,6 +53,8 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     files: Arc<Vec<Mapped>>,
     pub tensors: BTreeMap<String, TensorInfo>,
+    /// Computed weights (benchmarks): every tensor is drawn, none is read.
+    random: Option<RandomInit>,
 }
 
 impl Checkpoint {
@@ -100,7 +105,7 @@ impl Checkpoint {
                 }
             }
         }
-        Ok(Self { dir: dir.to_owned(), files: Arc::new(files), tensors })
+        Ok(Self { dir: dir.to_owned(), files: Arc::new(files), tensors, random: None })
     }
 
     /// Open a GGUF file: the tensors under their HF names, and the HF `config.json` its
@@ -125,29 +130,41 @@ impl Checkpoint {
             }
         }
         let files = vec![Mapped { path: path.to_owned(), map }];
-        Ok((Self { dir: path.to_owned(), files: Arc::new(files), tensors }, config))
+        Ok((Self { dir: path.to_owned(), files: Arc::new(files), tensors, random: None }, config))
+    }
+
+    /// A checkpoint of random weights with every tensor a `cfg` checkpoint holds, under `model.`.
+    pub fn random(cfg: &Gemma4TextConfig, init: RandomInit) -> Self {
+        let tensors = expected_tensors(cfg, "model.")
+            .into_iter()
+            .map(|(name, shape)| (name, TensorInfo { dtype: Dtype::F32, ggml: None, shape, file: 0, start: 0, end: 0 }))
+            .collect();
+        Self { dir: PathBuf::from(format!("<random weights, seed {}>", init.seed)), files: Arc::new(Vec::new()), tensors, random: Some(init) }
     }
 
     /// The file a tensor lives in (for messages).
     pub fn file_of(&self, name: &str) -> Option<&Path> {
-        self.tensors.get(name).map(|t| self.files[t.file].path.as_path())
+        self.tensors.get(name).and_then(|t| self.files.get(t.file)).map(|f| f.path.as_path())
     }
 
     /// The raw little-endian bytes of a safetensors tensor (`None` for GGUF tensors, whose
     /// bytes are ggml blocks, not `dtype` values).
     pub fn bytes(&self, name: &str) -> Option<&[u8]> {
-        self.tensors.get(name).filter(|t| t.ggml.is_none())?;
+        self.tensors.get(name).filter(|t| t.ggml.is_none() && self.random.is_none())?;
         self.raw(name)
     }
 
     fn raw(&self, name: &str) -> Option<&[u8]> {
         let t = self.tensors.get(name)?;
-        Some(&self.files[t.file].map[t.start..t.end])
+        Some(&self.files.get(t.file)?.map[t.start..t.end])
     }
 
     /// Decode a tensor to f32 values (row-major), from f32, f16 or bf16.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })?;
+        if let Some(init) = &self.random {
+            return Ok(init.values(name, 0..info.shape.iter().product()));
+        }
         let bytes = self.raw(name).unwrap_or_default();
         match info.ggml {
             Some((ty, minus_one)) => {
@@ -169,6 +186,16 @@ impl Checkpoint {
             [r, c] => (*r, *c),
             s => return Err(ModelError::Tensor { name: name.into(), reason: format!("expected 2 dims, found {s:?}") }),
         };
+        if let Some(init) = &self.random {
+            let mut out = Vec::with_capacity(ids.len() * cols);
+            for &id in ids {
+                if id >= rows {
+                    return Err(ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)")));
+                }
+                out.extend(init.values(name, id * cols..(id + 1) * cols));
+            }
+            return Ok(out);
+        }
         if info.ggml.is_some() {
             let all = self.to_f32(name)?;
             return ids

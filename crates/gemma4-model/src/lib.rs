@@ -28,6 +28,7 @@ pub mod norm;
 pub mod params;
 pub mod ple;
 pub mod quant;
+pub mod random;
 pub mod rope;
 pub mod weights;
 
@@ -38,4 +39,5 @@ pub use error::{ModelError, Result};
 pub use linear::{Adapter, NoAdapter, ProjName, Site};
 pub use model::{Gemma4TextModel, Outputs, Projection, TokenBatch, causal_lm_loss};
 pub use params::ParamCounts;
+pub use random::RandomInit;
 pub use weights::LoadReport;

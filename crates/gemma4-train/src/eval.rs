@@ -8,7 +8,7 @@ use gemma4_model::Gemma4TextModel;
 use crate::error::{Result, TrainError};
 use crate::loss::target_loss_sum;
 use crate::recipe::Recipe;
-use crate::train::token_batch;
+use crate::step::token_batch;
 
 /// Mean loss per target token over `split` (`max_batches` = 0: all batches); `adapter`
 /// `None` evaluates the base model.

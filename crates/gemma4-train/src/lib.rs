@@ -3,6 +3,7 @@
 //! `recipe` → `setup` (+ `tiny`) → `train` (`loss`, `optim`, `schedule`) → `eval` →
 //! `checkpoint` → `metrics`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod eval;
@@ -12,6 +13,7 @@ pub mod optim;
 pub mod recipe;
 pub mod schedule;
 pub mod setup;
+pub mod step;
 pub mod tiny;
 pub mod train;
 

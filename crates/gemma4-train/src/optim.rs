@@ -42,11 +42,9 @@ impl AdamW {
 
 /// Global L2 norm of all gradients, and the factor that clips it to `max_norm` (1 when under).
 pub fn clip_factor(grads: &BTreeMap<String, Tensor<2>>, max_norm: f64) -> (f64, f64) {
-    let sq: f64 = grads
-        .values()
-        .map(|g| g.clone().square().sum().into_scalar::<f32>() as f64)
-        .sum();
-    let norm = sq.sqrt();
+    // One device reduction and one read-back (not one per tensor).
+    let sq = grads.values().map(|g| g.clone().square().sum()).reduce(|a, b| a + b);
+    let norm = sq.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt());
     let factor = if max_norm > 0.0 && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
     (norm, factor)
 }

@@ -109,6 +109,9 @@ pub struct TrainSection {
     /// On a non-finite loss or gradient: `false` (default) stops the run naming the step, the
     /// last checkpoint intact; `true` skips that step's update and counts it.
     pub skip_nonfinite: bool,
+    /// Recompute cheap activations in the backward pass instead of keeping them (less device
+    /// memory, a little more time; Burn's balanced checkpointing). Same numbers either way.
+    pub gradient_checkpointing: bool,
 }
 
 /// `[eval]`: validation.
@@ -163,7 +166,7 @@ impl Default for ScheduleSection {
 }
 impl Default for TrainSection {
     fn default() -> Self {
-        Self { iters: 1000, batch_size: 4, grad_accum: 1, seed: 0, report_every: 10, out_dir: PathBuf::from("runs/default"), skip_nonfinite: false }
+        Self { iters: 1000, batch_size: 4, grad_accum: 1, seed: 0, report_every: 10, out_dir: PathBuf::from("runs/default"), skip_nonfinite: false, gradient_checkpointing: false }
     }
 }
 impl Default for EvalSection {

@@ -9,24 +9,22 @@
 //!     report · validate · checkpoint
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor};
-use gemma4_data::{Batch, Batcher};
+use burn::tensor::Device;
+use gemma4_data::Batcher;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::TokenBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainerState};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
-use crate::loss::target_loss_sum;
 use crate::metrics::{MetricsLog, train_record, write_plot};
 use crate::optim::{AdamW, clip_factor};
+use crate::step::{accumulate_gradients, apply_update};
 use crate::recipe::Recipe;
 use crate::schedule::learning_rate;
 use crate::setup::{Base, load_base, split};
@@ -45,24 +43,12 @@ pub struct Summary {
     pub skipped_steps: usize,
 }
 
-/// Convert a data batch into the model's input.
-pub fn token_batch(b: &Batch) -> TokenBatch {
-    let rows = |v: &Vec<u32>| v.chunks(b.seq).map(|c| c.to_vec()).collect::<Vec<_>>();
-    TokenBatch {
-        ids: b.ids.clone(),
-        batch: b.batch,
-        seq: b.seq,
-        attention_mask: Some(b.attention_mask.chunks(b.seq).map(|c| c.to_vec()).collect()),
-        segments: b.segments.as_ref().map(rows),
-        positions: b.positions.as_ref().map(rows),
-    }
-}
-
 /// Hash of the settings a resumed run must share with the run that wrote the checkpoint.
 pub fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
-    // Free to change on resume: length, reporting, where outputs go, the non-finite policy.
-    (r.train.iters, r.train.report_every, r.train.skip_nonfinite) = (0, 0, false);
+    // Free to change on resume: length, reporting, where outputs go, the non-finite policy,
+    // gradient checkpointing (memory only).
+    (r.train.iters, r.train.report_every, r.train.skip_nonfinite, r.train.gradient_checkpointing) = (0, 0, false, false);
     r.train.out_dir = PathBuf::new();
     r.eval = Default::default();
     r.checkpoint = Default::default();
@@ -160,25 +146,8 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
         let lr = learning_rate(&recipe.schedule, recipe.optim.lr, step, iters);
 
         // 2. Forward/backward per micro-batch; loss normalised by the step's target tokens.
-        adapter.training = true;
-        let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
-        let mut loss_sum = 0.0f64;
-        for (j, mb) in micro.iter().enumerate() {
-            device.seed(recipe.train.seed ^ ((step as u64) << 16) ^ j as u64); // dropout masks
-            let hidden = model.forward_hidden(&token_batch(mb), &adapter, false)?.hidden;
-            let (sum, _) = target_loss_sum(model, hidden, &mb.ids, &mb.target);
-            let g = sum.clone().div_scalar(tokens as f64).backward();
-            loss_sum += sum.into_scalar::<f32>() as f64;
-            for (key, t) in adapter.tensors() {
-                let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
-                let acc = match grads.remove(&key) {
-                    Some(a) => a + gk,
-                    None => gk,
-                };
-                grads.insert(key, acc);
-            }
-        }
-        adapter.training = false;
+        let seed = recipe.train.seed ^ ((step as u64) << 16); // dropout masks
+        let (loss_sum, grads) = accumulate_gradients(model, &mut adapter, &micro, tokens, device, seed)?;
         let loss = loss_sum / tokens.max(1) as f64;
         let (grad_norm, factor) = clip_factor(&grads, recipe.optim.max_grad_norm);
         if (!loss.is_finite() || !grad_norm.is_finite()) && recipe.train.skip_nonfinite {
@@ -197,14 +166,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
         }
 
         // 3. AdamW on the adapter only.
-        opt.step += 1;
-        adapter.map_tensors(|key, p| {
-            let g = grads.remove(key).map(|g| g.mul_scalar(factor));
-            match g {
-                Some(g) => opt.update(&recipe.optim, lr, key, p.without_autodiff(), g).autodiff().require_grad(),
-                None => p,
-            }
-        });
+        apply_update(&mut adapter, &mut opt, &recipe.optim, lr, grads, factor);
         state.step = step;
         state.trained_tokens += tokens;
         window_tokens += tokens;

@@ -11,6 +11,8 @@ pub enum Backend {
     Cpu,
     /// burn-wgpu: Vulkan on Linux/Windows, Metal on macOS; feature `wgpu`.
     Wgpu,
+    /// burn-wgpu pinned to Vulkan with the SPIR-V compiler (tensor-core f16 matmuls); feature `vulkan`.
+    Vulkan,
 }
 
 /// Weight/activation dtype (norms, softmax, softcap and loss always run in f32).
@@ -33,7 +35,13 @@ impl Dtype {
 
 /// The default backend: the GPU one when compiled in, else the CPU.
 pub fn default_backend() -> Backend {
-    if cfg!(feature = "wgpu") { Backend::Wgpu } else { Backend::Cpu }
+    if cfg!(feature = "vulkan") {
+        Backend::Vulkan
+    } else if cfg!(feature = "wgpu") {
+        Backend::Wgpu
+    } else {
+        Backend::Cpu
+    }
 }
 
 pub fn device(backend: Backend) -> Result<Device> {
@@ -42,6 +50,8 @@ pub fn device(backend: Backend) -> Result<Device> {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "vulkan")]
+        Backend::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
         #[allow(unreachable_patterns)]
         other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
     }

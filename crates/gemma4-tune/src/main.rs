@@ -35,6 +35,8 @@ enum Command {
     Data(cmd::data::Args),
     /// Print a checkpoint's resolved config: layer types, head dims, KV heads and donors, PLE/MoE, parameter counts.
     Inspect(cmd::inspect::Args),
+    /// Time training steps, prefill and decode on a random-weight model of a preset's real shape.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logits(args) => cmd::logits::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Bench(args) => cmd::bench::run_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! One file per subcommand: resolve arguments, call one library function, report.
 
+pub mod bench;
 pub mod inspect;
 pub mod logits;
 pub mod data;

@@ -19,14 +19,17 @@ pub struct Args {
     /// Resume from a checkpoint directory, or (no value) from the newest one in the run's output.
     #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
     resume: Option<String>,
-    /// Compute backend (default: wgpu when compiled in, else cpu).
+    /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
+    let mut device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
+    if recipe.train.gradient_checkpointing {
+        device = device.gradient_checkpointing();
+    }
     let resume = match args.resume.as_deref() {
         None => None,
         Some("latest") => {

@@ -1,0 +1,69 @@
+//! One optimizer step, shared by `train` and `bench`: forward/backward over the step's
+//! micro-batches with gradients summed per adapter tensor, then AdamW on the adapter only.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor};
+use gemma4_data::Batch;
+use gemma4_lora::LoraAdapter;
+use gemma4_model::{Gemma4TextModel, TokenBatch};
+
+use crate::error::{Result, TrainError};
+use crate::loss::target_loss_sum;
+use crate::optim::AdamW;
+use crate::recipe::OptimSection;
+
+/// Convert a data batch into the model's input.
+pub fn token_batch(b: &Batch) -> TokenBatch {
+    let rows = |v: &Vec<u32>| v.chunks(b.seq).map(|c| c.to_vec()).collect::<Vec<_>>();
+    TokenBatch {
+        ids: b.ids.clone(),
+        batch: b.batch,
+        seq: b.seq,
+        attention_mask: Some(b.attention_mask.chunks(b.seq).map(|c| c.to_vec()).collect()),
+        segments: b.segments.as_ref().map(rows),
+        positions: b.positions.as_ref().map(rows),
+    }
+}
+
+/// Forward and backward over `micro`; the loss is normalised by `tokens` (the target tokens of
+/// the whole step). Returns the summed loss (not normalised) and the summed gradients by key.
+/// Dropout masks are seeded from `seed` and the micro-batch index.
+pub fn accumulate_gradients(
+    model: &Gemma4TextModel,
+    adapter: &mut LoraAdapter,
+    micro: &[Batch],
+    tokens: usize,
+    device: &Device,
+    seed: u64,
+) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
+    adapter.training = true;
+    let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
+    let mut loss_sum = 0.0f64;
+    for (j, mb) in micro.iter().enumerate() {
+        device.seed(seed ^ j as u64);
+        let hidden = model.forward_hidden(&token_batch(mb), adapter, false)?.hidden;
+        let (sum, _) = target_loss_sum(model, hidden, &mb.ids, &mb.target);
+        let g = sum.clone().div_scalar(tokens.max(1) as f64).backward();
+        loss_sum += sum.into_scalar::<f32>() as f64;
+        for (key, t) in adapter.tensors() {
+            let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
+            let acc = match grads.remove(&key) {
+                Some(a) => a + gk,
+                None => gk,
+            };
+            grads.insert(key, acc);
+        }
+    }
+    adapter.training = false;
+    Ok((loss_sum, grads))
+}
+
+/// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`).
+pub fn apply_update(adapter: &mut LoraAdapter, opt: &mut AdamW, cfg: &OptimSection, lr: f64, mut grads: BTreeMap<String, Tensor<2>>, factor: f64) {
+    opt.step += 1;
+    adapter.map_tensors(|key, p| match grads.remove(key) {
+        Some(g) => opt.update(cfg, lr, key, p.without_autodiff(), g.mul_scalar(factor)).autodiff().require_grad(),
+        None => p,
+    });
+}

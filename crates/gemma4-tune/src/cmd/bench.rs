@@ -1,0 +1,91 @@
+//! `gemma4-tune bench [--model e2b|e4b|26b-a4b|31b|tiny|CONFIG] [--batch 4] [--seq 2048] ...`
+//!
+//! Times LoRA training steps, prefill and decode on a random-weight model with the preset's real
+//! shapes; prints a summary and the JSON report (also written with `--json`). The peer baseline
+//! with the same knobs and JSON: `python3 tests/reference/bench_peft.py` (see docs/performance.md).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use gemma4_train::bench::{BenchSettings, run, summary};
+
+use crate::backend::{self, Backend, Dtype};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Preset (tiny, e2b, e4b, 26b-a4b, 31b) or a config.json path.
+    #[arg(long, default_value = "e2b")]
+    model: String,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 2048)]
+    seq: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// LoRA alpha (default 2 × rank).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Target modules, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
+    targets: Vec<String>,
+    /// Base weight and activation dtype (LoRA, optimizer, norms and loss stay f32).
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: Dtype,
+    /// Recompute activations in the backward pass (less memory).
+    #[arg(long)]
+    gradient_checkpointing: bool,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Timed prefill runs (0: skip).
+    #[arg(long, default_value_t = 3)]
+    prefill_runs: usize,
+    /// Decode: new tokens (0: skip), prompt length, rows (default: --batch).
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    prompt: usize,
+    #[arg(long)]
+    decode_batch: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn run_cmd(args: Args) -> Result<()> {
+    let backend = args.backend.unwrap_or_else(backend::default_backend);
+    let device = backend::device(backend)?;
+    let settings = BenchSettings {
+        model: args.model,
+        batch: args.batch,
+        seq: args.seq,
+        rank: args.rank,
+        alpha: args.alpha.unwrap_or(2.0 * args.rank as f64),
+        targets: args.targets,
+        dtype: args.dtype.burn(),
+        gradient_checkpointing: args.gradient_checkpointing,
+        warmup: args.warmup,
+        steps: args.steps,
+        prefill_runs: args.prefill_runs,
+        prompt: args.prompt,
+        decode_tokens: args.decode_tokens,
+        decode_batch: args.decode_batch.unwrap_or(args.batch),
+        seed: args.seed,
+        backend: format!("{backend:?}").to_lowercase(),
+    };
+    let report = run(&settings, &device)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json {
+        gemma4_lora::peft_io::write_atomic(path, text.as_bytes())?;
+    }
+    eprintln!("{}", summary(&report));
+    println!("{text}");
+    Ok(())
+}
