@@ -14,17 +14,19 @@ The model is built directly on the target device in the target dtype (torch.devi
 `_from_config(dtype=...)`), random init seeded by `--seed`. PEFT keeps its default
 `autocast_adapter_dtype=True`: LoRA weights are float32 on a bf16/f16 base.
 
-Train step: get_peft_model(LoraConfig(r, alpha, targets, dropout 0, bias none)); uniform random
-token ids, labels = ids (HF shifts inside, every token trained); forward -> loss -> backward ->
-AdamW(lr 1e-4) step on the LoRA params -> zero_grad. `--warmup` untimed steps, then `--steps`
-steps each timed with wall clock between torch.cuda.synchronize() calls. loss_first/loss_last are
-the losses of the very first (warm-up) and last step. Peak memory: reset before the first step.
-Prefill: no_grad forward over batch x seq with use_cache=False, logits for the last position only
-(`logits_to_keep` given as a position *tensor*: an int would let transformers run the KV-shared
-layers of E2B/E4B on the last position only), PEFT model with the adapter active, 1 warm-up then
-`--steps` timed runs. Decode: PEFT model (adapter unmerged), random `--prompt`-token prompt of
-`--decode-batch` rows prefilled with the KV cache (untimed), then `--decode-tokens` greedy steps
-fed back one token at a time; only those steps are timed (after one short warm-up round).
+Train step (as `gemma4-tune bench`): get_peft_model(LoraConfig(r, alpha, targets, dropout 0, bias
+none)); fresh uniform random token ids per step, labels = ids (HF shifts inside: seq-1 targets a
+row); forward -> loss -> backward -> clip grad norm 1.0 -> AdamW(lr 1e-4, weight decay 0) on the
+LoRA params -> zero_grad. `--warmup` untimed steps, then `--steps` steps each timed (wall clock
+between torch.cuda.synchronize() calls); loss_first/loss_last: first/last *timed* step. Peak
+memory: reset before the first warm-up step, read after the last step.
+Prefill: no_grad forward of the PEFT model (adapter active) over a fresh batch x seq, use_cache
+False, logits for the last position only (`logits_to_keep` as a position *tensor*: an int would
+let transformers run the KV-shared layers of E2B/E4B on the last position only); 1 warm-up, then
+`--prefill-runs` timed runs (mean). Decode: PEFT model (adapter unmerged), a random
+`--prompt`-token prompt of `--decode-batch` rows into the KV cache (untimed), then
+`--decode-tokens` greedy steps fed back one token at a time; only those are timed (after one
+short warm-up round). `--model` takes a preset name or a config path, like `gemma4-tune bench`.
 
 FLOPs per token (the same accounting as the Rust side):
   linear  = 2 x (weight elements of every Linear a token passes: q/k/v/o (no k/v on KV-shared
@@ -35,8 +37,9 @@ FLOPs per token (the same accounting as the Rust side):
   attn    = sum over layers of 4 * num_attention_heads * head_dim(layer) * ctx, ctx = mean keys
             per query: (seq+1)/2 for full causal, mean_{t<seq} min(t+1, W) for sliding window W.
   lora    = sum over adapted Linears of 2 * r * (in + out).
-  forward = linear + attn;  train = 2*linear + 3*attn + 3*lora (frozen base: forward plus
-            input-gradient pass, no weight gradients);  prefill = linear - 2*e*vocab (no LM head) + attn.
+  forward = linear + attn + lora;  train = 2*linear + 3*attn + 3*lora (frozen base: forward plus
+            input-gradient pass, no weight gradients; checkpointing recompute not counted);
+  prefill = linear - 2*e*vocab (no LM head) + attn + lora.
   tflops  = flops_per_token * tokens_per_s / 1e12 (train and prefill).
 """
 
@@ -64,6 +67,7 @@ def parse_args() -> argparse.Namespace:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default="e2b", help="name in crates/gemma4-train/presets/")
     src.add_argument("--config", help="any config.json (its text_config is used if present)")
+    src.add_argument("--model", help="preset name or config.json path (as gemma4-tune bench)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--rank", type=int, default=16)
@@ -73,9 +77,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--decode-tokens", type=int, default=64)
+    p.add_argument("--decode-tokens", type=int, default=64, help="0: skip decode")
     p.add_argument("--decode-batch", type=int, default=None, help="default --batch")
     p.add_argument("--prompt", type=int, default=128, help="decode prompt length")
+    p.add_argument("--prefill-runs", type=int, default=3, help="timed prefill runs (0: skip)")
     p.add_argument("--no-prefill", action="store_true")
     p.add_argument("--no-decode", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +92,12 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_config(args) -> tuple[str, Gemma4TextConfig]:
+    if args.model:
+        preset = (PRESETS / f"{args.model}.json").exists()
+        args.preset, args.config = (args.model, None) if preset else (args.preset, args.model)
     path = Path(args.config) if args.config else PRESETS / f"{args.preset}.json"
+    if path.is_dir():
+        path = path / "config.json"
     cfg = json.loads(path.read_text())
     cfg = cfg.get("text_config", cfg)
     for key in ("architectures", "dtype", "torch_dtype", "model_type", "transformers_version"):
@@ -122,11 +132,15 @@ def count(model: Gemma4ForCausalLM, cfg, seq: int, rank: int, targets: list[str]
         ctx = sum(min(t + 1, w) for t in range(seq)) / seq  # (seq+1)/2 when w >= seq
         attn += 4 * cfg.num_attention_heads * sa.head_dim * ctx
     head = model.lm_head.weight.numel()
-    total = sum(p.numel() for p in model.parameters())  # tied embedding/head counted once
+    # Stored tensors, as a checkpoint holds them: parameters (tied head once) + persistent buffers
+    # (each layer's `layer_scalar`).
+    names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    total = sum(p.numel() for p in model.parameters())
+    total += sum(t.numel() for n, t in model.state_dict().items() if n not in names)
     flops = {
-        "forward": 2 * linear + attn,
+        "forward": 2 * linear + attn + 2 * lora,
         "train": 2 * (2 * linear) + 3 * attn + 3 * (2 * lora),
-        "prefill": 2 * (linear - head) + attn,
+        "prefill": 2 * (linear - head) + attn + 2 * lora,
     }
     return {"total": total, "trainable": lora}, flops
 
@@ -136,8 +150,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     name, cfg = load_config(args)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    alpha = args.alpha if args.alpha is not None else 2 * args.rank
-    alpha = int(alpha) if float(alpha).is_integer() else alpha
+    alpha = float(args.alpha if args.alpha is not None else 2 * args.rank)
     dtype = DTYPES[args.dtype]
 
     if args.count_only:
@@ -153,7 +166,10 @@ def main() -> int:
     def tokens(b: int, s: int) -> torch.Tensor:
         return torch.randint(0, cfg.vocab_size, (b, s), generator=gen).to(dev)
 
+    t0 = time.perf_counter()
     model = build(cfg, dev, dtype, args.attn)
+    sync()
+    load_s = time.perf_counter() - t0
     params, flops = count(model, cfg, args.seq, args.rank, targets)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -163,7 +179,7 @@ def main() -> int:
     model = peft.get_peft_model(model, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert sum(p.numel() for p in trainable) == params["trainable"], "LoRA param count mismatch"
-    opt = torch.optim.AdamW(trainable, lr=1e-4)
+    opt = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
     # ---- training ----
     batches = [tokens(args.batch, args.seq) for _ in range(args.warmup + args.steps)]
@@ -176,20 +192,21 @@ def main() -> int:
         t0 = time.perf_counter()
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sync()
         dt = time.perf_counter() - t0
-        losses.append(loss.item())
         if i >= args.warmup:
             times.append(dt)
+            losses.append(loss.item())
     step_s = sum(times) / len(times)
     train_tps = args.batch * args.seq / step_s
     memory = {"peak_allocated_bytes": None, "peak_reserved_bytes": None, "peak_gib": None,
-              "method": "torch.cuda.max_memory_allocated over training"}
+              "method": "torch.cuda max_memory_reserved over training (allocated: max_memory_allocated)"}
     if cuda:
         alloc, reserved = torch.cuda.max_memory_allocated(dev), torch.cuda.max_memory_reserved(dev)
-        memory.update(peak_allocated_bytes=alloc, peak_reserved_bytes=reserved, peak_gib=alloc / 2**30)
+        memory.update(peak_allocated_bytes=alloc, peak_reserved_bytes=reserved, peak_gib=reserved / 2**30)
     del opt, batches, loss
     model.eval()
     if cuda:
@@ -197,12 +214,12 @@ def main() -> int:
 
     # ---- prefill ----
     prefill = None
-    if not args.no_prefill:
-        ids = tokens(args.batch, args.seq)
+    if not args.no_prefill and args.prefill_runs > 0:
+        batches = [tokens(args.batch, args.seq) for _ in range(1 + args.prefill_runs)]
         last = torch.tensor([args.seq - 1], device=dev)  # tensor, not int: no KV-shared shortcut
         runs = []
         with torch.no_grad():
-            for i in range(1 + args.steps):
+            for i, ids in enumerate(batches):
                 sync()
                 t0 = time.perf_counter()
                 model(input_ids=ids, use_cache=False, logits_to_keep=last)
@@ -216,7 +233,7 @@ def main() -> int:
 
     # ---- decode ----
     decode = None
-    if not args.no_decode:
+    if not args.no_decode and args.decode_tokens > 0:
         db = args.decode_batch or args.batch
 
         @torch.no_grad()
@@ -248,6 +265,7 @@ def main() -> int:
                      "warmup": args.warmup, "steps": args.steps, "attn": args.attn},
         "params": params,
         "flops_per_token": flops,
+        "load_s": load_s,
         "train": {"step_s": step_s, "step_s_all": times, "tokens_per_s": train_tps,
                   "tflops": flops["train"] * train_tps / 1e12,
                   "loss_first": losses[0], "loss_last": losses[-1]},

@@ -10,12 +10,23 @@ use std::collections::BTreeMap;
 use burn::tensor::{Int, Tensor, TensorData, module::embedding};
 
 use crate::attention::{AttnInputs, KeyValue};
-use crate::cache::KvCache;
+use crate::cache::{KvCache, LayerCache};
 use crate::config::LayerType;
 use crate::error::{ModelError, Result};
 use crate::linear::Adapter;
 use crate::mask::{MaskSpec, RowMasks, build_mask};
 use crate::model::{Gemma4TextModel, Outputs, TokenBatch, round_to};
+
+/// Inputs every layer of one forward pass shares ([`Gemma4TextModel::prologue`]).
+#[derive(Clone, Debug)]
+pub struct Prologue {
+    /// Scaled embeddings `h₀`. `[b, s, e]`
+    pub h0: Tensor<3>,
+    /// Combined PLE inputs. `[b, s, L, D]`
+    pub ple: Option<Tensor<4>>,
+    /// RoPE tables and masks per layer type.
+    pub inputs: BTreeMap<LayerType, AttnInputs>,
+}
 
 impl Gemma4TextModel {
     /// The full no-cache forward pass, up to and including the final norm.
@@ -39,6 +50,34 @@ impl Gemma4TextModel {
     }
 
     fn forward_inner(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool, mut cache: Option<&mut KvCache>) -> Result<Outputs> {
+        let pro = self.prologue(batch, cache.as_deref())?;
+        let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
+        let mut layer_outputs = Vec::new();
+        let mut h = pro.h0.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let lt = layer.spec.layer_type;
+            let shared = if layer.spec.kv_donor.is_some() { kv_store.get(&lt) } else { None };
+            let layer_cache = cache.as_deref_mut().and_then(|c| c.layers[i].as_mut());
+            let (out, own_kv) = self.layer_forward(i, h, &pro, shared, layer_cache, adapter)?;
+            if let Some(kv) = own_kv {
+                kv_store.insert(lt, kv); // the last non-shared layer of each type is the donor
+            }
+            if capture {
+                layer_outputs.push(out.clone());
+            }
+            h = out;
+        }
+        if let Some(c) = cache {
+            c.offset += batch.seq;
+        }
+        let hidden = self.norm.forward(h);
+        let Prologue { h0, ple, .. } = pro;
+        Ok(Outputs { hidden, embeddings: capture.then_some(h0), per_layer_inputs: if capture { ple } else { None }, layer_outputs })
+    }
+
+    /// What every layer of a forward pass shares: scaled embeddings, PLE inputs, RoPE tables
+    /// and masks (for positions `cache.offset ..` when a cache is given).
+    pub fn prologue(&self, batch: &TokenBatch, cache: Option<&KvCache>) -> Result<Prologue> {
         let cfg = &self.config;
         let (b, s) = (batch.batch, batch.seq);
         let ids = self.check_ids(batch)?;
@@ -49,29 +88,29 @@ impl Gemma4TextModel {
             Some(p) => Some(p.inputs(&ids, &h0)?),
             None => None,
         };
-        let inputs = self.attention_inputs(batch, cache.as_deref());
-        let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
-        let mut layer_outputs = Vec::new();
-        let mut h = h0.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let lt = layer.spec.layer_type;
-            let p = ple.as_ref().map(|p| p.clone().narrow(2, i, 1).reshape([b, s, cfg.hidden_size_per_layer_input]));
-            let shared = if layer.spec.kv_donor.is_some() { kv_store.get(&lt) } else { None };
-            let layer_cache = cache.as_deref_mut().and_then(|c| c.layers[i].as_mut());
-            let (out, own_kv) = layer.forward(h, p, shared, &inputs[&lt], layer_cache, adapter)?;
-            if let Some(kv) = own_kv {
-                kv_store.insert(lt, kv); // the last non-shared layer of each type is the donor
-            }
-            if capture {
-                layer_outputs.push(out.clone());
-            }
-            h = out;
-        }
-        if let Some(c) = cache {
-            c.offset += s;
-        }
-        let hidden = self.norm.forward(h);
-        Ok(Outputs { hidden, embeddings: capture.then_some(h0), per_layer_inputs: if capture { ple } else { None }, layer_outputs })
+        Ok(Prologue { h0, ple, inputs: self.attention_inputs(batch, cache) })
+    }
+
+    /// Decoder layer `i` on `h`; `shared` is the donor's K/V for KV-shared layers. Returns the
+    /// layer output and the K/V it computed (none for KV-shared layers).
+    ///
+    /// # Shapes
+    /// - h: `[b, s, e]` → `([b, s, e], Some(([b, kv, t, d], [b, kv, t, d])))`
+    pub fn layer_forward(
+        &self,
+        i: usize,
+        h: Tensor<3>,
+        pro: &Prologue,
+        shared: Option<&KeyValue>,
+        cache: Option<&mut LayerCache>,
+        adapter: &dyn Adapter,
+    ) -> Result<(Tensor<3>, Option<KeyValue>)> {
+        let layer = &self.layers[i];
+        let [b, s, _] = h.dims();
+        let d = self.config.hidden_size_per_layer_input;
+        let p = pro.ple.as_ref().map(|p| p.clone().narrow(2, i, 1).reshape([b, s, d]));
+        let shared = if layer.spec.kv_donor.is_some() { shared } else { None };
+        layer.forward(h, p, shared, &pro.inputs[&layer.spec.layer_type], cache, adapter)
     }
 
     pub(crate) fn check_ids(&self, batch: &TokenBatch) -> Result<Vec<usize>> {

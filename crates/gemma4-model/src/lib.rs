@@ -33,6 +33,7 @@ pub mod rope;
 pub mod weights;
 
 pub use cache::KvCache;
+pub use forward::Prologue;
 pub use checkpoint::Checkpoint;
 pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig};
 pub use error::{ModelError, Result};

@@ -18,16 +18,7 @@ pub const CHUNK_ROWS: usize = 1024;
 pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], target: &[bool]) -> (Tensor<1>, usize) {
     let [b, s, e] = hidden.dims();
     let device = hidden.device();
-    let mut rows = Vec::new();
-    let mut labels = Vec::new();
-    for r in 0..b {
-        for t in 1..s {
-            if target[r * s + t] {
-                rows.push((r * s + t - 1) as i64);
-                labels.push(ids[r * s + t] as i64);
-            }
-        }
-    }
+    let (rows, labels) = target_rows(b, s, ids, target);
     let count = rows.len();
     let flat = hidden.reshape([b * s, e]);
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32));
@@ -41,4 +32,51 @@ pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], 
         total = total - picked.sum().reshape([1]);
     }
     (total, count)
+}
+
+/// As [`target_loss_sum`], with its gradient, chunk by chunk: each chunk's logits are built,
+/// differentiated and dropped before the next, so no `[n, vocab]` tensor outlives its chunk
+/// (autodiff over the whole loss would keep every chunk's logits until the backward pass).
+///
+/// `hidden` must be off the tape (detached) on an autodiff device. Returns the loss sum, the
+/// target count and `∂(scale · loss_sum)/∂hidden` in f32.
+///
+/// # Shapes
+/// - hidden: `[b, s, e]` → grad `[b, s, e]`
+pub fn target_loss_and_grad(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], target: &[bool], scale: f64) -> (f64, usize, Tensor<3>) {
+    let [b, s, e] = hidden.dims();
+    let device = hidden.device();
+    let (rows, labels) = target_rows(b, s, ids, target);
+    let count = rows.len();
+    let leaf = hidden.require_grad();
+    let mut grad = Tensor::<3>::zeros([b, s, e], (&device, DType::F32));
+    let mut total = Tensor::<1>::zeros([1], (&device, DType::F32)).detach();
+    for start in (0..count).step_by(CHUNK_ROWS) {
+        let n = CHUNK_ROWS.min(count - start);
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
+        let lab = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + n].to_vec(), [n, 1]), &device);
+        let h = leaf.clone().reshape([b * s, e]).select(0, idx).reshape([1, n, e]);
+        let logits = model.logits(h).reshape([n, model.config.vocab_size]);
+        let chunk = log_softmax(logits, 1).gather(1, lab).sum().neg(); // [1]
+        let grads = chunk.clone().mul_scalar(scale).backward();
+        if let Some(g) = leaf.grad(&grads) {
+            grad = grad + g.cast(DType::F32);
+        }
+        total = total + chunk.detach().reshape([1]);
+    }
+    (total.into_scalar::<f32>() as f64, count, grad)
+}
+
+/// Flat hidden-state rows that predict a target token, and those tokens.
+fn target_rows(b: usize, s: usize, ids: &[u32], target: &[bool]) -> (Vec<i64>, Vec<i64>) {
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for r in 0..b {
+        for t in 1..s {
+            if target[r * s + t] {
+                rows.push((r * s + t - 1) as i64);
+                labels.push(ids[r * s + t] as i64);
+            }
+        }
+    }
+    (rows, labels)
 }

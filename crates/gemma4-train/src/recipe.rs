@@ -109,8 +109,8 @@ pub struct TrainSection {
     /// On a non-finite loss or gradient: `false` (default) stops the run naming the step, the
     /// last checkpoint intact; `true` skips that step's update and counts it.
     pub skip_nonfinite: bool,
-    /// Recompute cheap activations in the backward pass instead of keeping them (less device
-    /// memory, a little more time; Burn's balanced checkpointing). Same numbers either way.
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// (peak memory of one layer, one more forward pass of compute). Same gradients.
     pub gradient_checkpointing: bool,
 }
 

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
 use gemma4_model::{Gemma4TextModel, TokenBatch};
 
 use crate::error::{Result, TrainError};
-use crate::loss::target_loss_sum;
+use crate::loss::target_loss_and_grad;
+use crate::recompute::layerwise_gradients;
 use crate::optim::AdamW;
 use crate::recipe::OptimSection;
 
@@ -28,7 +29,8 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
 
 /// Forward and backward over `micro`; the loss is normalised by `tokens` (the target tokens of
 /// the whole step). Returns the summed loss (not normalised) and the summed gradients by key.
-/// Dropout masks are seeded from `seed` and the micro-batch index.
+/// Dropout masks are seeded from `seed` and the micro-batch index. With `checkpointing`, layers
+/// are recomputed in the backward pass ([`crate::recompute`]); the gradients are the same.
 pub fn accumulate_gradients(
     model: &Gemma4TextModel,
     adapter: &mut LoraAdapter,
@@ -36,16 +38,24 @@ pub fn accumulate_gradients(
     tokens: usize,
     device: &Device,
     seed: u64,
+    checkpointing: bool,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
     adapter.training = true;
+    let scale = 1.0 / tokens.max(1) as f64;
     let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
     let mut loss_sum = 0.0f64;
     for (j, mb) in micro.iter().enumerate() {
-        device.seed(seed ^ j as u64);
+        let seed = seed ^ j as u64;
+        if checkpointing {
+            loss_sum += layerwise_gradients(model, adapter, &token_batch(mb), &mb.target, scale, device, seed << 8, &mut grads)?;
+            continue;
+        }
+        device.seed(seed);
         let hidden = model.forward_hidden(&token_batch(mb), adapter, false)?.hidden;
-        let (sum, _) = target_loss_sum(model, hidden, &mb.ids, &mb.target);
-        let g = sum.clone().div_scalar(tokens.max(1) as f64).backward();
-        loss_sum += sum.into_scalar::<f32>() as f64;
+        // The loss and its gradient chunk by chunk, then one backward pass through the model.
+        let (sum, _, g) = target_loss_and_grad(model, hidden.clone().detach(), &mb.ids, &mb.target, scale);
+        let g = (hidden.cast(DType::F32) * g).sum().backward();
+        loss_sum += sum;
         for (key, t) in adapter.tensors() {
             let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
             let acc = match grads.remove(&key) {

@@ -16,7 +16,7 @@ pub mod flops;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use gemma4_data::Batch;
 use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
 use gemma4_model::{Adapter, Checkpoint, Gemma4TextConfig, Gemma4TextModel, KvCache, RandomInit, TokenBatch};
@@ -153,10 +153,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         return Err(TrainError::Run("bench: batch ≥ 1, seq ≥ 2 and rank ≥ 1 are required".into()));
     }
     let cfg = load_config(&s.model)?;
-    let mut train_device = device.clone().autodiff();
-    if s.gradient_checkpointing {
-        train_device = train_device.gradient_checkpointing();
-    }
+    let train_device = device.clone().autodiff();
     let mut peaks = Peaks::default();
     let t = Instant::now();
     let ckpt = Checkpoint::random(&cfg, RandomInit { seed: s.seed, std: 0.02 });
@@ -182,7 +179,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         let batch = random_batch(&mut rng, s.batch, s.seq, cfg.vocab_size);
         let tokens = batch.target_tokens;
         let t = Instant::now();
-        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64)?;
+        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing)?;
         let (_, factor) = clip_factor(&grads, optim.max_grad_norm);
         apply_update(&mut adapter, &mut opt, &optim, optim.lr, grads, factor);
         device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")))?;
@@ -262,6 +259,11 @@ fn decode(model: &Gemma4TextModel, adapter: &dyn Adapter, s: &BenchSettings, rng
     let prompt = random_batch(rng, b, s.prompt.max(1), vocab);
     let hidden = model.forward_cached(&TokenBatch::new(prompt.ids, b, s.prompt.max(1)), &mut cache, adapter)?;
     let mut next = greedy(model, hidden)?;
+    for _ in 0..4 {
+        // Warm-up steps (kernel compilation and autotuning); the cache keeps growing as in real use.
+        let hidden = model.forward_cached(&TokenBatch::new(next, b, 1), &mut cache, adapter)?;
+        next = greedy(model, hidden)?;
+    }
     let t = Instant::now();
     for _ in 0..s.decode_tokens {
         let hidden = model.forward_cached(&TokenBatch::new(next, b, 1), &mut cache, adapter)?;
@@ -312,4 +314,36 @@ pub fn summary(r: &Value) -> String {
     }
     out += &format!("memory  peak {} GiB", r["memory"]["peak_gib"].as_f64().map_or("n/a".into(), |x| format!("{x:.2}")));
     out
+}
+
+/// Ceilings of the device: matmul TFLOP/s per dtype at 8192³ and at the shapes of a preset's
+/// projections for `tokens` rows, and the attention core (scores, softmax, ·V) of a full layer.
+pub fn ceilings(cfg: &Gemma4TextConfig, tokens: usize, device: &Device) -> Result<Value> {
+    let sync = |d: &Device| d.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")));
+    let time = |f: &dyn Fn() -> Tensor<2>, reps: usize| -> Result<f64> {
+        let _ = f();
+        sync(device)?;
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = f();
+        }
+        sync(device)?;
+        Ok(secs(t) / reps as f64)
+    };
+    let (e, m) = (cfg.hidden_size, cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size));
+    let mut out = serde_json::Map::new();
+    for dtype in [DType::F32, DType::F16] {
+        if !device.supports_dtype(dtype) {
+            continue;
+        }
+        let mut row = serde_json::Map::new();
+        for (name, (a, b, c)) in [("8192^3", (8192, 8192, 8192)), ("up_proj", (tokens, e, m)), ("down_proj", (tokens, m, e)), ("lm_head", (tokens.min(1024), e, cfg.vocab_size))] {
+            let x = Tensor::<2>::random([a, b], Distribution::Normal(0.0, 1.0), (device, dtype));
+            let w = Tensor::<2>::random([b, c], Distribution::Normal(0.0, 0.02), (device, dtype));
+            let s = time(&|| x.clone().matmul(w.clone()), 10)?;
+            row.insert(name.into(), json!({"shape": [a, b, c], "ms": s * 1e3, "tflops": 2.0 * (a * b * c) as f64 / s / 1e12}));
+        }
+        out.insert(format!("{dtype:?}").to_lowercase(), Value::Object(row));
+    }
+    Ok(Value::Object(out))
 }

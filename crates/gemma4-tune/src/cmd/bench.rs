@@ -54,6 +54,9 @@ pub struct Args {
     /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
+    /// Measure the device's matmul ceilings (8192³ and the preset's projection shapes) instead.
+    #[arg(long)]
+    ceilings: bool,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -80,12 +83,19 @@ pub fn run_cmd(args: Args) -> Result<()> {
         seed: args.seed,
         backend: format!("{backend:?}").to_lowercase(),
     };
-    let report = run(&settings, &device)?;
+    let report = if args.ceilings {
+        let cfg = gemma4_train::bench::load_config(&settings.model)?;
+        gemma4_train::bench::ceilings(&cfg, settings.batch * settings.seq, &device)?
+    } else {
+        run(&settings, &device)?
+    };
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json {
         gemma4_lora::peft_io::write_atomic(path, text.as_bytes())?;
     }
-    eprintln!("{}", summary(&report));
+    if !args.ceilings {
+        eprintln!("{}", summary(&report));
+    }
     println!("{text}");
     Ok(())
 }

@@ -26,10 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let mut device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
-    if recipe.train.gradient_checkpointing {
-        device = device.gradient_checkpointing();
-    }
+    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
     let resume = match args.resume.as_deref() {
         None => None,
         Some("latest") => {
