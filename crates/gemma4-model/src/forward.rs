@@ -13,7 +13,7 @@ use crate::attention::{AttnInputs, KeyValue};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::LayerType;
 use crate::error::{ModelError, Result};
-use crate::linear::Adapter;
+use crate::linear::{Adapter, residual_dtype};
 use crate::mask::{MaskSpec, RowMasks, build_mask};
 use crate::model::{Gemma4TextModel, Outputs, TokenBatch, round_to};
 
@@ -88,6 +88,7 @@ impl Gemma4TextModel {
             Some(p) => Some(p.inputs(&ids, &h0)?),
             None => None,
         };
+        let h0 = h0.cast(residual_dtype(self.dtype()));
         Ok(Prologue { h0, ple, inputs: self.attention_inputs(batch, cache) })
     }
 

@@ -128,7 +128,7 @@ impl DecoderLayer {
             }
         };
         let a = self.self_attn.attend(a, kv, inp, adapter);
-        let h = h + self.post_attention_layernorm.forward(a);
+        let h = h.clone() + self.post_attention_layernorm.forward(a).cast(h.dtype());
 
         let mut f = self.mlp.forward(self.pre_feedforward_layernorm.forward(h.clone()), adapter);
         if let Some(moe) = &self.moe {
@@ -137,14 +137,15 @@ impl DecoderLayer {
             let (weights, idx) = moe.router.forward(flat.clone()); // router sees the un-normed residual
             let x2 = moe.pre_feedforward_layernorm_2.forward(flat);
             let m = moe.experts.forward(x2, weights, idx, adapter)?.reshape([b, s, e]);
-            f = moe.post_feedforward_layernorm_1.forward(f) + moe.post_feedforward_layernorm_2.forward(m);
+            f = moe.post_feedforward_layernorm_1.forward(f.clone()) + moe.post_feedforward_layernorm_2.forward(m).cast(f.dtype());
         }
-        let mut h = h + self.post_feedforward_layernorm.forward(f);
+        let mut h = h.clone() + self.post_feedforward_layernorm.forward(f).cast(h.dtype());
 
         if let (Some(ple), Some(p)) = (&self.per_layer_input, per_layer_input) {
-            let g = gelu_approximate(burn::tensor::module::linear(h.clone(), ple.per_layer_input_gate.weight.clone(), None)) * p;
+            let w = ple.per_layer_input_gate.weight.clone();
+            let g = gelu_approximate(burn::tensor::module::linear(h.clone().cast(w.dtype()), w, None)) * p.cast(ple.per_layer_projection.weight.dtype());
             let g = burn::tensor::module::linear(g, ple.per_layer_projection.weight.clone(), None);
-            h = h + ple.post_per_layer_input_norm.forward(g);
+            h = h.clone() + ple.post_per_layer_input_norm.forward(g).cast(h.dtype());
         }
         let dtype = h.dtype();
         match &self.layer_scalar {

@@ -5,7 +5,7 @@
 //! term. [`NoAdapter`] returns the base output untouched. Base weights are plain tensors, never
 //! Burn `Param`s: they cannot receive gradients.
 
-use burn::tensor::{Tensor, module::linear};
+use burn::tensor::{DType, Tensor, module::linear};
 
 /// HF module names of the projections an adapter may target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +66,13 @@ impl Adapter for NoAdapter {
     }
 }
 
+/// The dtype of the residual stream for weights of dtype `weights`: f32 under f16 weights
+/// (f16's range, ±65504, is too narrow for Gemma's residual stream and MLP products), else the
+/// weight dtype (bf16 has f32's range, as in HF).
+pub fn residual_dtype(weights: DType) -> DType {
+    if weights == DType::F16 { DType::F32 } else { weights }
+}
+
 /// `y = x·Wᵀ + b`, with `W` kept as `[in, out]` (transposed once at load).
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -78,7 +85,10 @@ pub struct Linear {
 impl Linear {
     /// # Shapes
     /// - x: `[b, s, in]` → `[b, s, out]`
+    /// The input is cast to the weight dtype (the residual stream may be wider, see
+    /// [`residual_dtype`]); the output has the weight dtype.
     pub fn forward(&self, x: Tensor<3>, site: Site, adapter: &dyn Adapter) -> Tensor<3> {
+        let x = x.cast(self.weight.dtype());
         let base = linear(x.clone(), self.weight.clone(), self.bias.clone());
         adapter.adapt(site, &x, base)
     }

@@ -1,7 +1,7 @@
 //! GeGLU MLP (HF `Gemma4TextMLP`): `down(gelu_tanh(gate(x)) ⊙ up(x))`. Width `intermediate_size`,
 //! doubled on KV-shared layers when `use_double_wide_mlp` (E2B); the config resolves the width.
 
-use burn::tensor::{Tensor, activation::gelu_approximate};
+use burn::tensor::{DType, Tensor, activation::gelu_approximate};
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
@@ -31,6 +31,23 @@ impl Mlp {
         let site = |proj| Site { layer: self.layer, proj };
         let gate = self.gate_proj.forward(x.clone(), site(ProjName::GateProj), adapter);
         let up = self.up_proj.forward(x, site(ProjName::UpProj), adapter);
-        self.down_proj.forward(gelu_approximate(gate) * up, site(ProjName::DownProj), adapter)
+        if gate.dtype() != DType::F16 {
+            return self.down_proj.forward(gelu_approximate(gate) * up, site(ProjName::DownProj), adapter);
+        }
+        // f16: the product gelu(gate)·up can exceed f16's range. Form it in f32 and scale it by a
+        // power of two into range for the f16 down_proj (its LoRA term is linear too), then undo
+        // the scale in f32: exact, whatever the activations' size. Output f32 (the residual dtype).
+        let act = gelu_approximate(gate.cast(DType::F32)) * up.cast(DType::F32);
+        let scale = f16_scale(&act);
+        let y = self.down_proj.forward(act.div(scale.clone()).cast(DType::F16), site(ProjName::DownProj), adapter);
+        y.cast(DType::F32).mul(scale)
     }
+}
+
+/// A power of two `s ≥ 1` with `max|x| / s ≤ 2¹⁴`, as a broadcastable `[1, 1, 1]` tensor (off the
+/// tape: `down(x/s)·s = down(x)` for any `s`, so no gradient flows through it).
+fn f16_scale(x: &Tensor<3>) -> Tensor<3> {
+    let amax = x.clone().detach().abs().max().reshape([1, 1, 1]);
+    let ln2 = std::f64::consts::LN_2;
+    amax.div_scalar(16384.0).log().div_scalar(ln2).ceil().clamp_min(0.0).mul_scalar(ln2).exp().round()
 }

@@ -187,7 +187,7 @@ impl Gemma4TextModel {
     /// - hidden: `[b, s, e]` → `[b, s, v]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let head = self.lm_head.clone();
-        let logits = burn::tensor::module::linear(hidden, head, None).cast(DType::F32);
+        let logits = burn::tensor::module::linear(hidden.cast(head.dtype()), head, None).cast(DType::F32);
         match self.config.final_logit_softcapping {
             Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
             None => logits,

@@ -51,7 +51,7 @@ impl Router {
     /// - h: `[n, e]` → weights `[n, k]` (f32) and expert indices `[n, k]`
     pub fn forward(&self, h: Tensor<2>) -> (Tensor<2>, Tensor<2, Int>) {
         let [n, e] = h.dims();
-        let dtype = h.dtype();
+        let dtype = self.proj.dtype();
         let z = self.norm.forward(h).cast(DType::F32) * self.scale.clone().unsqueeze::<2>() * (e as f64).powf(-0.5);
         let logits = linear(z.cast(dtype), self.proj.clone(), None).cast(DType::F32); // [n, E]
         let (top, idx) = softmax(logits, 1).topk_with_indices(self.top_k, 1); // [n, k]
@@ -74,6 +74,7 @@ impl Experts {
     /// # Shapes
     /// - x: `[n, e]`, weights: `[n, k]`, idx: `[n, k]` → `[n, e]`
     pub fn forward(&self, x: Tensor<2>, weights: Tensor<2>, idx: Tensor<2, Int>, adapter: &dyn Adapter) -> Result<Tensor<2>> {
+        let x = x.cast(self.gate_up_proj.dtype());
         let [n, e] = x.dims();
         let [num_experts, _, two_m] = self.gate_up_proj.dims();
         let m = two_m / 2;

@@ -48,12 +48,12 @@ impl Ple {
     pub fn inputs(&self, ids: &[usize], h0: &Tensor<3>) -> Result<Tensor<4>> {
         let [b, s, e] = h0.dims();
         let (l, d) = (self.num_layers, self.dim);
-        let dtype = h0.dtype();
+        let dtype = self.per_layer_model_projection.dtype();
         let rows = self.table.gather_rows_f32(&self.table_name, ids)?;
         let token = Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
             .mul_scalar((d as f32).sqrt())
             .cast(dtype);
-        let context = burn::tensor::module::linear(h0.clone(), self.per_layer_model_projection.clone(), None)
+        let context = burn::tensor::module::linear(h0.clone().cast(dtype), self.per_layer_model_projection.clone(), None)
             .mul_scalar((e as f64).powf(-0.5))
             .reshape([b, s, l, d]);
         let context = self.per_layer_projection_norm.forward(context);

@@ -38,7 +38,9 @@ impl RandomInit {
         let key = mix(self.seed ^ name_hash(name));
         // Uniform on [-a, a] has standard deviation a/√3.
         let (centre, half) = if Self::is_scale(name) { (1.0f32, 0.1f32) } else { (0.0, self.std * 3f32.sqrt()) };
+        use rayon::prelude::*;
         range
+            .into_par_iter()
             .map(|i| {
                 let u = (mix(key ^ (i as u64).wrapping_mul(0xd134_2543_de82_ef95)) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
                 centre + half * (2.0 * u - 1.0)

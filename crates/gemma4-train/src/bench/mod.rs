@@ -109,6 +109,11 @@ fn memory(device: &Device) -> Option<(u64, u64)> {
     device.memory_pool_usage().map(|m| (m.bytes_in_use, m.bytes_reserved))
 }
 
+fn mem_text(m: Option<(u64, u64)>) -> String {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    m.map_or("memory n/a".into(), |(u, r)| format!("{:.2} GiB in use, {:.2} GiB reserved", gib(u), gib(r)))
+}
+
 /// Running peaks of the sampled pool.
 #[derive(Default)]
 struct Peaks(Option<(u64, u64)>);
@@ -161,6 +166,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")))?;
     let load_s = secs(t);
     let weights_mem = memory(device);
+    eprintln!("bench: {} loaded in {load_s:.1} s ({})", s.model, mem_text(weights_mem));
     let mut lora = LoraConfig::new(s.rank, s.alpha, TargetModules::List(s.targets.clone()));
     lora.base_model_name_or_path = Some(s.model.clone());
     let mut adapter = gemma4_lora::init_adapter(&model, &lora, s.seed)?;
@@ -186,7 +192,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         let dt = secs(t);
         peaks.sample(device);
         let loss = loss_sum / tokens as f64;
-        eprintln!("bench: step {}/{} {:.3} s, loss {loss:.4}{}", i + 1, s.warmup + s.steps, dt, if i < s.warmup { " (warm-up)" } else { "" });
+        eprintln!("bench: step {}/{} {:.3} s, loss {loss:.4}, {}{}", i + 1, s.warmup + s.steps, dt, mem_text(memory(device)), if i < s.warmup { " (warm-up)" } else { "" });
         if i >= s.warmup {
             times.push(dt);
             losses.push(loss);
