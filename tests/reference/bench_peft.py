@@ -268,7 +268,7 @@ def main() -> int:
         "load_s": load_s,
         "train": {"step_s": step_s, "step_s_all": times, "tokens_per_s": train_tps,
                   "tflops": flops["train"] * train_tps / 1e12,
-                  "loss_first": losses[0], "loss_last": losses[-1]},
+                  "loss_first": losses[0], "loss_last": losses[-1], "loss_all": losses},
         "prefill": prefill,
         "decode": decode,
         "memory": memory,

@@ -203,7 +203,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     let train = json!({
         "step_s": step_s, "step_s_all": times, "tokens_per_s": train_tokens / step_s,
         "tflops": flops.train() * train_tokens / step_s / 1e12,
-        "loss_first": losses.first(), "loss_last": losses.last(),
+        "loss_first": losses.first(), "loss_last": losses.last(), "loss_all": losses,
     });
     let train_peak = peaks.0;
 
