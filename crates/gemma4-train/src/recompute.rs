@@ -35,8 +35,10 @@ pub fn layerwise_gradients(
     seed: u64,
     acc: &mut BTreeMap<String, Tensor<2>>,
 ) -> Result<f64> {
+    // Pass 1 must record nothing: the adapter's tensors off the tape (detach alone keeps them
+    // requiring gradients, and the whole forward would be taped and kept alive by `inputs`).
     let mut frozen = adapter.clone();
-    frozen.map_tensors(|_, t| t.detach());
+    frozen.map_tensors(|_, t| t.detach().set_require_grad(false));
     let pro = model.prologue(batch, None)?;
     let n = model.layers.len();
     let is_donor: Vec<bool> = (0..n).map(|i| model.layers.iter().any(|l| l.spec.kv_donor == Some(i))).collect();
