@@ -1,0 +1,54 @@
+//! `gemma4-tune bench` on the CPU with the tiny preset: the report has the baseline's keys and
+//! sane values, layer recomputation gives the same losses, bad presets fail naming the value.
+
+use std::process::Command;
+
+fn bench(dir: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let json = dir.join(format!("{name}.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
+        .args(["bench", "--model", "tiny", "--batch", "2", "--seq", "24", "--warmup", "1", "--steps", "2", "--prefill-runs", "1"])
+        .args(["--decode-tokens", "3", "--prompt", "5", "--dtype", "f32", "--backend", "cpu", "--json"])
+        .arg(&json)
+        .args(extra)
+        .output()
+        .expect("run gemma4-tune");
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("--json written")).expect("JSON");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(written, printed);
+    written
+}
+
+#[test]
+fn bench_reports_train_prefill_decode_and_flops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = bench(tmp.path(), "plain", &[]);
+    assert_eq!(r["tool"], "gemma4-tune");
+    assert_eq!(r["settings"]["batch"], 2);
+    assert_eq!(r["settings"]["targets"].as_array().map(|t| t.len()), Some(7));
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert!(f(&r["train"]["tokens_per_s"]) > 0.0 && f(&r["prefill"]["tokens_per_s"]) > 0.0 && f(&r["decode"]["tokens_per_s"]) > 0.0);
+    assert_eq!(r["train"]["step_s_all"].as_array().map(|t| t.len()), Some(2));
+    // The preset has vocab 4096: random tokens give a loss near ln 4096 ≈ 8.32.
+    let loss = f(&r["train"]["loss_first"]);
+    assert!((loss - 4096f64.ln()).abs() < 0.5, "loss {loss}");
+    let (fwd, train, prefill) = (f(&r["flops_per_token"]["forward"]), f(&r["flops_per_token"]["train"]), f(&r["flops_per_token"]["prefill"]));
+    assert!(prefill < fwd && 2.0 * fwd < train && train < 3.0 * fwd, "{fwd} {train} {prefill}");
+    // Parameter and LoRA counts of the tiny preset (the same numbers bench_peft.py computes from transformers).
+    assert_eq!(r["params"]["total"], 948_390);
+    assert_eq!(r["params"]["trainable"], 107_008);
+
+    let ck = bench(tmp.path(), "recompute", &["--gradient-checkpointing"]);
+    let (a, b) = (r["train"]["loss_all"].as_array().unwrap(), ck["train"]["loss_all"].as_array().unwrap());
+    for (x, y) in a.iter().zip(b) {
+        assert!((f(x) - f(y)).abs() < 1e-4, "recomputation changed the losses: {a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn bench_with_an_unknown_preset_fails_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gemma4-tune")).args(["bench", "--model", "e9z", "--backend", "cpu"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("e9z") && err.contains("e2b"), "{err}");
+}
