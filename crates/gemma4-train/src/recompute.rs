@@ -20,6 +20,7 @@ use gemma4_model::{Gemma4TextModel, TokenBatch};
 
 use crate::error::Result;
 use crate::loss::target_loss_and_grad;
+use crate::step::Phases;
 
 type KeyValue = (Tensor<4>, Tensor<4>);
 
@@ -34,6 +35,7 @@ pub fn layerwise_gradients(
     device: &Device,
     seed: u64,
     acc: &mut BTreeMap<String, Tensor<2>>,
+    phases: &mut Phases,
 ) -> Result<f64> {
     // Pass 1 must record nothing: the adapter's tensors off the tape (detach alone keeps them
     // requiring gradients, and the whole forward would be taped and kept alive by `inputs`).
@@ -57,12 +59,15 @@ pub fn layerwise_gradients(
         h = out;
     }
 
+    phases.mark("forward (off the tape)");
+
     // The final norm and the loss.
     let top = h.detach().require_grad();
     let hidden = model.norm.forward(top.clone());
     let (loss_sum, _, g_hidden) = target_loss_and_grad(model, hidden.clone().detach(), &batch.ids, target, scale);
     let grads = (hidden.cast(DType::F32) * g_hidden).sum().backward();
     let mut g = grad_or_zeros(top.grad(&grads), &top);
+    phases.mark("loss");
 
     // Pass 2: each layer on the tape, top down.
     let mut kv_grads: BTreeMap<usize, KeyValue> = BTreeMap::new();
@@ -96,6 +101,7 @@ pub fn layerwise_gradients(
         }
         g = grad_or_zeros(x.grad(&grads), &x);
     }
+    phases.mark("recompute + backward");
     Ok(loss_sum)
 }
 

@@ -2,6 +2,7 @@
 //! micro-batches with gradients summed per adapter tensor, then AdamW on the adapter only.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use burn::tensor::{DType, Device, Tensor};
 use gemma4_data::Batch;
@@ -13,6 +14,37 @@ use crate::loss::target_loss_and_grad;
 use crate::recompute::layerwise_gradients;
 use crate::optim::AdamW;
 use crate::recipe::OptimSection;
+
+/// Optional per-phase wall times of a step (`bench --profile`): each mark waits for the device,
+/// so it perturbs what it measures a little; off (no syncs) in training.
+#[derive(Debug, Default)]
+pub struct Phases {
+    device: Option<Device>,
+    last: Option<Instant>,
+    /// `(phase, seconds)` in order.
+    pub times: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    pub fn on(device: &Device) -> Self {
+        let _ = device.sync();
+        Self { device: Some(device.clone()), last: Some(Instant::now()), times: Vec::new() }
+    }
+
+    /// End the phase `name` (after the device has finished it).
+    pub fn mark(&mut self, name: &'static str) {
+        if let (Some(device), Some(last)) = (&self.device, self.last) {
+            let _ = device.sync();
+            let now = Instant::now();
+            self.times.push((name, (now - last).as_secs_f64()));
+            self.last = Some(now);
+        }
+    }
+}
 
 /// Convert a data batch into the model's input.
 pub fn token_batch(b: &Batch) -> TokenBatch {
@@ -39,6 +71,7 @@ pub fn accumulate_gradients(
     device: &Device,
     seed: u64,
     checkpointing: bool,
+    phases: &mut Phases,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
     adapter.training = true;
     let scale = 1.0 / tokens.max(1) as f64;
@@ -47,13 +80,15 @@ pub fn accumulate_gradients(
     for (j, mb) in micro.iter().enumerate() {
         let seed = seed ^ j as u64;
         if checkpointing {
-            loss_sum += layerwise_gradients(model, adapter, &token_batch(mb), &mb.target, scale, device, seed << 8, &mut grads)?;
+            loss_sum += layerwise_gradients(model, adapter, &token_batch(mb), &mb.target, scale, device, seed << 8, &mut grads, phases)?;
             continue;
         }
         device.seed(seed);
         let hidden = model.forward_hidden(&token_batch(mb), adapter, false)?.hidden;
+        phases.mark("forward");
         // The loss and its gradient chunk by chunk, then one backward pass through the model.
         let (sum, _, g) = target_loss_and_grad(model, hidden.clone().detach(), &mb.ids, &mb.target, scale);
+        phases.mark("loss");
         let g = (hidden.cast(DType::F32) * g).sum().backward();
         loss_sum += sum;
         for (key, t) in adapter.tensors() {
@@ -64,6 +99,7 @@ pub fn accumulate_gradients(
             };
             grads.insert(key, acc);
         }
+        phases.mark("backward");
     }
     adapter.training = false;
     Ok((loss_sum, grads))

@@ -24,7 +24,7 @@ use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
 use crate::metrics::{MetricsLog, train_record, write_plot};
 use crate::optim::{AdamW, clip_factor};
-use crate::step::{accumulate_gradients, apply_update};
+use crate::step::{Phases, accumulate_gradients, apply_update};
 use crate::recipe::Recipe;
 use crate::schedule::learning_rate;
 use crate::setup::{Base, load_base, split};
@@ -147,7 +147,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
 
         // 2. Forward/backward per micro-batch; loss normalised by the step's target tokens.
         let seed = recipe.train.seed ^ ((step as u64) << 16); // dropout masks
-        let (loss_sum, grads) = accumulate_gradients(model, &mut adapter, &micro, tokens, device, seed, recipe.train.gradient_checkpointing)?;
+        let (loss_sum, grads) = accumulate_gradients(model, &mut adapter, &micro, tokens, device, seed, recipe.train.gradient_checkpointing, &mut Phases::off())?;
         let loss = loss_sum / tokens.max(1) as f64;
         let (grad_norm, factor) = clip_factor(&grads, recipe.optim.max_grad_norm);
         if (!loss.is_finite() || !grad_norm.is_finite()) && recipe.train.skip_nonfinite {

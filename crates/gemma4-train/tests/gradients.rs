@@ -62,7 +62,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         let want: BTreeMap<String, Tensor<2>> = adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
 
         for checkpointing in [false, true] {
-            let (loss, got) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing).expect("step");
+            let (loss, got) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing, &mut gemma4_train::step::Phases::off()).expect("step");
             assert!((loss - want_loss).abs() < 1e-4 * want_loss.abs(), "{name} checkpointing={checkpointing}: loss {loss} vs {want_loss}");
             assert_eq!(got.len(), want.len(), "{name}: every adapter tensor gets a gradient");
             for (key, w) in &want {

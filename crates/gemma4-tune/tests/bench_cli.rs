@@ -22,13 +22,15 @@ fn bench(dir: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value
 #[test]
 fn bench_reports_train_prefill_decode_and_flops() {
     let tmp = tempfile::tempdir().unwrap();
-    let r = bench(tmp.path(), "plain", &[]);
+    let r = bench(tmp.path(), "plain", &["--profile"]);
     assert_eq!(r["tool"], "gemma4-tune");
     assert_eq!(r["settings"]["batch"], 2);
     assert_eq!(r["settings"]["targets"].as_array().map(|t| t.len()), Some(7));
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
     assert!(f(&r["train"]["tokens_per_s"]) > 0.0 && f(&r["prefill"]["tokens_per_s"]) > 0.0 && f(&r["decode"]["tokens_per_s"]) > 0.0);
     assert_eq!(r["train"]["step_s_all"].as_array().map(|t| t.len()), Some(2));
+    let phases = r["train"]["phases_s"].as_object().expect("--profile writes phases");
+    assert_eq!(phases.keys().map(String::as_str).collect::<Vec<_>>(), ["backward", "clip + optimizer", "forward", "loss"]);
     // The preset has vocab 4096: random tokens give a loss near ln 4096 ≈ 8.32.
     let loss = f(&r["train"]["loss_first"]);
     assert!((loss - 4096f64.ln()).abs() < 0.5, "loss {loss}");

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, clip_factor};
 use crate::recipe::OptimSection;
-use crate::step::{accumulate_gradients, apply_update};
+use crate::step::{Phases, accumulate_gradients, apply_update};
 
 pub use flops::Flops;
 
@@ -61,6 +61,8 @@ pub struct BenchSettings {
     pub decode_tokens: usize,
     pub decode_batch: usize,
     pub seed: u64,
+    /// Time the phases of each step (syncing the device between them).
+    pub profile: bool,
     /// Written into the report (e.g. `vulkan`).
     pub backend: String,
 }
@@ -83,6 +85,7 @@ impl Default for BenchSettings {
             decode_tokens: 64,
             decode_batch: 4,
             seed: 0,
+            profile: false,
             backend: String::new(),
         }
     }
@@ -181,15 +184,29 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     let mut opt = AdamW::default();
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let (mut times, mut losses) = (Vec::new(), Vec::new());
+    let mut phase_sums: Vec<(&'static str, f64)> = Vec::new();
     for i in 0..s.warmup + s.steps {
         let batch = random_batch(&mut rng, s.batch, s.seq, cfg.vocab_size);
         let tokens = batch.target_tokens;
+        let mut phases = if s.profile { Phases::on(device) } else { Phases::off() };
         let t = Instant::now();
-        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing)?;
+        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing, &mut phases)?;
         let (_, factor) = clip_factor(&grads, optim.max_grad_norm);
         apply_update(&mut adapter, &mut opt, &optim, optim.lr, grads, factor);
         device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")))?;
         let dt = secs(t);
+        phases.mark("clip + optimizer");
+        if !phases.times.is_empty() {
+            eprintln!("bench:   {}", phases.times.iter().map(|(n, t)| format!("{n} {t:.3} s")).collect::<Vec<_>>().join(", "));
+        }
+        if i >= s.warmup {
+            for (k, (name, t)) in phases.times.iter().enumerate() {
+                match phase_sums.get_mut(k) {
+                    Some(p) => p.1 += t,
+                    None => phase_sums.push((name, *t)),
+                }
+            }
+        }
         peaks.sample(device);
         let loss = loss_sum / tokens as f64;
         eprintln!("bench: step {}/{} {:.3} s, loss {loss:.4}, {}{}", i + 1, s.warmup + s.steps, dt, mem_text(memory(device)), if i < s.warmup { " (warm-up)" } else { "" });
@@ -204,6 +221,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "step_s": step_s, "step_s_all": times, "tokens_per_s": train_tokens / step_s,
         "tflops": flops.train() * train_tokens / step_s / 1e12,
         "loss_first": losses.first(), "loss_last": losses.last(), "loss_all": losses,
+        "phases_s": (!phase_sums.is_empty()).then(|| phase_sums.iter().map(|(n, t)| (n.to_string(), json!(t / times.len().max(1) as f64))).collect::<serde_json::Map<_, _>>()),
     });
     let train_peak = peaks.0;
 

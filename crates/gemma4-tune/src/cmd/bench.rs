@@ -54,6 +54,9 @@ pub struct Args {
     /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
+    /// Time the phases of each step (forward, loss, backward, optimizer; syncs between them).
+    #[arg(long)]
+    profile: bool,
     /// Measure the device's matmul ceilings (8192³ and the preset's projection shapes) instead.
     #[arg(long)]
     ceilings: bool,
@@ -81,6 +84,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
         decode_tokens: args.decode_tokens,
         decode_batch: args.decode_batch.unwrap_or(args.batch),
         seed: args.seed,
+        profile: args.profile,
         backend: format!("{backend:?}").to_lowercase(),
     };
     let report = if args.ceilings {
