@@ -144,7 +144,9 @@ impl Gemma4TextModel {
                 Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),
                 None => rope.tables(offset, s, &self.device),
             };
-            out.insert(*lt, AttnInputs { cos, sin, mask });
+            // Blocked sliding-window attention needs the whole causal sequence as keys.
+            let window = window.filter(|_| cache.is_none() && !self.config.bidirectional);
+            out.insert(*lt, AttnInputs { cos, sin, mask, window });
         }
         out
     }
