@@ -177,15 +177,28 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
     out
 }
 
-/// Swap the last two axes of a row-major array.
+/// Swap the last two axes of a row-major array (tiled, output row blocks in parallel: loading
+/// transposes every projection, billions of values for real checkpoints).
 fn transpose_last_two<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> (Vec<f32>, [usize; D]) {
+    use rayon::prelude::*;
+    const TILE: usize = 32;
     let (r, c) = (shape[D - 2], shape[D - 1]);
     let mut out = vec![0.0f32; values.len()];
-    for (src, dst) in values.chunks(r * c).zip(out.chunks_mut(r * c)) {
-        for i in 0..r {
-            for j in 0..c {
-                dst[j * r + i] = src[i * c + j];
-            }
+    if r * c > 0 {
+        for (src, dst) in values.chunks(r * c).zip(out.chunks_mut(r * c)) {
+            // dst is [c, r]: block `jb` holds output rows jb·TILE .. (+TILE), i.e. source columns.
+            dst.par_chunks_mut(TILE * r).enumerate().for_each(|(jb, block)| {
+                let j0 = jb * TILE;
+                let rows = block.len() / r;
+                for i0 in (0..r).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(r) {
+                        let row = &src[i * c + j0..i * c + j0 + rows];
+                        for (dj, v) in row.iter().enumerate() {
+                            block[dj * r + i] = *v;
+                        }
+                    }
+                }
+            });
         }
     }
     let mut t = shape;
@@ -336,6 +349,22 @@ impl<'a> Weights<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiled_transpose_equals_the_naive_one() {
+        for (n, r, c) in [(1, 70, 45), (3, 33, 65), (2, 1, 97), (1, 64, 32)] {
+            let values: Vec<f32> = (0..n * r * c).map(|i| i as f32).collect();
+            let (got, shape) = transpose_last_two(values.clone(), [n, r, c]);
+            assert_eq!(shape, [n, c, r]);
+            for m in 0..n {
+                for i in 0..r {
+                    for j in 0..c {
+                        assert_eq!(got[m * r * c + j * r + i], values[m * r * c + i * c + j], "[{n}, {r}, {c}] at ({m}, {i}, {j})");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn table_names_are_unique_and_transforms_match_kinds() {
