@@ -48,11 +48,11 @@ pub fn layerwise_gradients(
     // Pass 1: off the tape.
     let (mut inputs, mut donor_kv) = (Vec::with_capacity(n), BTreeMap::<usize, KeyValue>::new());
     let mut h = pro.h0.clone();
-    for i in 0..n {
+    for (i, &donor) in is_donor.iter().enumerate() {
         device.seed(seed ^ i as u64); // the same dropout masks in both passes
         let shared = model.layers[i].spec.kv_donor.and_then(|d| donor_kv.get(&d));
         let (out, own) = model.layer_forward(i, h.clone(), &pro, shared, None, &frozen)?;
-        if let (true, Some(kv)) = (is_donor[i], own) {
+        if let (true, Some(kv)) = (donor, own) {
             donor_kv.insert(i, kv);
         }
         inputs.push(h);

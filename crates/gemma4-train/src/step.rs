@@ -63,6 +63,7 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
 /// the whole step). Returns the summed loss (not normalised) and the summed gradients by key.
 /// Dropout masks are seeded from `seed` and the micro-batch index. With `checkpointing`, layers
 /// are recomputed in the backward pass ([`crate::recompute`]); the gradients are the same.
+#[allow(clippy::too_many_arguments)]
 pub fn accumulate_gradients(
     model: &Gemma4TextModel,
     adapter: &mut LoraAdapter,
