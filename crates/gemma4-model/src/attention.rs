@@ -173,9 +173,13 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor
     if scale != 1.0 {
         scores = scores.mul_scalar(scale as f32);
     }
-    let mask = mask.repeat_dim(2, g).expand([b, kv, g * s, t]);
-    // A finite fill keeps fully masked rows (padding queries) finite instead of NaN.
-    let probs = softmax(scores.mask_fill(mask, -1.0e30f32), 3).cast(dtype);
+    // The mask as an additive f32 bias `[b or 1, 1, s, t]`, broadcast over heads and groups: a
+    // constant, so the tape keeps nothing for it (a `mask_fill` would keep a mask expanded to
+    // the scores' size in every layer). −1e30 absorbs any score, and keeps fully masked rows
+    // (padding queries) finite instead of NaN.
+    let bias = Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
+    let scores = scores.reshape([b, kv * g, s, t]) + bias; // [b, kv·g, s, t]
+    let probs = softmax(scores, 3).cast(dtype).reshape([b, kv, g * s, t]);
     probs.matmul(v).reshape([b, h, s, d])
 }
 
