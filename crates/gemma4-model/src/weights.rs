@@ -206,6 +206,18 @@ fn transpose_last_two<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> (V
     (out, t)
 }
 
+/// A device tensor of `dtype` from f32 host values, converted on the host (in parallel) so
+/// only `dtype`'s bytes cross to the device and no f32 copy is ever allocated there.
+fn upload<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device, dtype: DType) -> Tensor<D> {
+    use rayon::prelude::*;
+    let data = match dtype {
+        DType::F16 => TensorData::new(values.par_iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>(), shape),
+        DType::BF16 => TensorData::new(values.par_iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>(), shape),
+        _ => return Tensor::<D>::from_data(TensorData::new(values, shape), (device, DType::F32)).cast(dtype),
+    };
+    Tensor::<D>::from_data(data, (device, dtype))
+}
+
 /// How a checkpoint name is handled: `Some(row)` = read through that table row,
 /// `None` = dropped by a rule. Names neither read nor dropped give `Err`.
 /// `shared_from`: index of the first KV-shared layer.
@@ -297,14 +309,14 @@ impl<'a> Weights<'a> {
             Transform::Keep | Transform::Host => (values, shape),
             Transform::Transpose | Transform::TransposeExperts => transpose_last_two(values, shape),
         };
-        Ok(Tensor::<D>::from_data(TensorData::new(values, shape), (&self.device, DType::F32)).cast(dtype))
+        Ok(upload(values, shape, &self.device, dtype))
     }
 
     /// A table tensor, read again, transposed to contiguous `[cols, rows]` (the tied head `Eᵀ`).
     pub fn get_transposed(&mut self, name: &str, shape: [usize; 2]) -> Result<Tensor<2>> {
         let full = self.check(name, None, &shape)?;
         let (values, shape) = transpose_last_two(self.ckpt.to_f32(&full)?, shape);
-        Ok(Tensor::<2>::from_data(TensorData::new(values, shape), (&self.device, DType::F32)).cast(self.dtype))
+        Ok(upload(values, shape, &self.device, self.dtype))
     }
 
     /// Mark a tensor used after checking its shape; returns its checkpoint name.
