@@ -20,7 +20,7 @@ use gemma4_model::{Gemma4TextModel, TokenBatch};
 
 use crate::error::Result;
 use crate::loss::target_loss_and_grad;
-use crate::step::Phases;
+use crate::step::{Phases, add_gradient};
 
 type KeyValue = (Tensor<4>, Tensor<4>);
 
@@ -70,7 +70,8 @@ pub fn layerwise_gradients(
     phases.mark("loss");
 
     // Pass 2: each layer on the tape, top down.
-    let mut kv_grads: BTreeMap<usize, KeyValue> = BTreeMap::new();
+    // ∂loss/∂K and ∂loss/∂V of each donor, summed over the KV-shared layers that read them.
+    let (mut k_grads, mut v_grads) = (BTreeMap::<usize, Tensor<4>>::new(), BTreeMap::<usize, Tensor<4>>::new());
     for i in (0..n).rev() {
         let x = inputs.pop().unwrap_or_else(|| pro.h0.clone()).detach().require_grad();
         let donor = model.layers[i].spec.kv_donor;
@@ -78,25 +79,17 @@ pub fn layerwise_gradients(
         device.seed(seed ^ i as u64);
         let (out, own) = model.layer_forward(i, x.clone(), &pro, shared.as_ref(), None, adapter)?;
         let mut surrogate = (out.cast(DType::F32) * g).sum();
-        if let (Some((k, v)), Some((gk, gv))) = (own, kv_grads.remove(&i)) {
+        if let (Some((k, v)), Some(gk), Some(gv)) = (own, k_grads.remove(&i), v_grads.remove(&i)) {
             surrogate = surrogate + (k.cast(DType::F32) * gk).sum() + (v.cast(DType::F32) * gv).sum();
         }
         let grads = surrogate.backward();
         if let (Some(d), Some((k, v))) = (donor, &shared) {
-            let (gk, gv) = (grad_or_zeros(k.grad(&grads), k), grad_or_zeros(v.grad(&grads), v));
-            let sum = match kv_grads.remove(&d) {
-                Some((ak, av)) => (ak + gk, av + gv),
-                None => (gk, gv),
-            };
-            kv_grads.insert(d, sum);
+            add_gradient(&mut k_grads, d, grad_or_zeros(k.grad(&grads), k));
+            add_gradient(&mut v_grads, d, grad_or_zeros(v.grad(&grads), v));
         }
         for (key, t) in adapter.tensors() {
             if let Some(gt) = t.grad(&grads) {
-                let sum = match acc.remove(&key) {
-                    Some(a) => a + gt,
-                    None => gt,
-                };
-                acc.insert(key, sum);
+                add_gradient(acc, key, gt);
             }
         }
         g = grad_or_zeros(x.grad(&grads), &x);

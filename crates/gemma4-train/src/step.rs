@@ -94,16 +94,21 @@ pub fn accumulate_gradients(
         loss_sum += sum;
         for (key, t) in adapter.tensors() {
             let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
-            let acc = match grads.remove(&key) {
-                Some(a) => a + gk,
-                None => gk,
-            };
-            grads.insert(key, acc);
+            add_gradient(&mut grads, key, gk);
         }
         phases.mark("backward");
     }
     adapter.training = false;
     Ok((loss_sum, grads))
+}
+
+/// Add `g` to the gradient accumulated under `key`.
+pub fn add_gradient<K: Ord, const D: usize>(acc: &mut BTreeMap<K, Tensor<D>>, key: K, g: Tensor<D>) {
+    let sum = match acc.remove(&key) {
+        Some(a) => a + g,
+        None => g,
+    };
+    acc.insert(key, sum);
 }
 
 /// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`).
