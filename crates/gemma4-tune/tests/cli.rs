@@ -2,22 +2,9 @@
 //! check exit codes, messages and the files written.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().expect("run gemma4-tune");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
-}
+mod common;
+use common::*;
 
 fn reported_rel_l2(stdout: &str) -> f64 {
     let line = stdout.lines().find(|l| l.starts_with("relative L2")).expect("a relative L2 line");

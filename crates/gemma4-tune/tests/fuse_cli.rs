@@ -1,23 +1,11 @@
 //! `gemma4-tune fuse` end to end: the real binary on the fixtures, checking the files written,
 //! that the fused checkpoint gives PEFT's adapter logits through `logits`, and the exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().expect("run gemma4-tune");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
-}
+mod common;
+use common::*;
 
 fn fuse_cmd(name: &str, out: &Path) -> Command {
     let mut cmd = bin();

@@ -15,16 +15,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::*;
+
 /// 40 steps, a checkpoint every 5, validation every 10 on 2 batches, a report every step.
 const SET: [&str; 14] = [
     "--set", "train.iters=40", "--set", "checkpoint.every=5", "--set", "eval.every=10", "--set", "eval.batches=2",
     "--set", "lora.lora_dropout=0.1", "--set", "train.report_every=1", "--backend", "cpu",
 ];
 const ADAPTER: &str = "adapter/adapter_model.safetensors";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A copy of the quickstart recipe writing into `dir/run` (data from the repo).
 fn recipe(dir: &Path) -> PathBuf {

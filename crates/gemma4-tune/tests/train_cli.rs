@@ -3,20 +3,9 @@
 //! data or recipes fail with one named cause and write nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().expect("run gemma4-tune");
-    (out.clone(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+mod common;
+use common::*;
 
 /// A copy of the quickstart recipe pointing at `data_dir`, writing into `dir/run`.
 fn recipe(dir: &Path, data_dir: &Path, extra: &str) -> PathBuf {
