@@ -70,6 +70,7 @@ pub fn layerwise_gradients(
     phases.mark("loss");
 
     // Pass 2: each layer on the tape, top down.
+    let lora_tensors = adapter.tensors(); // keyed once, not per layer
     // ∂loss/∂K and ∂loss/∂V of each donor, summed over the KV-shared layers that read them.
     let (mut k_grads, mut v_grads) = (BTreeMap::<usize, Tensor<4>>::new(), BTreeMap::<usize, Tensor<4>>::new());
     for i in (0..n).rev() {
@@ -87,9 +88,9 @@ pub fn layerwise_gradients(
             add_gradient(&mut k_grads, d, grad_or_zeros(k.grad(&grads), k));
             add_gradient(&mut v_grads, d, grad_or_zeros(v.grad(&grads), v));
         }
-        for (key, t) in adapter.tensors() {
+        for (key, t) in &lora_tensors {
             if let Some(gt) = t.grad(&grads) {
-                add_gradient(acc, key, gt);
+                add_gradient(acc, key.clone(), gt);
             }
         }
         g = grad_or_zeros(x.grad(&grads), &x);
