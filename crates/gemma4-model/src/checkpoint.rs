@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::config::Gemma4TextConfig;
@@ -186,34 +187,24 @@ impl Checkpoint {
             [r, c] => (*r, *c),
             s => return Err(ModelError::Tensor { name: name.into(), reason: format!("expected 2 dims, found {s:?}") }),
         };
+        if let Some(&id) = ids.iter().find(|&&id| id >= rows) {
+            return Err(ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)")));
+        }
+        // Rows in parallel: on E2B a batch of 8192 tokens gathers 73 M values per step.
+        let mut out = vec![0f32; ids.len() * cols];
         if let Some(init) = &self.random {
-            let mut out = Vec::with_capacity(ids.len() * cols);
-            for &id in ids {
-                if id >= rows {
-                    return Err(ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)")));
-                }
-                out.extend(init.values(name, id * cols..(id + 1) * cols));
-            }
+            out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| init.fill(name, id * cols, row));
             return Ok(out);
         }
         if info.ggml.is_some() {
             let all = self.to_f32(name)?;
-            return ids
-                .iter()
-                .map(|&id| all.get(id * cols..(id + 1) * cols).ok_or_else(|| ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)"))))
-                .collect::<Result<Vec<_>>>()
-                .map(|rows| rows.concat());
+            out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
+            return Ok(out);
         }
         let width = dtype_size(name, info.dtype)?;
         let bytes = self.bytes(name).unwrap_or_default();
-        let mut out = Vec::with_capacity(ids.len() * cols);
-        for &id in ids {
-            if id >= rows {
-                return Err(ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)")));
-            }
-            let row = &bytes[id * cols * width..(id + 1) * cols * width];
-            out.extend(decode_f32(name, info.dtype, row)?);
-        }
+        let dtype = info.dtype;
+        out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row));
         Ok(out)
     }
 }
@@ -223,6 +214,15 @@ fn dtype_size(name: &str, dtype: Dtype) -> Result<usize> {
         Dtype::F32 => Ok(4),
         Dtype::F16 | Dtype::BF16 => Ok(2),
         other => Err(ModelError::Tensor { name: name.into(), reason: format!("dtype {other:?} is not supported (expected F32, F16 or BF16)") }),
+    }
+}
+
+/// Decode little-endian f32/f16/bf16 `bytes` (a checked dtype) into `out`.
+fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
+    match dtype {
+        Dtype::F32 => bytes.chunks_exact(4).zip(out).for_each(|(c, v)| *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        Dtype::F16 => bytes.chunks_exact(2).zip(out).for_each(|(c, v)| *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        _ => bytes.chunks_exact(2).zip(out).for_each(|(c, v)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
     }
 }
 

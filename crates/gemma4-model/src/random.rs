@@ -35,17 +35,22 @@ impl RandomInit {
 
     /// Elements `range` (row-major) of tensor `name`.
     pub fn values(&self, name: &str, range: std::ops::Range<usize>) -> Vec<f32> {
+        use rayon::prelude::*;
+        let mut out = vec![0f32; range.len()];
+        out.par_chunks_mut(1 << 16).enumerate().for_each(|(c, chunk)| self.fill(name, range.start + (c << 16), chunk));
+        out
+    }
+
+    /// Elements `start .. start + out.len()` of tensor `name` into `out` (on this thread).
+    pub fn fill(&self, name: &str, start: usize, out: &mut [f32]) {
         let key = mix(self.seed ^ name_hash(name));
         // Uniform on [-a, a] has standard deviation a/√3.
         let (centre, half) = if Self::is_scale(name) { (1.0f32, 0.1f32) } else { (0.0, self.std * 3f32.sqrt()) };
-        use rayon::prelude::*;
-        range
-            .into_par_iter()
-            .map(|i| {
-                let u = (mix(key ^ (i as u64).wrapping_mul(0xd134_2543_de82_ef95)) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-                centre + half * (2.0 * u - 1.0)
-            })
-            .collect()
+        for (k, v) in out.iter_mut().enumerate() {
+            let i = (start + k) as u64;
+            let u = (mix(key ^ i.wrapping_mul(0xd134_2543_de82_ef95)) >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            *v = centre + half * (2.0 * u - 1.0);
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! AdamW over the adapter's tensors only (PyTorch `torch.optim.AdamW` semantics: decoupled weight
-//! decay `p ← p·(1 − lr·wd)`, bias-corrected moments), plus the global-norm gradient clip.
+//! decay `p ← p·(1 − lr·wd)`, bias-corrected moments), plus the global-norm gradient clip and
+//! f16 loss scaling.
 //! Written out rather than Burn's optimizer so its state is plain tensors by PEFT key: saved in
 //! the trainer state and restored bit for bit on `--resume`.
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 use crate::recipe::OptimSection;
 
@@ -40,19 +41,86 @@ impl AdamW {
     }
 }
 
-/// Global L2 norm of all gradients, and the factor that clips it to `max_norm` (1 when under).
-pub fn clip_factor(grads: &BTreeMap<String, Tensor<2>>, max_norm: f64) -> (f64, f64) {
-    // One device reduction and one read-back (not one per tensor).
+/// Global L2 norm of all gradients: one device reduction and one read-back (not one per tensor).
+pub fn global_norm(grads: &BTreeMap<String, Tensor<2>>) -> f64 {
     let sq = grads.values().map(|g| g.clone().square().sum()).reduce(|a, b| a + b);
-    let norm = sq.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt());
-    let factor = if max_norm > 0.0 && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
-    (norm, factor)
+    sq.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+}
+
+/// Keys of the gradients holding a non-finite value (one read-back per tensor: for diagnostics).
+pub fn nonfinite_keys(grads: &BTreeMap<String, Tensor<2>>) -> Vec<String> {
+    grads.iter().filter(|(_, g)| !(*g).clone().abs().max().into_scalar::<f32>().is_finite()).map(|(k, _)| k.clone()).collect()
+}
+
+/// Dynamic loss scaling under f16 weights (the rule of `torch.amp.GradScaler`).
+///
+/// Gradients flow back through f16 matmuls, where a loss normalised over thousands of tokens
+/// gives values below f16's smallest normal (6e-5) that round to zero. So the backward pass
+/// differentiates `scale × loss`; the f32 LoRA gradients are unscaled before clipping. A step
+/// whose scaled gradients overflow is skipped and the scale halved; after
+/// [`LossScale::GROWTH_INTERVAL`] good steps in a row it doubles. Without f16 it is 1 and inert.
+#[derive(Clone, Debug)]
+pub struct LossScale {
+    pub scale: f64,
+    enabled: bool,
+    good_steps: u32,
+}
+
+impl LossScale {
+    pub const INIT: f64 = 65536.0;
+    pub const GROWTH_INTERVAL: u32 = 2000;
+
+    /// Enabled for f16 weights.
+    pub fn new(weights: DType) -> Self {
+        let enabled = weights == DType::F16;
+        Self { scale: if enabled { Self::INIT } else { 1.0 }, enabled, good_steps: 0 }
+    }
+
+    /// From the global norm of the (scaled) gradients: `Some((norm, factor))` with the true norm
+    /// and the factor that unscales and clips them to `max_norm`; `None` when they overflowed
+    /// (skip the step: the scale is halved).
+    pub fn unscale(&mut self, scaled_norm: f64, max_norm: f64) -> Option<(f64, f64)> {
+        if self.enabled && !scaled_norm.is_finite() {
+            self.scale = (self.scale / 2.0).max(1.0);
+            self.good_steps = 0;
+            return None;
+        }
+        let norm = scaled_norm / self.scale;
+        let clip = if max_norm > 0.0 && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
+        let factor = clip / self.scale;
+        if self.enabled {
+            self.good_steps += 1;
+            if self.good_steps >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        }
+        Some((norm, factor))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn loss_scale_skips_overflow_halves_and_grows() {
+        let mut s = LossScale::new(DType::F16);
+        assert_eq!(s.scale, LossScale::INIT);
+        assert!(s.unscale(f64::INFINITY, 1.0).is_none());
+        assert_eq!(s.scale, LossScale::INIT / 2.0);
+        // Scaled norm 3·scale: the true norm is 3, clipped to 1 and unscaled in one factor.
+        let (norm, factor) = s.unscale(3.0 * s.scale, 1.0).expect("finite");
+        assert!((norm - 3.0).abs() < 1e-9 && (factor * s.scale - 1.0 / 3.0).abs() < 1e-6);
+        for _ in 1..LossScale::GROWTH_INTERVAL {
+            s.unscale(1.0, 0.0);
+        }
+        assert_eq!(s.scale, LossScale::INIT, "doubles after the growth interval of good steps");
+        let mut off = LossScale::new(DType::F32);
+        assert!(off.unscale(f64::NAN, 1.0).is_some(), "inert without f16: a non-finite norm is the caller's to handle");
+        assert_eq!(off.scale, 1.0);
+    }
 
     #[test]
     fn adamw_matches_pytorch_first_steps() {

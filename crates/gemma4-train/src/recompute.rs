@@ -42,6 +42,7 @@ pub fn layerwise_gradients(
     let mut frozen = adapter.clone();
     frozen.map_tensors(|_, t| t.detach().set_require_grad(false));
     let pro = model.prologue(batch, None)?;
+    phases.mark("prologue");
     let n = model.layers.len();
     let is_donor: Vec<bool> = (0..n).map(|i| model.layers.iter().any(|l| l.spec.kv_donor == Some(i))).collect();
 

@@ -60,7 +60,8 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
 }
 
 /// Forward and backward over `micro`; the loss is normalised by `tokens` (the target tokens of
-/// the whole step). Returns the summed loss (not normalised) and the summed gradients by key.
+/// the whole step) and multiplied by `loss_scale` ([`crate::optim::LossScale`]; 1 = none).
+/// Returns the summed loss (not normalised, not scaled) and the summed gradients by key.
 /// Dropout masks are seeded from `seed` and the micro-batch index. With `checkpointing`, layers
 /// are recomputed in the backward pass ([`crate::recompute`]); the gradients are the same.
 #[allow(clippy::too_many_arguments)]
@@ -72,10 +73,11 @@ pub fn accumulate_gradients(
     device: &Device,
     seed: u64,
     checkpointing: bool,
+    loss_scale: f64,
     phases: &mut Phases,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
     adapter.training = true;
-    let scale = 1.0 / tokens.max(1) as f64;
+    let scale = loss_scale / tokens.max(1) as f64;
     let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
     let mut loss_sum = 0.0f64;
     for (j, mb) in micro.iter().enumerate() {

@@ -23,7 +23,7 @@ use crate::checkpoint::{self, TrainerState};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
 use crate::metrics::{MetricsLog, train_record, write_plot};
-use crate::optim::{AdamW, clip_factor};
+use crate::optim::{AdamW, LossScale, global_norm};
 use crate::step::{Phases, accumulate_gradients, apply_update};
 use crate::recipe::Recipe;
 use crate::schedule::learning_rate;
@@ -98,6 +98,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
     }
     let model = &base.model;
     let (mut adapter, mut opt, mut state) = start_state(recipe, &base, resume)?;
+    let mut loss_scale = LossScale::new(model.dtype());
     // Only now (the recipe is valid, the data loads, a resumed checkpoint matches) is anything written.
     gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
     adapter.map_tensors(|_, t| t.autodiff().require_grad());
@@ -147,9 +148,16 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
 
         // 2. Forward/backward per micro-batch; loss normalised by the step's target tokens.
         let seed = recipe.train.seed ^ ((step as u64) << 16); // dropout masks
-        let (loss_sum, grads) = accumulate_gradients(model, &mut adapter, &micro, tokens, device, seed, recipe.train.gradient_checkpointing, &mut Phases::off())?;
+        let (loss_sum, grads) = accumulate_gradients(model, &mut adapter, &micro, tokens, device, seed, recipe.train.gradient_checkpointing, loss_scale.scale, &mut Phases::off())?;
         let loss = loss_sum / tokens.max(1) as f64;
-        let (grad_norm, factor) = clip_factor(&grads, recipe.optim.max_grad_norm);
+        let scaled_norm = global_norm(&grads);
+        let Some((grad_norm, factor)) = (if loss.is_finite() { loss_scale.unscale(scaled_norm, recipe.optim.max_grad_norm) } else { Some((scaled_norm, 1.0)) }) else {
+            // f16: the scaled gradients overflowed; this step is skipped at a halved scale.
+            state.step = step;
+            let bad = crate::optim::nonfinite_keys(&grads);
+            say(&bar, format!("step {step:>5} | f16 gradient overflow in {} (+{} more): step skipped, loss scale now {}", bad.first().map_or("-", |k| k.as_str()), bad.len().saturating_sub(1), loss_scale.scale));
+            continue;
+        };
         if (!loss.is_finite() || !grad_norm.is_finite()) && recipe.train.skip_nonfinite {
             state.skipped_steps += 1;
             state.step = step;

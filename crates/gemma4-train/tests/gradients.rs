@@ -62,7 +62,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         let want: BTreeMap<String, Tensor<2>> = adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
 
         for checkpointing in [false, true] {
-            let (loss, got) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing, &mut gemma4_train::step::Phases::off()).expect("step");
+            let (loss, got) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing, 1.0, &mut gemma4_train::step::Phases::off()).expect("step");
             assert!((loss - want_loss).abs() < 1e-4 * want_loss.abs(), "{name} checkpointing={checkpointing}: loss {loss} vs {want_loss}");
             assert_eq!(got.len(), want.len(), "{name}: every adapter tensor gets a gradient");
             for (key, w) in &want {
@@ -70,5 +70,37 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
                 assert!(e < 1e-4, "{name} checkpointing={checkpointing}: {key} relative error {e}");
             }
         }
+    }
+}
+
+/// f16 weights: the gradients of a loss normalised over many tokens (here as if the step had 2²⁰
+/// target tokens) fall below f16's range in the backward pass. With the dynamic loss scale the
+/// unscaled f16 gradients track the f32 ones; without it they are mostly flushed to zero.
+#[test]
+fn f16_gradients_with_loss_scaling_track_f32() {
+    use gemma4_train::optim::LossScale;
+    let device = Device::flex().autodiff();
+    let tokens = 1 << 20;
+    let load = |dtype: DType| Gemma4TextModel::from_dir(&fixture("e2b_like"), &device, dtype).expect("fixture").0;
+    // One adapter (f32 factors) for every run: the device RNG is shared with concurrent tests.
+    let base = adapter(&load(DType::F32));
+    let grads = |dtype: DType, loss_scale: f64| {
+        let model = load(dtype);
+        let mut adapter = base.clone();
+        let mb = batch(model.config.vocab_size as u32);
+        let (_, g) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, false, loss_scale, &mut gemma4_train::step::Phases::off()).expect("step");
+        g
+    };
+    let want = grads(DType::F32, 1.0);
+    let mut scaler = LossScale::new(DType::F16);
+    let scaled = grads(DType::F16, scaler.scale);
+    let norm = gemma4_train::optim::global_norm(&scaled);
+    let (_, factor) = scaler.unscale(norm, 0.0).expect("no overflow at the initial scale");
+    let plain = grads(DType::F16, 1.0);
+    for (key, w) in &want {
+        let e_scaled = rel(&scaled[key].clone().mul_scalar(factor), w);
+        let e_plain = rel(&plain[key], w);
+        assert!(e_scaled < 5e-2, "{key}: loss-scaled f16 gradient relative error {e_scaled} vs f32");
+        assert!(e_plain > 2.0 * e_scaled, "{key}: the test must exercise f16 underflow (unscaled error {e_plain}, scaled {e_scaled})");
     }
 }

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::error::{Result, TrainError};
-use crate::optim::{AdamW, clip_factor};
+use crate::optim::{AdamW, LossScale, global_norm};
 use crate::recipe::OptimSection;
 use crate::step::{Phases, accumulate_gradients, apply_update};
 
@@ -54,6 +54,11 @@ pub struct BenchSettings {
     pub gradient_checkpointing: bool,
     pub warmup: usize,
     pub steps: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// Train on the same batch every step (a loss that falls: precision-tracking runs), not a
+    /// fresh random batch each step (a flat loss near ln(vocab)).
+    pub repeat_batch: bool,
     /// Prefill runs timed (0 = skip).
     pub prefill_runs: usize,
     /// Decode: prompt length, new tokens (0 = skip), rows.
@@ -80,6 +85,8 @@ impl Default for BenchSettings {
             gradient_checkpointing: false,
             warmup: 2,
             steps: 5,
+            lr: 1e-4,
+            repeat_batch: false,
             prefill_runs: 3,
             prompt: 128,
             decode_tokens: 64,
@@ -180,19 +187,28 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     let params = gemma4_model::ParamCounts::from_config(&cfg);
 
     // Training steps.
-    let optim = OptimSection { lr: 1e-4, weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, max_grad_norm: 1.0 };
+    let optim = OptimSection { lr: s.lr, weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, max_grad_norm: 1.0 };
     let mut opt = AdamW::default();
+    let mut loss_scale = LossScale::new(s.dtype);
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     let mut phase_sums: Vec<(&'static str, f64)> = Vec::new();
+    let mut skipped = 0usize;
+    let first = random_batch(&mut rng, s.batch, s.seq, cfg.vocab_size);
     for i in 0..s.warmup + s.steps {
-        let batch = random_batch(&mut rng, s.batch, s.seq, cfg.vocab_size);
+        let batch = if s.repeat_batch || i == 0 { first.clone() } else { random_batch(&mut rng, s.batch, s.seq, cfg.vocab_size) };
         let tokens = batch.target_tokens;
         let mut phases = if s.profile { Phases::on(device) } else { Phases::off() };
         let t = Instant::now();
-        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing, &mut phases)?;
-        let (_, factor) = clip_factor(&grads, optim.max_grad_norm);
-        apply_update(&mut adapter, &mut opt, &optim, optim.lr, grads, factor);
+        let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing, loss_scale.scale, &mut phases)?;
+        match loss_scale.unscale(global_norm(&grads), optim.max_grad_norm) {
+            Some((_, factor)) => apply_update(&mut adapter, &mut opt, &optim, optim.lr, grads, factor),
+            None => {
+                let bad = crate::optim::nonfinite_keys(&grads);
+                eprintln!("bench: f16 gradient overflow in {} of {} tensors (first: {}); step skipped, loss scale now {}", bad.len(), grads.len(), bad.first().map_or("-", |k| k.as_str()), loss_scale.scale);
+                skipped += usize::from(i >= s.warmup);
+            }
+        }
         device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")))?;
         let dt = secs(t);
         phases.mark("clip + optimizer");
@@ -221,6 +237,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "step_s": step_s, "step_s_all": times, "tokens_per_s": train_tokens / step_s,
         "tflops": flops.train() * train_tokens / step_s / 1e12,
         "loss_first": losses.first(), "loss_last": losses.last(), "loss_all": losses,
+        "skipped_steps": skipped, "loss_scale": loss_scale.scale,
         "phases_s": (!phase_sums.is_empty()).then(|| phase_sums.iter().map(|(n, t)| (n.to_string(), json!(t / times.len().max(1) as f64))).collect::<serde_json::Map<_, _>>()),
     });
     let train_peak = peaks.0;
@@ -240,7 +257,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "settings": {
             "batch": s.batch, "seq": s.seq, "rank": s.rank, "alpha": s.alpha, "targets": s.targets,
             "dtype": format!("{:?}", s.dtype).to_lowercase(), "gradient_checkpointing": s.gradient_checkpointing,
-            "warmup": s.warmup, "steps": s.steps, "attn": "gemma4-tune",
+            "warmup": s.warmup, "steps": s.steps, "lr": s.lr, "repeat_batch": s.repeat_batch, "attn": "gemma4-tune",
         },
         "params": {"total": params.total, "trainable": adapter.num_params()},
         "flops_per_token": {"forward": flops.forward(), "train": flops.train(), "prefill": flops.prefill()},

@@ -39,6 +39,12 @@ pub struct Args {
     warmup: usize,
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Train on one batch every step (its loss falls: for comparing dtypes), not a fresh one.
+    #[arg(long)]
+    repeat_batch: bool,
     /// Timed prefill runs (0: skip).
     #[arg(long, default_value_t = 3)]
     prefill_runs: usize,
@@ -79,6 +85,8 @@ pub fn run_cmd(args: Args) -> Result<()> {
         gradient_checkpointing: args.gradient_checkpointing,
         warmup: args.warmup,
         steps: args.steps,
+        lr: args.lr,
+        repeat_batch: args.repeat_batch,
         prefill_runs: args.prefill_runs,
         prompt: args.prompt,
         decode_tokens: args.decode_tokens,
