@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{DType, Distribution, Tensor, TensorData, module::linear};
+use burn::tensor::{Distribution, Tensor, TensorData, module::linear};
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -131,18 +131,17 @@ impl Adapter for LoraAdapter {
         let Some(module) = self.modules.get(&module_site) else { return base };
         let (a, b) = module.factors(expert);
         let dtype = base.dtype();
-        // Under f16 weights both small products run in f16 (tensor cores), on the factors cast
-        // per call: no f32 copy of the input or of the `[b, s, out]` delta. The scale is folded
-        // into B (`[out, r]`), not applied to the delta. Parameters, their gradients and the
-        // optimizer state stay f32 (the casts are on the tape). Otherwise the factors' dtype.
-        let compute = if dtype == DType::F16 { DType::F16 } else { a.dtype() };
-        let mut x = x.clone().cast(compute);
+        // The two small products run in the factors' dtype (f32): their outputs are the only
+        // weight gradients of a step, and under f16 loss scaling they overflow f16 (measured: a
+        // k_proj B gradient 2400× the median). The scale is folded into B (`[out, r]`), not
+        // applied to the `[b, s, out]` delta.
+        let mut x = x.clone().cast(a.dtype());
         let p = self.config.lora_dropout;
         if self.training && p > 0.0 {
-            let keep = Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device()).cast(compute);
+            let keep = Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
             x = x * keep.div_scalar(1.0 - p);
         }
-        let (a, b) = (a.cast(compute), b.mul_scalar(self.scale()).cast(compute));
+        let b = b.mul_scalar(self.scale());
         let delta = linear(linear(x, a.transpose(), None), b.transpose(), None); // [b, s, out]
         base + delta.cast(dtype)
     }

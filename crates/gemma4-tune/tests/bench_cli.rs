@@ -54,3 +54,37 @@ fn bench_with_an_unknown_preset_fails_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("e9z") && err.contains("e2b"), "{err}");
 }
+
+/// A reduced-precision run tracks the f32 run: one batch every step (`--repeat-batch`), so the
+/// loss falls. f16 starts at loss scale 2¹⁶ and skips the first step(s) whose scaled gradients
+/// overflow (the report counts them); after as many updates, its loss is within 3e-2 of f32's.
+#[test]
+fn f16_loss_tracks_f32_on_a_repeated_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |dtype: &str| -> serde_json::Value {
+        let json = tmp.path().join(format!("{dtype}.json"));
+        let out = Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
+            .args(["bench", "--model", "tiny", "--batch", "2", "--seq", "64", "--warmup", "0", "--steps", "10", "--prefill-runs", "0", "--decode-tokens", "0"])
+            .args(["--lr", "1e-3", "--repeat-batch", "--backend", "cpu", "--dtype", dtype, "--json"])
+            .arg(&json)
+            .output()
+            .expect("run gemma4-tune");
+        assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&std::fs::read(&json).expect("--json written")).expect("JSON")
+    };
+    let losses = |r: &serde_json::Value| r["train"]["loss_all"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("number")).collect::<Vec<_>>();
+    let (r32, r16) = (run("f32"), run("f16"));
+    let (a, b) = (losses(&r32), losses(&r16));
+    assert_eq!(a.len(), 10);
+    assert!(a[9] < a[0] - 0.3, "a repeated batch must be learned: {a:?}");
+    assert_eq!(r32["train"]["skipped_steps"], 0);
+    assert_eq!(r32["train"]["loss_scale"], 1.0, "no loss scaling in f32");
+    let skipped = r16["train"]["skipped_steps"].as_u64().expect("skipped_steps") as usize;
+    assert!(skipped <= 3, "f16 skipped {skipped} steps");
+    assert_eq!(r16["train"]["loss_scale"], 65536.0 / (1u64 << skipped) as f64, "halved once per skipped step");
+    // Step i's loss is measured before its update: after `skipped` skipped steps, f16's step
+    // k + skipped has had as many updates as f32's step k.
+    for k in 0..a.len() - skipped {
+        assert!((a[k] - b[k + skipped]).abs() < 3e-2, "f16 left the f32 loss curve (skipped {skipped}): {a:?} vs {b:?}");
+    }
+}
