@@ -30,6 +30,9 @@ pub struct TrainerState {
     /// Steps skipped for a non-finite loss or gradient (`skip_nonfinite`).
     #[serde(default)]
     pub skipped_steps: usize,
+    /// The f16 loss scaler's state (absent before the first step, and in older checkpoints).
+    #[serde(default)]
+    pub loss_scale: Option<crate::optim::LossScale>,
     /// Hash of the recipe settings a resumed run must share.
     pub fingerprint: String,
 }

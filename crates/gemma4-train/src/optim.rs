@@ -59,7 +59,7 @@ pub fn nonfinite_keys(grads: &BTreeMap<String, Tensor<2>>) -> Vec<String> {
 /// differentiates `scale × loss`; the f32 LoRA gradients are unscaled before clipping. A step
 /// whose scaled gradients overflow is skipped and the scale halved; after
 /// [`LossScale::GROWTH_INTERVAL`] good steps in a row it doubles. Without f16 it is 1 and inert.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScale {
     pub scale: f64,
     enabled: bool,
@@ -78,9 +78,10 @@ impl LossScale {
 
     /// From the global norm of the (scaled) gradients: `Some((norm, factor))` with the true norm
     /// and the factor that unscales and clips them to `max_norm`; `None` when they overflowed
-    /// (skip the step: the scale is halved).
+    /// (skip the step: the scale is halved). A non-finite norm at scale 1 is returned as is.
     pub fn unscale(&mut self, scaled_norm: f64, max_norm: f64) -> Option<(f64, f64)> {
-        if self.enabled && !scaled_norm.is_finite() {
+        // At scale 1 there is nothing left to halve: the caller sees the non-finite norm.
+        if self.enabled && !scaled_norm.is_finite() && self.scale > 1.0 {
             self.scale = (self.scale / 2.0).max(1.0);
             self.good_steps = 0;
             return None;

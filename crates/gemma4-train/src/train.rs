@@ -98,7 +98,8 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
     }
     let model = &base.model;
     let (mut adapter, mut opt, mut state) = start_state(recipe, &base, resume)?;
-    let mut loss_scale = LossScale::new(model.dtype());
+    // Restored on resume, so a resumed f16 run continues with the same scale.
+    let mut loss_scale = state.loss_scale.clone().unwrap_or_else(|| LossScale::new(model.dtype()));
     // Only now (the recipe is valid, the data loads, a resumed checkpoint matches) is anything written.
     gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
     adapter.map_tensors(|_, t| t.autodiff().require_grad());
@@ -154,10 +155,12 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
         let Some((grad_norm, factor)) = (if loss.is_finite() { loss_scale.unscale(scaled_norm, recipe.optim.max_grad_norm) } else { Some((scaled_norm, 1.0)) }) else {
             // f16: the scaled gradients overflowed; this step is skipped at a halved scale.
             state.step = step;
+            state.loss_scale = Some(loss_scale.clone());
             let bad = crate::optim::nonfinite_keys(&grads);
             say(&bar, format!("step {step:>5} | f16 gradient overflow in {} (+{} more): step skipped, loss scale now {}", bad.first().map_or("-", |k| k.as_str()), bad.len().saturating_sub(1), loss_scale.scale));
             continue;
         };
+        state.loss_scale = Some(loss_scale.clone());
         if (!loss.is_finite() || !grad_norm.is_finite()) && recipe.train.skip_nonfinite {
             state.skipped_steps += 1;
             state.step = step;

@@ -12,6 +12,10 @@ fn datasets() -> PathBuf {
 }
 
 fn recipe(dir: &Path, iters: usize) -> Recipe {
+    recipe_with(dir, iters, "f32")
+}
+
+fn recipe_with(dir: &Path, iters: usize, dtype: &str) -> Recipe {
     let text = format!(
         r#"
 [model]
@@ -47,7 +51,7 @@ keep_last = 2
     );
     let path = dir.join("r.toml");
     std::fs::write(&path, text).unwrap();
-    Recipe::load(&path, &[format!("train.iters={iters}")]).unwrap()
+    Recipe::load(&path, &[format!("train.iters={iters}"), format!("model.dtype={dtype:?}")]).unwrap()
 }
 
 /// Burn's CPU backend seeds one process-wide RNG (dropout masks): runs in this binary take turns.
@@ -59,21 +63,37 @@ fn adapter_bytes(out: &Path) -> Vec<u8> {
 
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
+    resume_equals_uninterrupted("f32");
+}
+
+/// f16 adds the loss scaler's state (its scale and its count of good steps towards the next
+/// doubling): a resumed run continues from the saved state, not from a fresh scaler.
+#[test]
+fn resumed_f16_run_equals_uninterrupted_run() {
+    resume_equals_uninterrupted("f16");
+}
+
+fn resume_equals_uninterrupted(dtype: &str) {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     let a = tempfile::tempdir().unwrap();
-    let full = gemma4_train::train(&recipe(a.path(), 8), &device, None).unwrap();
+    let full = gemma4_train::train(&recipe_with(a.path(), 8, dtype), &device, None).unwrap();
 
     let b = tempfile::tempdir().unwrap();
     // Resuming from this run's step-4 snapshot replays steps 5..8 from the saved state alone
-    // (adapter, optimizer moments, data position; dropout masks are seeded by step): the
-    // outputs written by the first pass must come back identical.
-    let first = gemma4_train::train(&recipe(b.path(), 8), &device, None).unwrap();
+    // (adapter, optimizer moments, data position, loss scale; dropout masks are seeded by step):
+    // the outputs written by the first pass must come back identical.
+    let first = gemma4_train::train(&recipe_with(b.path(), 8, dtype), &device, None).unwrap();
     assert_eq!(first.final_train_loss, full.final_train_loss, "two fresh runs are identical");
     let snapshot = b.path().join("run/checkpoints/0000004");
     assert!(snapshot.is_dir(), "step-4 checkpoint kept");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(snapshot.join("trainer_state.json")).unwrap()).unwrap();
+    if dtype == "f16" {
+        assert_eq!(state["loss_scale"]["scale"], gemma4_train::optim::LossScale::INIT, "{state}");
+        assert_eq!(state["loss_scale"]["good_steps"], 4, "four good steps counted towards the next doubling: {state}");
+    }
     std::fs::remove_dir_all(b.path().join("run/adapter")).unwrap();
-    let resumed = gemma4_train::train(&recipe(b.path(), 8), &device, Some(&snapshot)).unwrap();
+    let resumed = gemma4_train::train(&recipe_with(b.path(), 8, dtype), &device, Some(&snapshot)).unwrap();
     assert_eq!(resumed.steps, 8);
     assert_eq!(resumed.final_train_loss, full.final_train_loss);
     assert_eq!(resumed.final_val_loss, full.final_val_loss);

@@ -202,6 +202,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         let t = Instant::now();
         let (loss_sum, grads) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&batch), tokens, &train_device, s.seed ^ i as u64, s.gradient_checkpointing, loss_scale.scale, &mut phases)?;
         match loss_scale.unscale(global_norm(&grads), optim.max_grad_norm) {
+            Some((norm, _)) if !norm.is_finite() => return Err(TrainError::Run(format!("bench step {}: non-finite gradients (norm {norm})", i + 1))),
             Some((_, factor)) => apply_update(&mut adapter, &mut opt, &optim, optim.lr, grads, factor),
             None => {
                 let bad = crate::optim::nonfinite_keys(&grads);
