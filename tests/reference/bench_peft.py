@@ -15,8 +15,9 @@ The model is built directly on the target device in the target dtype (torch.devi
 `autocast_adapter_dtype=True`: LoRA weights are float32 on a bf16/f16 base.
 
 Train step (as `gemma4-tune bench`): get_peft_model(LoraConfig(r, alpha, targets, dropout 0, bias
-none)); fresh uniform random token ids per step, labels = ids (HF shifts inside: seq-1 targets a
-row); forward -> loss -> backward -> clip grad norm 1.0 -> AdamW(lr 1e-4, weight decay 0) on the
+none)); fresh uniform random token ids per step (one batch for all with --repeat-batch), labels =
+ids (HF shifts inside: seq-1 targets a row); forward -> loss -> backward -> clip grad norm 1.0 ->
+AdamW(--lr, default 1e-4, weight decay 0) on the
 LoRA params -> zero_grad. `--warmup` untimed steps, then `--steps` steps each timed (wall clock
 between torch.cuda.synchronize() calls); loss_first/loss_last: first/last *timed* step. Peak
 memory: reset before the first warm-up step, read after the last step.
@@ -77,6 +78,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
+    p.add_argument("--repeat-batch", action="store_true", help="one batch every step (a falling loss)")
     p.add_argument("--decode-tokens", type=int, default=64, help="0: skip decode")
     p.add_argument("--decode-batch", type=int, default=None, help="default --batch")
     p.add_argument("--prompt", type=int, default=128, help="decode prompt length")
@@ -179,10 +182,11 @@ def main() -> int:
     model = peft.get_peft_model(model, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert sum(p.numel() for p in trainable) == params["trainable"], "LoRA param count mismatch"
-    opt = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    opt = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
     # ---- training ----
-    batches = [tokens(args.batch, args.seq) for _ in range(args.warmup + args.steps)]
+    batches = [tokens(args.batch, args.seq) for _ in range(1 if args.repeat_batch else args.warmup + args.steps)]
+    batches = batches * (args.warmup + args.steps) if args.repeat_batch else batches
     model.train()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
@@ -262,7 +266,8 @@ def main() -> int:
         "settings": {"batch": args.batch, "seq": args.seq, "rank": args.rank, "alpha": alpha,
                      "targets": targets, "dtype": args.dtype,
                      "gradient_checkpointing": args.gradient_checkpointing,
-                     "warmup": args.warmup, "steps": args.steps, "attn": args.attn},
+                     "warmup": args.warmup, "steps": args.steps, "lr": args.lr,
+                     "repeat_batch": args.repeat_batch, "attn": args.attn},
         "params": params,
         "flops_per_token": flops,
         "load_s": load_s,
