@@ -227,13 +227,9 @@ fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
 }
 
 fn decode_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
-    let width = dtype_size(name, dtype)?;
-    let pairs = bytes.chunks_exact(width);
-    Ok(match dtype {
-        Dtype::F32 => pairs.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => pairs.map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        _ => pairs.map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-    })
+    let mut out = vec![0f32; bytes.len() / dtype_size(name, dtype)?];
+    decode_into(dtype, bytes, &mut out);
+    Ok(out)
 }
 
 fn map_file(path: &Path) -> Result<Mmap> {

@@ -66,7 +66,7 @@ pub fn build_mask(spec: &MaskSpec, rows: RowMasks, device: &Device) -> Tensor<4,
         (true, None) => k.greater(q),
         (true, Some(w)) => k.clone().greater(q.clone()).bool_or((q - k).greater_equal_elem(w as i64)),
         (false, Some(w)) => (q - k).abs().greater_elem(w as i64),
-        (false, None) => Tensor::<4, Bool>::from_data(TensorData::new(vec![false; b * nq * nk], shape), device),
+        (false, None) => Tensor::<4, Bool>::zeros(shape, device),
     };
     if let Some(pad) = rows.padding {
         let hidden: Vec<bool> = pad.iter().flat_map(|v| (0..nk).map(|j| !v.get(j).copied().unwrap_or(true))).collect();
