@@ -27,6 +27,10 @@ fn batch(vocab: u32) -> Batch {
     Batch { ids, target, batch: b, seq: s, attention_mask, segments: None, positions: None, target_tokens, lines: vec![1, 2] }
 }
 
+/// Burn's CPU backend has one process-wide RNG (seeded for the random LoRA B below): the tests
+/// in this binary take turns, so each draws the same factors on every run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn adapter(model: &Gemma4TextModel) -> LoraAdapter {
     let mut cfg = LoraConfig::new(4, 8.0, TargetModules::List(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec()));
     if model.config.enable_moe_block {
@@ -47,6 +51,7 @@ fn rel(a: &Tensor<2>, b: &Tensor<2>) -> f32 {
 
 #[test]
 fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for name in ["e2b_like", "moe_keqv"] {
         let device = Device::flex().autodiff();
         let (model, _, _) = Gemma4TextModel::from_dir(&fixture(name), &device, DType::F32).expect("fixture");
@@ -78,6 +83,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
 /// unscaled f16 gradients track the f32 ones; without it they are mostly flushed to zero.
 #[test]
 fn f16_gradients_with_loss_scaling_track_f32() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use gemma4_train::optim::LossScale;
     let device = Device::flex().autodiff();
     let tokens = 1 << 20;
