@@ -11,12 +11,15 @@
 //! memory : the device memory pool after each phase (peak of bytes reserved / in use)
 //! ```
 
+pub mod ceilings;
 pub mod flops;
+
+pub use ceilings::ceilings;
 
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use gemma4_data::Batch;
 use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
 use gemma4_model::{Adapter, Checkpoint, Gemma4TextConfig, Gemma4TextModel, KvCache, RandomInit, TokenBatch};
@@ -356,36 +359,4 @@ pub fn summary(r: &Value) -> String {
     }
     out += &format!("memory  peak {} GiB", r["memory"]["peak_gib"].as_f64().map_or("n/a".into(), |x| format!("{x:.2}")));
     out
-}
-
-/// Ceilings of the device: matmul TFLOP/s per dtype at 8192³ and at the shapes of a preset's
-/// projections for `tokens` rows, and the attention core (scores, softmax, ·V) of a full layer.
-pub fn ceilings(cfg: &Gemma4TextConfig, tokens: usize, device: &Device) -> Result<Value> {
-    let sync = |d: &Device| d.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")));
-    let time = |f: &dyn Fn() -> Tensor<2>, reps: usize| -> Result<f64> {
-        let _ = f();
-        sync(device)?;
-        let t = Instant::now();
-        for _ in 0..reps {
-            let _ = f();
-        }
-        sync(device)?;
-        Ok(secs(t) / reps as f64)
-    };
-    let (e, m) = (cfg.hidden_size, cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size));
-    let mut out = serde_json::Map::new();
-    for dtype in [DType::F32, DType::F16] {
-        if !device.supports_dtype(dtype) {
-            continue;
-        }
-        let mut row = serde_json::Map::new();
-        for (name, (a, b, c)) in [("8192^3", (8192, 8192, 8192)), ("up_proj", (tokens, e, m)), ("down_proj", (tokens, m, e)), ("lm_head", (tokens.min(1024), e, cfg.vocab_size))] {
-            let x = Tensor::<2>::random([a, b], Distribution::Normal(0.0, 1.0), (device, dtype));
-            let w = Tensor::<2>::random([b, c], Distribution::Normal(0.0, 0.02), (device, dtype));
-            let s = time(&|| x.clone().matmul(w.clone()), 10)?;
-            row.insert(name.into(), json!({"shape": [a, b, c], "ms": s * 1e3, "tflops": 2.0 * (a * b * c) as f64 / s / 1e12}));
-        }
-        out.insert(format!("{dtype:?}").to_lowercase(), Value::Object(row));
-    }
-    Ok(Value::Object(out))
 }

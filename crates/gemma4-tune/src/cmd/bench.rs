@@ -63,7 +63,8 @@ pub struct Args {
     /// Time the phases of each step (forward, loss, backward, optimizer; syncs between them).
     #[arg(long)]
     profile: bool,
-    /// Measure the device's matmul ceilings (8192³ and the preset's projection shapes) instead.
+    /// Measure the device's ceilings instead: matmuls (8192³, the preset's projection and head
+    /// shapes) and one attention layer of each type (forward, and forward + backward).
     #[arg(long)]
     ceilings: bool,
     /// Also write the JSON report here.
@@ -97,7 +98,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
     };
     let report = if args.ceilings {
         let cfg = gemma4_train::bench::load_config(&settings.model)?;
-        gemma4_train::bench::ceilings(&cfg, settings.batch * settings.seq, &device)?
+        gemma4_train::bench::ceilings(&cfg, settings.batch, settings.seq, 8192, &device)?
     } else {
         run(&settings, &device)?
     };
