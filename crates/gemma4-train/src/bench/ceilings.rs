@@ -86,7 +86,7 @@ fn attention(cfg: &Gemma4TextConfig, spec: &LayerSpec, batch: usize, seq: usize,
 /// Vulkan a matmul with a 2.7 GB operand came back in 0.04 ms, not computed (docs/performance.md).
 fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
     let ([a, b], [_, c]) = (x.dims(), w.dims());
-    let read = |t: Tensor<2>| t.cast(DType::F32).into_data().to_vec::<f32>().map_err(|e| TrainError::Run(format!("ceilings: read-back: {e:?}")));
+    let read = |t: Tensor<2>| t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| TrainError::Run(format!("ceilings: read-back: {e:?}")));
     let got = read(x.clone().matmul(w.clone()).slice([a - 1..a, c - 1..c]))?;
     let (row, col) = (read(x.clone().slice([a - 1..a, 0..b]))?, read(w.clone().slice([0..b, c - 1..c]))?);
     let want: f64 = row.iter().zip(&col).map(|(p, q)| *p as f64 * *q as f64).sum();
