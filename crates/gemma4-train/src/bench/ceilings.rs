@@ -26,6 +26,9 @@ use crate::error::{Result, TrainError};
 /// Ceilings per dtype the device supports (f32, f16) for `batch × seq` tokens of `cfg`, with a
 /// `square³` matmul for reference (the CLI: 8192).
 pub fn ceilings(cfg: &Gemma4TextConfig, batch: usize, seq: usize, square: usize, device: &Device) -> Result<Value> {
+    if batch == 0 || seq == 0 || square == 0 {
+        return Err(TrainError::Run(format!("bench --ceilings: batch, seq and the square size must be ≥ 1 (got {batch}, {seq}, {square})")));
+    }
     let tokens = batch * seq;
     let (e, m) = (cfg.hidden_size, cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size));
     let mut out = serde_json::Map::new();
@@ -131,6 +134,7 @@ mod tests {
                 assert!(v.is_finite() && v > 0.0, "{key}.{t}: {v}");
             }
         }
+        assert!(ceilings(&cfg, 0, 40, 64, &Device::flex()).is_err(), "an empty batch is refused");
         // The two layer types keep their own head dims and windows.
         let full = cfg.layers.iter().find(|l| l.layer_type == LayerType::Full).expect("a full layer");
         assert_eq!(f32["attention_full"]["shape"]["head_dim"], full.head_dim);
