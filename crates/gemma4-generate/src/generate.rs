@@ -39,6 +39,7 @@ fn last_logits(model: &Gemma4TextModel, hidden: Tensor<3>) -> Result<Vec<f32>, M
 
 /// Feed `prompt` (continuing from whatever `cache` already holds) and generate up to
 /// `max_new` tokens. `on_token` sees each new token; returning false stops.
+#[allow(clippy::too_many_arguments)] // the loop's inputs, each used once; a struct would only rename them
 pub fn generate(
     model: &Gemma4TextModel,
     adapter: &dyn Adapter,

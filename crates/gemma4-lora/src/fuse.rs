@@ -14,7 +14,7 @@
 //! as `<out>.tmp-<pid>` and renamed to `<out>` at the end: on any error nothing is left at `<out>`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{DType, Tensor};
 use gemma4_model::Checkpoint;
@@ -24,6 +24,7 @@ use safetensors::Dtype;
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};
 use crate::error::{LoraError, Result};
 use crate::safetensors_writer::{StreamingWriter, TensorSpec, decode, encode, float_width};
+use crate::staging::{Staging, io};
 
 /// HF's default `max_shard_size` ("5GB", decimal).
 pub const DEFAULT_MAX_SHARD_SIZE: u64 = 5_000_000_000;
@@ -336,65 +337,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
     text.push('\n');
     std::fs::write(path, text).map_err(io(path))
-}
-
-/// `<out>.tmp-<pid>`: removed on drop unless committed.
-struct Staging {
-    dir: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    fn begin(out: &Path) -> Result<Self> {
-        let dir = sibling(out, "tmp");
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?; // left by a killed run with our pid
-        }
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
-        Ok(Self { dir, committed: false })
-    }
-
-    /// Rename into place; an existing `out` (empty, or `--force`) is moved aside first and
-    /// restored if the rename fails.
-    fn commit(mut self, out: &Path) -> Result<()> {
-        if out.exists() {
-            let old = sibling(out, "old");
-            std::fs::rename(out, &old).map_err(io(out))?;
-            if let Err(source) = std::fs::rename(&self.dir, out) {
-                let _ = std::fs::rename(&old, out);
-                return Err(LoraError::Io { path: out.to_owned(), source });
-            }
-            self.committed = true;
-            std::fs::remove_dir_all(&old).map_err(io(&old))
-        } else {
-            std::fs::rename(&self.dir, out).map_err(io(out))?;
-            self.committed = true;
-            Ok(())
-        }
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// An I/O error at `path`, for `map_err`.
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoraError {
-    let path = path.to_owned();
-    move |source| LoraError::Io { path, source }
-}
-
-/// `<out>.<tag>-<pid>` next to `out`.
-fn sibling(out: &Path, tag: &str) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    out.with_file_name(format!("{name}.{tag}-{}", std::process::id()))
 }
 
 #[cfg(test)]

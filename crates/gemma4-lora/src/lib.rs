@@ -10,6 +10,7 @@ pub mod layout;
 pub mod fuse;
 pub mod peft_io;
 pub mod safetensors_writer;
+mod staging;
 pub mod target;
 
 pub use adapter::{LoraAdapter, LoraModule, ModuleSite};

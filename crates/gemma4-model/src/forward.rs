@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Int, Tensor, TensorData, module::embedding};
+use burn::tensor::Tensor;
 
 use crate::attention::{AttnInputs, KeyValue};
 use crate::cache::{KvCache, LayerCache};
@@ -81,9 +81,8 @@ impl Gemma4TextModel {
         let cfg = &self.config;
         let (b, s) = (batch.batch, batch.seq);
         let ids = self.check_ids(batch)?;
-        let ids_t = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [b, s]), &self.device);
         // HF multiplies by √H cast to the weight dtype (bf16: √1536 → 39.25).
-        let h0 = embedding(self.embed_tokens.clone(), ids_t).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
+        let h0 = self.embed_tokens.lookup(&ids, b, s, &self.device).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
         let ple = match &self.ple {
             Some(p) => Some(p.inputs(&ids, &h0)?),
             None => None,

@@ -30,6 +30,7 @@ pub mod ple;
 pub mod quant;
 pub mod random;
 pub mod rope;
+pub mod vocab;
 pub mod weights;
 
 pub use cache::KvCache;

@@ -83,10 +83,11 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// # Shapes
-    /// - x: `[b, s, in]` → `[b, s, out]`
     /// The input is cast to the weight dtype (the residual stream may be wider, see
     /// [`residual_dtype`]); the output has the weight dtype.
+    ///
+    /// # Shapes
+    /// - x: `[b, s, in]` → `[b, s, out]`
     pub fn forward(&self, x: Tensor<3>, site: Site, adapter: &dyn Adapter) -> Tensor<3> {
         let x = x.cast(self.weight.dtype());
         let base = linear(x.clone(), self.weight.clone(), self.bias.clone());

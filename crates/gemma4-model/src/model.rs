@@ -18,6 +18,7 @@ use crate::linear::{ProjName, Site};
 use crate::norm::RmsNorm;
 use crate::ple::Ple;
 use crate::rope::Rope;
+use crate::vocab::{Embedding, Head};
 use crate::weights::{LoadReport, Weights};
 
 /// A batch of token ids, row-major `[batch, seq]`, with optional right-padding validity.
@@ -58,13 +59,13 @@ pub struct Outputs {
 #[derive(Clone, Debug)]
 pub struct Gemma4TextModel {
     pub config: Gemma4TextConfig,
-    /// `[v, e]`
-    pub embed_tokens: Tensor<2>,
+    /// `[v, e]`, in device-sized pieces of rows.
+    pub embed_tokens: Embedding,
     pub ple: Option<Ple>,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
-    /// `[e, v]`, contiguous: `lm_head.weight`ᵀ, or `embed_tokens`ᵀ when tied.
-    pub lm_head: Tensor<2>,
+    /// `[e, v]`, contiguous: `lm_head.weight`ᵀ, or `embed_tokens`ᵀ when tied (in pieces).
+    pub lm_head: Head,
     pub rope: BTreeMap<LayerType, Rope>,
     pub device: Device,
     /// Prefix of the text weights in the checkpoint: `model.` or `model.language_model.`.
@@ -88,13 +89,13 @@ impl Gemma4TextModel {
     /// `dir` may also be a `.gguf` file, or a directory holding one `.gguf` and no
     /// `config.json`: the config then comes from the GGUF metadata (Gemma 3 only).
     pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Self, LoadReport, Vec<String>)> {
-        if dir.is_file() || !dir.join("config.json").is_file() {
-            if let Some(path) = crate::gguf::find_gguf(dir)? {
-                let (ckpt, json) = Checkpoint::open_gguf(&path)?;
-                let loaded = Gemma4TextConfig::from_json(&json)?;
-                let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
-                return Ok((model, report, loaded.warnings));
-            }
+        if (dir.is_file() || !dir.join("config.json").is_file())
+            && let Some(path) = crate::gguf::find_gguf(dir)?
+        {
+            let (ckpt, json) = Checkpoint::open_gguf(&path)?;
+            let loaded = Gemma4TextConfig::from_json(&json)?;
+            let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
+            return Ok((model, report, loaded.warnings));
         }
         let loaded = Gemma4TextConfig::from_file(&dir.join("config.json"))?;
         let ckpt = Checkpoint::open(dir)?;
@@ -108,12 +109,12 @@ impl Gemma4TextModel {
         if dir.is_file() && dir.extension().is_some_and(|e| e == "json") {
             return Gemma4TextConfig::from_file(dir);
         }
-        if dir.is_file() || !dir.join("config.json").is_file() {
-            if let Some(path) = crate::gguf::find_gguf(dir)? {
-                let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-                let header = crate::gguf::parse(&bytes, &path)?;
-                return Gemma4TextConfig::from_json(&crate::gguf::config_json(&header, &path)?);
-            }
+        if (dir.is_file() || !dir.join("config.json").is_file())
+            && let Some(path) = crate::gguf::find_gguf(dir)?
+        {
+            let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+            let header = crate::gguf::parse(&bytes, &path)?;
+            return Gemma4TextConfig::from_json(&crate::gguf::config_json(&header, &path)?);
         }
         Gemma4TextConfig::from_file(&dir.join("config.json"))
     }
@@ -125,13 +126,14 @@ impl Gemma4TextModel {
         }
         let mut w = Weights::new(ckpt, device, dtype)?;
         let (v, e) = (config.vocab_size, config.hidden_size);
-        let embed_tokens = w.get("embed_tokens.weight", None, [v, e])?;
+        let embed_tokens = Embedding { pieces: w.get_vocab_pieces("embed_tokens.weight", [v, e], false)? };
         let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
         let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
         // The head as a contiguous `[e, v]`: `lm_head`, or for tied heads a transposed copy of
         // `embed_tokens` (memory for speed: a strided view is copied on every matmul).
-        let lm_head = if config.tie_word_embeddings { w.get_transposed("embed_tokens.weight", [v, e])? } else { w.get("lm_head.weight", None, [v, e])? };
+        let head = if config.tie_word_embeddings { "embed_tokens.weight" } else { "lm_head.weight" };
+        let lm_head = Head { pieces: w.get_vocab_pieces(head, [v, e], true)? };
         let weight_prefix = w.prefix;
         let report = w.finish(&config)?;
         let rope = config
@@ -186,8 +188,7 @@ impl Gemma4TextModel {
     /// # Shapes
     /// - hidden: `[b, s, e]` → `[b, s, v]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let head = self.lm_head.clone();
-        let logits = burn::tensor::module::linear(hidden.cast(head.dtype()), head, None).cast(DType::F32);
+        let logits = self.lm_head.forward(hidden).cast(DType::F32);
         match self.config.final_logit_softcapping {
             Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
             None => logits,

@@ -312,11 +312,24 @@ impl<'a> Weights<'a> {
         Ok(upload(values, shape, &self.device, dtype))
     }
 
-    /// A table tensor, read again, transposed to contiguous `[cols, rows]` (the tied head `Eᵀ`).
-    pub fn get_transposed(&mut self, name: &str, shape: [usize; 2]) -> Result<Tensor<2>> {
+    /// A `[V, e]` vocabulary tensor as device pieces of whole rows, none above
+    /// [`crate::vocab::MAX_PIECE_BYTES`]: `[v_p, e]` each, or with `transpose` the contiguous
+    /// `[e, v_p]` of the head (`lm_head`, or the tied `embed_tokens` read again).
+    pub fn get_vocab_pieces(&mut self, name: &str, shape: [usize; 2], transpose: bool) -> Result<Vec<Tensor<2>>> {
         let full = self.check(name, None, &shape)?;
-        let (values, shape) = transpose_last_two(self.ckpt.to_f32(&full)?, shape);
-        Ok(upload(values, shape, &self.device, self.dtype))
+        let values = self.ckpt.to_f32(&full)?;
+        let [v, e] = shape;
+        let rows = crate::vocab::rows_per_piece(e, self.dtype);
+        let pieces = (0..v)
+            .step_by(rows)
+            .map(|start| {
+                let n = rows.min(v - start);
+                let chunk = values[start * e..(start + n) * e].to_vec();
+                let (chunk, shape) = if transpose { transpose_last_two(chunk, [n, e]) } else { (chunk, [n, e]) };
+                upload(chunk, shape, &self.device, self.dtype)
+            })
+            .collect();
+        Ok(pieces)
     }
 
     /// Mark a tensor used after checking its shape; returns its checkpoint name.

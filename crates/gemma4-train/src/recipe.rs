@@ -234,7 +234,7 @@ impl Recipe {
                 return Err(format!("{k} must be > 0"));
             }
         }
-        if !(self.optim.lr > 0.0) {
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
             return Err("[optim] lr must be > 0".into());
         }
         // NaN/inf (valid TOML) would only surface later as a non-finite loss blamed on the data.

@@ -121,13 +121,13 @@ pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, inte
     let mut last_loss = None;
     let mut first_val = None;
     let mut last_val = None;
-    if state.step == 0 {
-        if let Some(v) = &valid_split {
-            let val = evaluate(model, Some(&adapter), v, recipe, recipe.eval.batches)?;
-            say(&bar, format!("step {:>5} | val_loss {val:.4} | val_ppl {:.2}", 0, val.exp()));
-            log.record(json!({"step": 0, "val_loss": val, "val_ppl": val.exp()}))?;
-            first_val = Some(val);
-        }
+    if state.step == 0
+        && let Some(v) = &valid_split
+    {
+        let val = evaluate(model, Some(&adapter), v, recipe, recipe.eval.batches)?;
+        say(&bar, format!("step {:>5} | val_loss {val:.4} | val_ppl {:.2}", 0, val.exp()));
+        log.record(json!({"step": 0, "val_loss": val, "val_ppl": val.exp()}))?;
+        first_val = Some(val);
     }
     for step in state.step + 1..=iters {
         // 1. The step's micro-batches (advancing epochs, each with its own seeded order).

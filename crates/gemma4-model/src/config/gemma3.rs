@@ -85,11 +85,11 @@ fn gemma3_rope_parameters(hf: &HfTextConfig) -> Result<BTreeMap<String, Value>> 
             *e = serde_json::json!({"rope_type": "default"});
         }
         let obj = e.as_object_mut().ok_or_else(|| ModelError::invalid(format!("rope_parameters.{}", lt.hf_name()), "expected an object"))?;
-        if lt == LayerType::Full {
-            if let Some(Value::Object(scaling)) = &hf.rope_scaling {
-                for (k, v) in scaling {
-                    obj.insert(k.clone(), v.clone());
-                }
+        if lt == LayerType::Full
+            && let Some(Value::Object(scaling)) = &hf.rope_scaling
+        {
+            for (k, v) in scaling {
+                obj.insert(k.clone(), v.clone());
             }
         }
         // Legacy `type`: HF 5.24 merges `rope_scaling` into a dict that already says

@@ -159,14 +159,13 @@ fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
     let mut out = std::io::stdout();
     let result = generate(&s.model, adapter, &mut s.cache, new, args.max_tokens, &s.stops, &mut s.sampler, |t| {
         generated.push(t);
-        if !quiet {
-            if let Ok(text) = tok.decode(&generated) {
-                if !text.ends_with('\u{FFFD}') && text.len() > printed {
-                    let _ = write!(out, "{}", &text[printed..]);
-                    let _ = out.flush();
-                    printed = text.len();
-                }
-            }
+        if !quiet
+            && let Ok(text) = tok.decode(&generated)
+            && !text.ends_with('\u{FFFD}') && text.len() > printed
+        {
+            let _ = write!(out, "{}", &text[printed..]);
+            let _ = out.flush();
+            printed = text.len();
         }
         true
     })?;
