@@ -68,7 +68,7 @@ pub fn expert_params(model: &Gemma4TextModel) -> Vec<(usize, bool, String, usize
     let mut out = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
         if let Some(moe) = &layer.moe {
-            let [e, h, two_m] = moe.experts.gate_up_proj.dims();
+            let [e, h, two_m] = moe.experts.gate_up_dims();
             let prefix = format!("{}layers.{i}.experts", model.weight_prefix);
             out.push((i, false, format!("{prefix}.gate_up_proj"), h, two_m, e));
             out.push((i, true, format!("{prefix}.down_proj"), two_m / 2, h, e));

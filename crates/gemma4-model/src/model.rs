@@ -126,14 +126,14 @@ impl Gemma4TextModel {
         }
         let mut w = Weights::new(ckpt, device, dtype)?;
         let (v, e) = (config.vocab_size, config.hidden_size);
-        let embed_tokens = Embedding { pieces: w.get_vocab_pieces("embed_tokens.weight", [v, e], false)? };
+        let embed_tokens = Embedding { pieces: w.get_pieces("embed_tokens.weight", None, [v, e], false)? };
         let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
         let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
         // The head as a contiguous `[e, v]`: `lm_head`, or for tied heads a transposed copy of
         // `embed_tokens` (memory for speed: a strided view is copied on every matmul).
         let head = if config.tie_word_embeddings { "embed_tokens.weight" } else { "lm_head.weight" };
-        let lm_head = Head { pieces: w.get_vocab_pieces(head, [v, e], true)? };
+        let lm_head = Head { pieces: w.get_pieces(head, None, [v, e], true)? };
         let weight_prefix = w.prefix;
         let report = w.finish(&config)?;
         let rope = config

@@ -26,13 +26,15 @@ pub struct Router {
     pub top_k: usize,
 }
 
+/// The stacked expert weights, in device-sized groups of whole experts (one group unless a
+/// layer's stack exceeds [`crate::weights::MAX_PIECE_BYTES`]: 26B-A4B in f32 is 2.0 GB).
 #[derive(Clone, Debug)]
 pub struct Experts {
     pub layer: usize,
-    /// `[num_experts, e, 2·I]` (HF `[E, 2I, H]`, transposed at load)
-    pub gate_up_proj: Tensor<3>,
-    /// `[num_experts, I, e]` (HF `[E, H, I]`)
-    pub down_proj: Tensor<3>,
+    /// `[E_g, e, 2·I]` each, experts in order (HF `[E, 2I, H]`, transposed at load)
+    pub gate_up_proj: Vec<Tensor<3>>,
+    /// `[E_g, I, e]` each (HF `[E, H, I]`)
+    pub down_proj: Vec<Tensor<3>>,
 }
 
 impl Router {
@@ -66,17 +68,32 @@ impl Experts {
         let (e, n, m) = (cfg.hidden_size, cfg.num_experts, cfg.moe_intermediate_size);
         Ok(Self {
             layer: i,
-            gate_up_proj: w.get("layers.{i}.experts.gate_up_proj", Some(i), [n, 2 * m, e])?,
-            down_proj: w.get("layers.{i}.experts.down_proj", Some(i), [n, e, m])?,
+            gate_up_proj: w.get_pieces("layers.{i}.experts.gate_up_proj", Some(i), [n, 2 * m, e], false)?,
+            down_proj: w.get_pieces("layers.{i}.experts.down_proj", Some(i), [n, e, m], false)?,
+        })
+    }
+
+    /// `[E, e, 2·I]` over all groups.
+    pub fn gate_up_dims(&self) -> [usize; 3] {
+        let [_, e, two_m] = self.gate_up_proj[0].dims();
+        [self.gate_up_proj.iter().map(|g| g.dims()[0]).sum(), e, two_m]
+    }
+
+    /// The same experts regrouped `per_group` at a time (tests exercise several groups with it).
+    pub fn split_experts(self, per_group: usize) -> Result<Self> {
+        Ok(Self {
+            layer: self.layer,
+            gate_up_proj: crate::vocab::resplit(self.gate_up_proj, 0, per_group)?,
+            down_proj: crate::vocab::resplit(self.down_proj, 0, per_group)?,
         })
     }
 
     /// # Shapes
     /// - x: `[n, e]`, weights: `[n, k]`, idx: `[n, k]` → `[n, e]`
     pub fn forward(&self, x: Tensor<2>, weights: Tensor<2>, idx: Tensor<2, Int>, adapter: &dyn Adapter) -> Result<Tensor<2>> {
-        let x = x.cast(self.gate_up_proj.dtype());
+        let x = x.cast(self.gate_up_proj[0].dtype());
         let [n, e] = x.dims();
-        let [num_experts, _, two_m] = self.gate_up_proj.dims();
+        let [num_experts, _, two_m] = self.gate_up_dims();
         let m = two_m / 2;
         let k = idx.dims()[1];
         let device = x.device();
@@ -96,8 +113,8 @@ impl Experts {
             let tokens = Tensor::<1, Int>::from_data(TensorData::new(tokens, [count]), &device);
             let slots = Tensor::<1, Int>::from_data(TensorData::new(slots, [count]), &device);
             let xe = x.clone().select(0, tokens.clone()).reshape([1, count, e]); // [1, c, e]
-            let gate_up_w = self.gate_up_proj.clone().narrow(0, expert, 1).reshape([e, two_m]);
-            let down_w = self.down_proj.clone().narrow(0, expert, 1).reshape([m, e]);
+            let gate_up_w = one_expert(&self.gate_up_proj, expert)?.reshape([e, two_m]);
+            let down_w = one_expert(&self.down_proj, expert)?.reshape([m, e]);
             let site = |proj| Site { layer: self.layer, proj };
             let gu = adapter.adapt(site(ProjName::ExpertsGateUp(expert)), &xe, linear(xe.clone(), gate_up_w, None)); // [1, c, 2m]
             let act = gelu_approximate(gu.clone().narrow(2, 0, m)) * gu.narrow(2, m, m); // [1, c, m]
@@ -107,4 +124,17 @@ impl Experts {
         }
         Ok(out)
     }
+}
+
+/// Expert `index` of a grouped stack, `[1, a, b]`.
+fn one_expert(groups: &[Tensor<3>], expert: usize) -> Result<Tensor<3>> {
+    let mut index = expert;
+    for g in groups {
+        let n = g.dims()[0];
+        if index < n {
+            return Ok(g.clone().narrow(0, index, 1));
+        }
+        index -= n;
+    }
+    Err(ModelError::Input(format!("expert {expert} beyond the stack of {} experts", expert - index)))
 }

@@ -1,25 +1,15 @@
 //! The two vocabulary-sized matrices, `embed_tokens` (`[V, e]`) and the head (`[e, V]`), held on
-//! the device as pieces of whole vocabulary rows, each at most [`MAX_PIECE_BYTES`].
+//! the device as pieces of whole vocabulary rows, each at most
+//! [`MAX_PIECE_BYTES`](crate::weights::MAX_PIECE_BYTES) (why: see there; the 31B f16 embedding
+//! is 2.8 GB, E4B's f32 head 2.7 GB).
 //!
-//! Why pieces: through burn-wgpu on Vulkan (H200, Burn 0.22.1) a matmul whose operand was 2.68 GB
-//! (E4B's f32 head) was silently not computed, while 1.61 GB ran; the 31B f16 embedding is
-//! 2.8 GB. Every other tensor of the supported presets is far below the limit (the PLE table
-//! stays on the host). One piece is exactly the old single-tensor path; more pieces give the
-//! same values: the head's logits are the pieces' products concatenated along the vocabulary,
-//! and a lookup gathers each token's row from the piece that holds it.
+//! One piece is exactly the single-tensor path; more pieces give the same values: the head's
+//! logits are the pieces' products concatenated along the vocabulary, and a lookup gathers each
+//! token's row from the piece that holds it.
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
-
-/// Largest device buffer of one piece, in bytes (1 GiB: below the failing 2.68 GB and the
-/// 2 GiB `i32`-indexing and binding-size limits some drivers have).
-pub const MAX_PIECE_BYTES: usize = 1 << 30;
-
-/// Vocabulary rows per piece for `width` values a row in `dtype`.
-pub fn rows_per_piece(width: usize, dtype: DType) -> usize {
-    (MAX_PIECE_BYTES / (width.max(1) * dtype.size())).max(1)
-}
 
 /// `embed_tokens`: token rows, in vocabulary order.
 #[derive(Clone, Debug)]
@@ -99,7 +89,7 @@ impl Head {
 }
 
 /// Concatenate `pieces` along `dim` (the vocabulary axis) and cut it again every `rows`.
-fn resplit(pieces: Vec<Tensor<2>>, dim: usize, rows: usize) -> Result<Vec<Tensor<2>>> {
+pub(crate) fn resplit<const D: usize>(pieces: Vec<Tensor<D>>, dim: usize, rows: usize) -> Result<Vec<Tensor<D>>> {
     if rows == 0 {
         return Err(ModelError::Input("vocabulary pieces need at least one row".into()));
     }
@@ -111,10 +101,12 @@ fn resplit(pieces: Vec<Tensor<2>>, dim: usize, rows: usize) -> Result<Vec<Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::{MAX_PIECE_BYTES, piece_bytes, rows_per_piece};
 
     #[test]
     fn large_vocabulary_matrices_are_cut_below_the_limit() {
         let v: usize = 262_144;
+        assert_eq!(piece_bytes(), MAX_PIECE_BYTES, "no device lowered the limit in this process");
         // E4B's f32 head (2.68 GB, the operand that was not computed) and the 31B f16 embedding.
         for (e, dtype) in [(2560, DType::F32), (5376, DType::F16), (1536, DType::F16)] {
             let rows = rows_per_piece(e, dtype);

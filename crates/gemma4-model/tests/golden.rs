@@ -46,21 +46,30 @@ fn per_layer_config_spelling_matches_transformers() {
     check_fixture("per_layer_config");
 }
 
-/// The vocabulary matrices cut into uneven device pieces (as large ones load: the 31B f16
-/// embedding, E4B's f32 head) give transformers' logits: lookups cross piece boundaries and the
-/// head's pieces are concatenated in vocabulary order. A tied head and an untied one.
+/// Weights cut into uneven device pieces along their first axis, as large ones load (the 31B f16
+/// embedding, E4B's f32 head, 26B-A4B's f32 expert stacks): transformers' logits still. Lookups
+/// cross piece boundaries, the head's pieces are concatenated in vocabulary order, experts are
+/// found in their group. A tied head, an untied one, and MoE.
 #[test]
-fn vocabulary_in_pieces_matches_transformers() {
-    for name in ["e2b_like", "keqv_bias_untied"] {
+fn weights_in_pieces_match_transformers() {
+    for name in ["e2b_like", "keqv_bias_untied", "moe_keqv"] {
         let golden = load_golden(name);
         let (mut model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
         let v = model.config.vocab_size;
         model.embed_tokens = model.embed_tokens.split_rows(v / 5 + 3).unwrap();
         model.lm_head = model.lm_head.split_rows(v / 3 + 1).unwrap();
         assert!(model.embed_tokens.pieces.len() >= 5 && model.lm_head.pieces.len() >= 3, "{name}: the test must use several pieces");
+        for layer in &mut model.layers {
+            if let Some(moe) = layer.moe.take() {
+                let n = moe.experts.gate_up_dims()[0];
+                let experts = moe.experts.split_experts(n - 1).unwrap(); // uneven: [n - 1, 1]
+                assert_eq!(experts.gate_up_proj.len(), 2, "{name}: two expert groups");
+                layer.moe = Some(gemma4_model::layer::MoeBlock { experts, ..moe });
+            }
+        }
         let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
         let err = rel_l2(&to_vec(model.logits(hidden)), &golden["logits"].values, |_| true);
-        assert!(err < TOL, "{name}: logits with the vocabulary in pieces, relative L2 {err:.3e}");
+        assert!(err < TOL, "{name}: logits with the weights in pieces, relative L2 {err:.3e}");
     }
 }
 

@@ -66,12 +66,20 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         let want_loss = sum.into_scalar::<f32>() as f64;
         let want: BTreeMap<String, Tensor<2>> = adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
 
-        // The vocabulary matrices in several device pieces (as the 31B f16 or E4B f32 ones
-        // load, see `gemma4_model::vocab`) give the same step.
+        // The vocabulary matrices and expert stacks in several device pieces (as the 31B f16
+        // embedding, E4B's f32 head or 26B-A4B's f32 experts load; `weights::MAX_PIECE_BYTES`)
+        // give the same step.
         let mut split = model.clone();
         split.embed_tokens = model.embed_tokens.clone().split_rows(37).expect("pieces");
         split.lm_head = model.lm_head.clone().split_rows(29).expect("pieces");
         assert!(split.embed_tokens.pieces.len() > 2 && split.lm_head.pieces.len() > 2);
+        for layer in &mut split.layers {
+            if let Some(moe) = layer.moe.take() {
+                let experts = moe.experts.split_experts(3).expect("groups");
+                assert!(experts.gate_up_proj.len() > 1);
+                layer.moe = Some(gemma4_model::layer::MoeBlock { experts, ..moe });
+            }
+        }
         for (m, vocab) in [(&model, "one piece"), (&split, "pieces")] {
             for checkpointing in [false, true] {
                 let (loss, got) = accumulate_gradients(m, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing, 1.0, &mut gemma4_train::step::Phases::off()).expect("step");

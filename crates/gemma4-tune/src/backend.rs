@@ -44,15 +44,31 @@ pub fn default_backend() -> Backend {
     }
 }
 
+/// The device of `backend`. On a GPU, weights will be loaded in pieces no larger than the
+/// device's largest buffer (`gemma4_model::weights::limit_piece_bytes`).
 pub fn device(backend: Backend) -> Result<Device> {
-    match backend {
+    let device = match backend {
         #[cfg(feature = "cpu")]
-        Backend::Cpu => Ok(Device::flex()),
+        Backend::Cpu => Device::flex(),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
         #[cfg(feature = "vulkan")]
-        Backend::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+        Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
         #[allow(unreachable_patterns)]
         other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
+    };
+    if let Some(bytes) = largest_buffer(&device) {
+        gemma4_model::weights::limit_piece_bytes(bytes);
+    }
+    Ok(device)
+}
+
+/// The largest buffer a CubeCL device allocates in one piece (`None` on the CPU backend).
+pub fn largest_buffer(device: &Device) -> Option<u64> {
+    match device.as_dispatch() {
+        #[cfg(feature = "wgpu")]
+        burn::backend::DispatchDevice::Cube(d) => Some(d.client().properties().memory.max_page_size),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
