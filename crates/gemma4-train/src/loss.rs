@@ -5,8 +5,16 @@
 use burn::tensor::{DType, Int, Tensor, TensorData, activation::log_softmax};
 use gemma4_model::Gemma4TextModel;
 
-/// Rows of hidden states per logits chunk.
+/// Rows of hidden states per logits chunk (fewer when a chunk's f32 logits would exceed the
+/// device's largest buffer, see [`chunk_rows`]).
 pub const CHUNK_ROWS: usize = 1024;
+
+/// Rows per logits chunk for a vocabulary of `vocab`: [`CHUNK_ROWS`], or as many as fit in
+/// the weight piece limit (`gemma4_model::weights::piece_bytes`, lowered to the device's
+/// largest buffer: 128 MiB on lavapipe) as f32.
+pub fn chunk_rows(vocab: usize) -> usize {
+    CHUNK_ROWS.min(gemma4_model::weights::piece_bytes() / (4 * vocab.max(1))).max(1)
+}
 
 /// Sum of the cross-entropy over target tokens, and how many there are.
 ///
@@ -22,8 +30,9 @@ pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], 
     let count = rows.len();
     let flat = hidden.reshape([b * s, e]);
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32));
-    for start in (0..count).step_by(CHUNK_ROWS) {
-        let n = CHUNK_ROWS.min(count - start);
+    let rows_per_chunk = chunk_rows(model.config.vocab_size);
+    for start in (0..count).step_by(rows_per_chunk) {
+        let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
         let lab = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + n].to_vec(), [n, 1]), &device);
         let h = flat.clone().select(0, idx).reshape([1, n, e]);
@@ -51,8 +60,9 @@ pub fn target_loss_and_grad(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u
     let leaf = hidden.require_grad();
     let mut grad = Tensor::<3>::zeros([b, s, e], (&device, DType::F32));
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32)).detach();
-    for start in (0..count).step_by(CHUNK_ROWS) {
-        let n = CHUNK_ROWS.min(count - start);
+    let rows_per_chunk = chunk_rows(model.config.vocab_size);
+    for start in (0..count).step_by(rows_per_chunk) {
+        let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
         let lab = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + n].to_vec(), [n, 1]), &device);
         let h = leaf.clone().reshape([b * s, e]).select(0, idx).reshape([1, n, e]);
