@@ -26,6 +26,7 @@ pub mod model;
 pub mod moe;
 pub mod norm;
 pub mod params;
+pub mod pieces;
 pub mod ple;
 pub mod quant;
 pub mod random;

@@ -27,7 +27,7 @@ pub struct Router {
 }
 
 /// The stacked expert weights, in device-sized groups of whole experts (one group unless a
-/// layer's stack exceeds [`crate::weights::MAX_PIECE_BYTES`]: 26B-A4B in f32 is 2.0 GB).
+/// layer's stack exceeds [`crate::pieces::MAX_PIECE_BYTES`]: 26B-A4B in f32 is 2.0 GB).
 #[derive(Clone, Debug)]
 pub struct Experts {
     pub layer: usize,
@@ -83,8 +83,8 @@ impl Experts {
     pub fn split_experts(self, per_group: usize) -> Result<Self> {
         Ok(Self {
             layer: self.layer,
-            gate_up_proj: crate::vocab::resplit(self.gate_up_proj, 0, per_group)?,
-            down_proj: crate::vocab::resplit(self.down_proj, 0, per_group)?,
+            gate_up_proj: crate::pieces::resplit(self.gate_up_proj, 0, per_group)?,
+            down_proj: crate::pieces::resplit(self.down_proj, 0, per_group)?,
         })
     }
 

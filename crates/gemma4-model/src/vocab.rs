@@ -1,6 +1,6 @@
 //! The two vocabulary-sized matrices, `embed_tokens` (`[V, e]`) and the head (`[e, V]`), held on
 //! the device as pieces of whole vocabulary rows, each at most
-//! [`MAX_PIECE_BYTES`](crate::weights::MAX_PIECE_BYTES) (why: see there; the 31B f16 embedding
+//! [`MAX_PIECE_BYTES`](crate::pieces::MAX_PIECE_BYTES) (why: see there; the 31B f16 embedding
 //! is 2.8 GB, E4B's f32 head 2.7 GB).
 //!
 //! One piece is exactly the single-tensor path; more pieces give the same values: the head's
@@ -9,7 +9,8 @@
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
-use crate::error::{ModelError, Result};
+use crate::error::Result;
+use crate::pieces::resplit;
 
 /// `embed_tokens`: token rows, in vocabulary order.
 #[derive(Clone, Debug)]
@@ -88,20 +89,10 @@ impl Head {
     }
 }
 
-/// Concatenate `pieces` along `dim` (the vocabulary axis) and cut it again every `rows`.
-pub(crate) fn resplit<const D: usize>(pieces: Vec<Tensor<D>>, dim: usize, rows: usize) -> Result<Vec<Tensor<D>>> {
-    if rows == 0 {
-        return Err(ModelError::Input("vocabulary pieces need at least one row".into()));
-    }
-    let full = Tensor::cat(pieces, dim);
-    let v = full.dims()[dim];
-    Ok((0..v).step_by(rows).map(|start| full.clone().narrow(dim, start, rows.min(v - start))).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::{MAX_PIECE_BYTES, piece_bytes, rows_per_piece};
+    use crate::pieces::{MAX_PIECE_BYTES, piece_bytes, rows_per_piece};
 
     #[test]
     fn large_vocabulary_matrices_are_cut_below_the_limit() {

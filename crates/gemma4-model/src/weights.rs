@@ -11,11 +11,11 @@
 //! (untied heads only) sits at the root in both.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::checkpoint::Checkpoint;
+use crate::pieces::rows_per_piece;
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
 
@@ -178,35 +178,6 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
     out
 }
 
-/// Largest device buffer a weight is loaded into, in bytes; bigger tensors are cut along their
-/// first axis ([`Weights::get_pieces`]). Through burn-wgpu on Vulkan (H200, Burn 0.22.1) a
-/// matmul whose operand was 2.68 GB (E4B's f32 head) was silently not computed while 1.61 GB
-/// ran; 1 GiB stays below that and below the 2 GiB (`i32` offsets, binding ranges) some drivers
-/// have. It concerns the vocabulary matrices (31B f16 embedding 2.8 GB, E4B f32 2.7 GB) and
-/// 26B-A4B's stacked experts in f32 (2.0 GB a layer); the PLE table stays on the host.
-pub const MAX_PIECE_BYTES: usize = 1 << 30;
-
-/// The piece limit in force: [`MAX_PIECE_BYTES`], or less once [`limit_piece_bytes`] was told
-/// of a device with smaller buffers.
-static PIECE_BYTES: AtomicUsize = AtomicUsize::new(MAX_PIECE_BYTES);
-
-/// Lower the piece limit to `device_max` bytes, the largest buffer a device allocates (a GPU
-/// backend reports it: lavapipe's is 256 MiB). Never raises it; applies to later loads.
-pub fn limit_piece_bytes(device_max: u64) {
-    let bytes = usize::try_from(device_max).unwrap_or(usize::MAX).max(1);
-    PIECE_BYTES.fetch_min(bytes, Ordering::Relaxed);
-}
-
-/// The piece limit in force, in bytes.
-pub fn piece_bytes() -> usize {
-    PIECE_BYTES.load(Ordering::Relaxed)
-}
-
-/// Whole rows (first-axis entries) of `width` values in `dtype` per piece, at least one.
-pub fn rows_per_piece(width: usize, dtype: DType) -> usize {
-    (piece_bytes() / (width.max(1) * dtype.size())).max(1)
-}
-
 /// Swap the last two axes of a row-major array (tiled, output row blocks in parallel: loading
 /// transposes every projection, billions of values for real checkpoints).
 fn transpose_last_two<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> (Vec<f32>, [usize; D]) {
@@ -343,7 +314,7 @@ impl<'a> Weights<'a> {
     }
 
     /// A tensor as device pieces cut along its first axis (vocabulary rows, experts), none
-    /// above [`piece_bytes`] in the weight dtype; each piece gets the row's transform (or,
+    /// above [`crate::pieces::piece_bytes`] in the weight dtype; each piece gets the row's transform (or,
     /// with `transpose`, its last two axes swapped: the head `[e, v_p]` from `[v_p, e]`, the
     /// tied `embed_tokens` read again). One piece when the whole tensor fits.
     pub fn get_pieces<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D], transpose: bool) -> Result<Vec<Tensor<D>>> {

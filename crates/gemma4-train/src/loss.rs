@@ -10,10 +10,10 @@ use gemma4_model::Gemma4TextModel;
 pub const CHUNK_ROWS: usize = 1024;
 
 /// Rows per logits chunk for a vocabulary of `vocab`: [`CHUNK_ROWS`], or as many as fit in
-/// the weight piece limit (`gemma4_model::weights::piece_bytes`, lowered to the device's
+/// the weight piece limit (`gemma4_model::pieces::piece_bytes`, lowered to the device's
 /// largest buffer: 128 MiB on lavapipe) as f32.
 pub fn chunk_rows(vocab: usize) -> usize {
-    CHUNK_ROWS.min(gemma4_model::weights::piece_bytes() / (4 * vocab.max(1))).max(1)
+    CHUNK_ROWS.min(gemma4_model::pieces::piece_bytes() / (4 * vocab.max(1))).max(1)
 }
 
 /// Sum of the cross-entropy over target tokens, and how many there are.

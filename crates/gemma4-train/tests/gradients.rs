@@ -67,7 +67,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         let want: BTreeMap<String, Tensor<2>> = adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
 
         // The vocabulary matrices and expert stacks in several device pieces (as the 31B f16
-        // embedding, E4B's f32 head or 26B-A4B's f32 experts load; `weights::MAX_PIECE_BYTES`)
+        // embedding, E4B's f32 head or 26B-A4B's f32 experts load; `pieces::MAX_PIECE_BYTES`)
         // give the same step.
         let mut split = model.clone();
         split.embed_tokens = model.embed_tokens.clone().split_rows(37).expect("pieces");

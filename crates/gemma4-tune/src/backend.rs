@@ -45,7 +45,7 @@ pub fn default_backend() -> Backend {
 }
 
 /// The device of `backend`. On a GPU, weights will be loaded in pieces no larger than the
-/// device's largest buffer (`gemma4_model::weights::limit_piece_bytes`).
+/// device's largest buffer (`gemma4_model::pieces::limit_piece_bytes`).
 pub fn device(backend: Backend) -> Result<Device> {
     let device = match backend {
         #[cfg(feature = "cpu")]
@@ -58,7 +58,7 @@ pub fn device(backend: Backend) -> Result<Device> {
         other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
     };
     if let Some(bytes) = largest_buffer(&device) {
-        gemma4_model::weights::limit_piece_bytes(bytes);
+        gemma4_model::pieces::limit_piece_bytes(bytes);
     }
     Ok(device)
 }

@@ -1,10 +1,11 @@
 //! `config.json` in, a validated and resolved [`Gemma4TextConfig`] out.
 //!
-//! Two layers, as in ripgrep's low/high split: [`HfTextConfig`] mirrors the JSON that
-//! transformers writes (text-only `gemma4_text` at top level, multimodal `gemma4` under
-//! `text_config`); [`Gemma4TextConfig::from_hf`] applies HF's defaults and post-processing
-//! (`configuration_gemma4.py`, transformers 5.24) and derives the per-layer structure: layer
-//! types, head dims, KV heads, KV donors, MLP widths. The model only ever sees the resolved type.
+//! Two layers, as in ripgrep's low/high split: `hf.rs` mirrors the JSON that transformers
+//! writes (text-only `gemma4_text` at top level, multimodal `gemma4` under `text_config`);
+//! `resolve.rs` (through [`Gemma4TextConfig::from_json`]) applies HF's defaults and
+//! post-processing (`configuration_gemma4.py`, transformers 5.24) and derives the per-layer
+//! structure: layer types, head dims, KV heads, KV donors, MLP widths (`gemma3.rs` does the same
+//! for Gemma 3 configs). The model only ever sees the resolved type.
 //!
 //! Missing keys take HF's defaults (never mlx-lm's). Values we do not implement are an error
 //! naming the key; keys we do not know are returned as warnings for the caller to print.

@@ -266,7 +266,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "params": {"total": params.total, "trainable": adapter.num_params()},
         "flops_per_token": {"forward": flops.forward(), "train": flops.train(), "prefill": flops.prefill()},
         "load_s": load_s,
-        "weight_piece_bytes": gemma4_model::weights::piece_bytes(),
+        "weight_piece_bytes": gemma4_model::pieces::piece_bytes(),
         "train": train,
         "prefill": prefill,
         "decode": decode,
