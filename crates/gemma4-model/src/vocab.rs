@@ -26,7 +26,10 @@ impl Embedding {
     /// - ids: `b·s` → `[b, s, e]`
     pub fn lookup(&self, ids: &[usize], b: usize, s: usize, device: &Device) -> Tensor<3> {
         let e = self.pieces[0].dims()[1];
-        let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        let index = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
         if self.pieces.len() == 1 {
             let ids = ids.iter().map(|&i| i as i64).collect();
             return self.pieces[0].clone().select(0, index(ids)).reshape([b, s, e]);

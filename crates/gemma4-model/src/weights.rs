@@ -323,14 +323,19 @@ impl<'a> Weights<'a> {
         let transpose = transpose || matches!(table_row(name).transform, Transform::Transpose | Transform::TransposeExperts);
         let width: usize = shape[1..].iter().product();
         let rows = rows_per_piece(width, self.dtype);
+        let to_device = |chunk: Vec<f32>, piece: [usize; D]| {
+            let (chunk, piece) = if transpose { transpose_last_two(chunk, piece) } else { (chunk, piece) };
+            upload(chunk, piece, &self.device, self.dtype)
+        };
+        if rows >= shape[0] {
+            return Ok(vec![to_device(values, shape)]); // one piece: no copy of the host values
+        }
         let pieces = (0..shape[0])
             .step_by(rows)
             .map(|start| {
                 let mut piece = shape;
                 piece[0] = rows.min(shape[0] - start);
-                let chunk = values[start * width..(start + piece[0]) * width].to_vec();
-                let (chunk, piece) = if transpose { transpose_last_two(chunk, piece) } else { (chunk, piece) };
-                upload(chunk, piece, &self.device, self.dtype)
+                to_device(values[start * width..(start + piece[0]) * width].to_vec(), piece)
             })
             .collect();
         Ok(pieces)
