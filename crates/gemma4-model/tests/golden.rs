@@ -64,7 +64,7 @@ fn weights_in_pieces_match_transformers() {
                 let n = moe.experts.gate_up_dims()[0];
                 let experts = moe.experts.split_experts(n - 1).unwrap(); // uneven: [n - 1, 1]
                 assert_eq!(experts.gate_up_proj.len(), 2, "{name}: two expert groups");
-                layer.moe = Some(gemma4_model::layer::MoeBlock { experts, ..moe });
+                layer.moe = Some(gemma4_model::MoeBlock { experts, ..moe });
             }
         }
         let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
