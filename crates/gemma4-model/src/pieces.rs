@@ -21,7 +21,7 @@ pub const MAX_PIECE_BYTES: usize = 1 << 30;
 /// reported, as on the CPU): [`MAX_PIECE_BYTES`], or less; at least 1.
 pub fn piece_limit(device_max: Option<u64>) -> usize {
     let device = device_max.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX));
-    device.min(MAX_PIECE_BYTES).max(1)
+    device.clamp(1, MAX_PIECE_BYTES)
 }
 
 /// Whole rows (first-axis entries) of `width` values in `dtype` per piece of at most
