@@ -9,7 +9,7 @@ use burn::tensor::{DType, Tensor};
 use crate::error::{ModelError, Result};
 
 /// Largest device buffer a weight is loaded into by default, in bytes; bigger tensors are cut
-/// along their first axis ([`crate::weights::Weights::get_pieces`]). Through burn-wgpu on Vulkan
+/// along their first axis (`Weights::get_pieces`). Through burn-wgpu on Vulkan
 /// (H200, Burn 0.22.1) a matmul whose operand was 2.68 GB (E4B's f32 head) was silently not
 /// computed while 1.61 GB ran; 1 GiB stays below that and below the 2 GiB (`i32` offsets, binding
 /// ranges) some drivers have. It concerns the vocabulary matrices (31B f16 embedding 2.8 GB, E4B

@@ -21,7 +21,9 @@ pub enum CheckpointSource {
     Gguf(PathBuf),
     /// Weights computed for a config ([`RandomInit`]); nothing is read.
     Random {
+        /// The config whose tensors are drawn (every one its checkpoint would hold).
         config: Box<Gemma4TextConfig>,
+        /// Seed and scale of the values.
         init: RandomInit,
     },
 }

@@ -26,8 +26,9 @@ const PREFIXES: &[&str] = &["model.language_model.", "model."];
 /// What loading did with the checkpoint's tensors.
 #[derive(Clone, Debug, Default)]
 pub struct LoadReport {
+    /// How many checkpoint tensors the model read.
     pub used: usize,
-    /// Names dropped by a [`DROPPED`] / [`DROPPED_IN_SHARED_LAYERS`] rule.
+    /// Names dropped by a `DROPPED` / `DROPPED_IN_SHARED_LAYERS` rule of the weight table.
     pub dropped: Vec<String>,
 }
 
