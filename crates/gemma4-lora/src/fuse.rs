@@ -18,7 +18,7 @@ use std::path::Path;
 
 use burn::tensor::{DType, Tensor};
 use gemma4_model::Checkpoint;
-use gemma4_model::checkpoint::{INDEX_FILE, SINGLE_FILE};
+use gemma4_model::{INDEX_FILE, SINGLE_FILE};
 use safetensors::Dtype;
 
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};

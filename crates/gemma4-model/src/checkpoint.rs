@@ -1,10 +1,10 @@
-//! The files of a Hugging Face checkpoint: `model.safetensors`, or the shards listed by
+//! The tensors of a checkpoint, by HF name, from one of three [`Storage`]s: the files of a
+//! Hugging Face checkpoint (`model.safetensors`, or the shards listed by
 //! `model.safetensors.index.json` — exactly the files transformers would load, never every
-//! `*.safetensors` lying in the directory. Files are memory-mapped; tensors are decoded from
-//! bf16/f16/f32 on demand, one at a time, so loading never holds two copies of the checkpoint.
-//!
-//! A GGUF file ([`Checkpoint::open_gguf`]) is another source behind the same interface: its
-//! tensors are listed under their HF names (`gguf::hf_name`) and dequantised on demand.
+//! `*.safetensors` lying in the directory), a GGUF file (`formats::gguf`: its tensors listed
+//! under their HF names and dequantised on demand), or random values (benchmarks). Files are
+//! memory-mapped; tensors are decoded to f32 on demand, one at a time, so loading never holds
+//! two copies of the checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -17,48 +17,64 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
-use crate::gguf;
+use crate::formats::quant::{GgmlType, dequantize};
 use crate::random::RandomInit;
 use crate::weights::expected_tensors;
-use crate::quant::{GgmlType, dequantize};
 
 /// Name of the single-file checkpoint.
 pub const SINGLE_FILE: &str = "model.safetensors";
 /// Name of the shard index of a sharded checkpoint.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// One tensor's place in a mapped file.
+/// One tensor's place in a checkpoint.
 #[derive(Clone, Debug)]
 pub struct TensorInfo {
-    /// The stored dtype; `F32` (what it decodes to) for GGUF tensors, see `ggml`.
+    /// The stored dtype; `F32` (what they decode to) for GGUF and random tensors.
     pub dtype: Dtype,
-    /// GGUF tensors: the stored ggml type and whether 1 is subtracted (llama.cpp's `1 + w` norms).
-    pub ggml: Option<(GgmlType, bool)>,
+    /// The stored (HF) shape.
     pub shape: Vec<usize>,
-    file: usize,
-    /// Byte range inside the file (header included in the offset).
-    start: usize,
-    end: usize,
+    /// Index of the file in the storage's list (safetensors shards; 0 for GGUF).
+    pub(crate) file: usize,
+    /// Byte range inside the file (header included in the offset; empty for random tensors).
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
 /// A mapped file.
 #[derive(Debug)]
-struct Mapped {
-    path: PathBuf,
-    map: Mmap,
+pub(crate) struct Mapped {
+    pub(crate) path: PathBuf,
+    pub(crate) map: Mmap,
+}
+
+/// Where a checkpoint's values come from; every read matches on it.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// `model.safetensors` or the shards of an index: f32/f16/bf16 values as stored.
+    Safetensors { files: Vec<Mapped> },
+    /// One GGUF file: ggml blocks, with each tensor's ggml type and whether 1 is subtracted
+    /// (llama.cpp's `1 + w` norms).
+    Gguf { file: Mapped, types: BTreeMap<String, (GgmlType, bool)> },
+    /// Computed weights (benchmarks): every tensor is drawn, none is read.
+    Random(RandomInit),
 }
 
 /// All tensors of a checkpoint, by name.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The directory (or GGUF file) it was opened from; a description for random weights.
     pub dir: PathBuf,
-    files: Arc<Vec<Mapped>>,
+    /// Every stored tensor, by its HF name.
     pub tensors: BTreeMap<String, TensorInfo>,
-    /// Computed weights (benchmarks): every tensor is drawn, none is read.
-    random: Option<RandomInit>,
+    storage: Arc<Storage>,
 }
 
 impl Checkpoint {
+    /// A checkpoint from its parts (the GGUF reader builds one).
+    pub(crate) fn from_parts(dir: PathBuf, tensors: BTreeMap<String, TensorInfo>, storage: Storage) -> Self {
+        Self { dir, tensors, storage: Arc::new(storage) }
+    }
+
     /// Open `model.safetensors`, or the shards named in `model.safetensors.index.json`.
     pub fn open(dir: &Path) -> Result<Self> {
         let index = dir.join(INDEX_FILE);
@@ -81,108 +97,78 @@ impl Checkpoint {
         let mut tensors = BTreeMap::new();
         for (fi, path) in paths.iter().enumerate() {
             let map = map_file(path)?;
-            let st = SafeTensors::deserialize(&map)
-                .map_err(|e| ModelError::Safetensors { path: path.clone(), reason: e.to_string() })?;
-            for (name, view) in st.tensors() {
-                let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-                let info = TensorInfo {
-                    ggml: None,
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
-                    file: fi,
-                    start,
-                    end: start + view.data().len(),
-                };
-                if tensors.insert(name.clone(), info).is_some() {
-                    return Err(ModelError::Tensor { name, reason: format!("stored twice (again in {})", path.display()) });
-                }
-            }
+            list_tensors(&map, path, fi, &mut tensors)?;
             files.push(Mapped { path: path.clone(), map });
         }
         if let Some(map) = weight_map {
             for (name, file) in map {
                 if !tensors.contains_key(&name) {
-                    return Err(ModelError::Tensor { name, reason: format!("listed in {INDEX_FILE} (in {file}) but not stored there") });
+                    let reason = format!("listed in {INDEX_FILE} (in {file}) but not stored there");
+                    return Err(ModelError::Tensor { name, reason });
                 }
             }
         }
-        Ok(Self { dir: dir.to_owned(), files: Arc::new(files), tensors, random: None })
-    }
-
-    /// Open a GGUF file: the tensors under their HF names, and the HF `config.json` its
-    /// metadata describes. Tensors of a type we cannot dequantise are an error naming both.
-    pub fn open_gguf(path: &Path) -> Result<(Self, serde_json::Value)> {
-        let map = map_file(path)?;
-        let header = gguf::parse(&map, path)?;
-        let config = gguf::config_json(&header, path)?;
-        let mut tensors = BTreeMap::new();
-        for t in header.tensors {
-            let (name, is_norm) = gguf::hf_name(&t.name).ok_or_else(|| ModelError::Tensor {
-                name: t.name.clone(),
-                reason: format!("in {}: no HF name for this llama.cpp tensor", path.display()),
-            })?;
-            let ty = t.ggml_type.map_err(|ty| ModelError::Tensor {
-                name: t.name.clone(),
-                reason: format!("type {ty} cannot be dequantised (supported: F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)"),
-            })?;
-            let info = TensorInfo { dtype: Dtype::F32, ggml: Some((ty, is_norm)), shape: t.shape, file: 0, start: t.start, end: t.end };
-            if tensors.insert(name.clone(), info).is_some() {
-                return Err(ModelError::Tensor { name, reason: format!("stored twice in {}", path.display()) });
-            }
-        }
-        let files = vec![Mapped { path: path.to_owned(), map }];
-        Ok((Self { dir: path.to_owned(), files: Arc::new(files), tensors, random: None }, config))
+        Ok(Self::from_parts(dir.to_owned(), tensors, Storage::Safetensors { files }))
     }
 
     /// A checkpoint of random weights with every tensor a `cfg` checkpoint holds, under `model.`.
     pub fn random(cfg: &Gemma4TextConfig, init: RandomInit) -> Self {
         let tensors = expected_tensors(cfg, "model.")
             .into_iter()
-            .map(|(name, shape)| (name, TensorInfo { dtype: Dtype::F32, ggml: None, shape, file: 0, start: 0, end: 0 }))
+            .map(|(name, shape)| (name, TensorInfo { dtype: Dtype::F32, shape, file: 0, start: 0, end: 0 }))
             .collect();
-        Self { dir: PathBuf::from(format!("<random weights, seed {}>", init.seed)), files: Arc::new(Vec::new()), tensors, random: Some(init) }
+        let dir = PathBuf::from(format!("<random weights, seed {}>", init.seed));
+        Self::from_parts(dir, tensors, Storage::Random(init))
     }
 
-    /// The file a tensor lives in (for messages).
+    /// The file a tensor lives in (for messages; `None` for random weights).
     pub fn file_of(&self, name: &str) -> Option<&Path> {
-        self.tensors.get(name).and_then(|t| self.files.get(t.file)).map(|f| f.path.as_path())
+        let t = self.tensors.get(name)?;
+        match &*self.storage {
+            Storage::Safetensors { files } => files.get(t.file).map(|f| f.path.as_path()),
+            Storage::Gguf { file, .. } => Some(file.path.as_path()),
+            Storage::Random(_) => None,
+        }
     }
 
     /// The raw little-endian bytes of a safetensors tensor (`None` for GGUF tensors, whose
-    /// bytes are ggml blocks, not `dtype` values).
+    /// bytes are ggml blocks, not `dtype` values, and for random ones).
     pub fn bytes(&self, name: &str) -> Option<&[u8]> {
-        self.tensors.get(name).filter(|t| t.ggml.is_none() && self.random.is_none())?;
-        self.raw(name)
-    }
-
-    fn raw(&self, name: &str) -> Option<&[u8]> {
         let t = self.tensors.get(name)?;
-        Some(&self.files.get(t.file)?.map[t.start..t.end])
+        match &*self.storage {
+            Storage::Safetensors { files } => Some(&files.get(t.file)?.map[t.start..t.end]),
+            Storage::Gguf { .. } | Storage::Random(_) => None,
+        }
     }
 
-    /// Decode a tensor to f32 values (row-major), from f32, f16 or bf16.
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })
+    }
+
+    /// Decode a tensor to f32 values (row-major), from f32, f16, bf16 or a ggml type.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let info = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })?;
-        if let Some(init) = &self.random {
-            return Ok(init.values(name, 0..info.shape.iter().product()));
-        }
-        let bytes = self.raw(name).unwrap_or_default();
-        match info.ggml {
-            Some((ty, minus_one)) => {
-                let mut v = dequantize(ty, bytes);
+        let info = self.info(name)?;
+        match &*self.storage {
+            Storage::Safetensors { .. } => decode_f32(name, info.dtype, self.bytes(name).unwrap_or_default()),
+            Storage::Gguf { file, types } => {
+                let (ty, minus_one) = types.get(name).copied().ok_or_else(|| ModelError::Tensor {
+                    name: name.into(),
+                    reason: format!("no ggml type recorded in {}", file.path.display()),
+                })?;
+                let mut v = dequantize(ty, &file.map[info.start..info.end]);
                 if minus_one {
                     v.iter_mut().for_each(|x| *x -= 1.0);
                 }
                 Ok(v)
             }
-            None => decode_f32(name, info.dtype, bytes),
+            Storage::Random(init) => Ok(init.values(name, 0..info.shape.iter().product())),
         }
     }
 
     /// Decode rows `ids` of a 2-D tensor `[rows, cols]` to f32 (used for the PLE table, which
     /// stays on the host: only the rows of the current tokens are ever read).
     pub fn gather_rows_f32(&self, name: &str, ids: &[usize]) -> Result<Vec<f32>> {
-        let info = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })?;
+        let info = self.info(name)?;
         let (rows, cols) = match info.shape.as_slice() {
             [r, c] => (*r, *c),
             s => return Err(ModelError::Tensor { name: name.into(), reason: format!("expected 2 dims, found {s:?}") }),
@@ -192,21 +178,38 @@ impl Checkpoint {
         }
         // Rows in parallel: on E2B a batch of 8192 tokens gathers 73 M values per step.
         let mut out = vec![0f32; ids.len() * cols];
-        if let Some(init) = &self.random {
-            out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| init.fill(name, id * cols, row));
-            return Ok(out);
+        let rows_out = out.par_chunks_mut(cols).zip(ids.par_iter());
+        match &*self.storage {
+            Storage::Safetensors { .. } => {
+                let width = dtype_size(name, info.dtype)?;
+                let bytes = self.bytes(name).unwrap_or_default();
+                let dtype = info.dtype;
+                rows_out.for_each(|(row, &id)| decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row));
+            }
+            Storage::Gguf { .. } => {
+                let all = self.to_f32(name)?;
+                rows_out.for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
+            }
+            Storage::Random(init) => rows_out.for_each(|(row, &id)| init.fill(name, id * cols, row)),
         }
-        if info.ggml.is_some() {
-            let all = self.to_f32(name)?;
-            out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
-            return Ok(out);
-        }
-        let width = dtype_size(name, info.dtype)?;
-        let bytes = self.bytes(name).unwrap_or_default();
-        let dtype = info.dtype;
-        out.par_chunks_mut(cols).zip(ids.par_iter()).for_each(|(row, &id)| decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row));
         Ok(out)
     }
+}
+
+/// Add the tensors of the safetensors file `path` (file `fi`, mapped as `map`) to `tensors`.
+fn list_tensors(map: &Mmap, path: &Path, fi: usize, tensors: &mut BTreeMap<String, TensorInfo>) -> Result<()> {
+    let st = SafeTensors::deserialize(map)
+        .map_err(|e| ModelError::Safetensors { path: path.to_owned(), reason: e.to_string() })?;
+    for (name, view) in st.tensors() {
+        let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
+        let end = start + view.data().len();
+        let info = TensorInfo { dtype: view.dtype(), shape: view.shape().to_vec(), file: fi, start, end };
+        if tensors.insert(name.clone(), info).is_some() {
+            let reason = format!("stored twice (again in {})", path.display());
+            return Err(ModelError::Tensor { name, reason });
+        }
+    }
+    Ok(())
 }
 
 fn dtype_size(name: &str, dtype: Dtype) -> Result<usize> {
@@ -232,7 +235,7 @@ fn decode_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-fn map_file(path: &Path) -> Result<Mmap> {
+pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
     let file = File::open(path).map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
     // SAFETY: the mapping is read-only; a checkpoint modified while we read it is outside our
     // contract (as for every mmap-based loader: safetensors, candle, mlx).

@@ -84,7 +84,7 @@ pub struct Linear {
 
 impl Linear {
     /// The input is cast to the weight dtype (the residual stream may be wider, see
-    /// [`residual_dtype`]); the output has the weight dtype.
+    /// `residual_dtype`); the output has the weight dtype.
     ///
     /// # Shapes
     /// - x: `[b, s, in]` → `[b, s, out]`

@@ -6,12 +6,10 @@
 //! `embed_tokens` or a separate `lm_head`) and the final softcap `c·tanh(x/c)`, in f32.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
 
-use crate::checkpoint::Checkpoint;
-use crate::config::{Gemma4TextConfig, LayerType, LoadedConfig};
+use crate::config::{Gemma4TextConfig, LayerType};
 use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
 use crate::linear::{ProjName, Site};
@@ -19,7 +17,6 @@ use crate::norm::RmsNorm;
 use crate::ple::Ple;
 use crate::rope::Rope;
 use crate::vocab::{Embedding, Head};
-use crate::weights::{LoadReport, Weights};
 
 /// A batch of token ids, row-major `[batch, seq]`, with optional right-padding validity.
 #[derive(Clone, Debug)]
@@ -70,6 +67,8 @@ pub struct Gemma4TextModel {
     pub device: Device,
     /// Prefix of the text weights in the checkpoint: `model.` or `model.language_model.`.
     pub weight_prefix: &'static str,
+    /// The piece limit the weights were loaded with ([`Gemma4TextModel::piece_bytes`]).
+    pub(crate) piece_bytes: usize,
 }
 
 /// A projection an adapter can target.
@@ -83,71 +82,6 @@ pub struct Projection {
 }
 
 impl Gemma4TextModel {
-    /// Load `config.json` and the checkpoint in `dir`; weights in `dtype` (norms stay f32).
-    /// Returns the model, the load report and config warnings (unknown keys).
-    ///
-    /// `dir` may also be a `.gguf` file, or a directory holding one `.gguf` and no
-    /// `config.json`: the config then comes from the GGUF metadata (Gemma 3 only).
-    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Self, LoadReport, Vec<String>)> {
-        if (dir.is_file() || !dir.join("config.json").is_file())
-            && let Some(path) = crate::gguf::find_gguf(dir)?
-        {
-            let (ckpt, json) = Checkpoint::open_gguf(&path)?;
-            let loaded = Gemma4TextConfig::from_json(&json)?;
-            let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
-            return Ok((model, report, loaded.warnings));
-        }
-        let loaded = Gemma4TextConfig::from_file(&dir.join("config.json"))?;
-        let ckpt = Checkpoint::open(dir)?;
-        let (model, report) = Self::load(loaded.config, &ckpt, device, dtype)?;
-        Ok((model, report, loaded.warnings))
-    }
-
-    /// The resolved config of a model path (as [`Gemma4TextModel::from_dir`] accepts it: a
-    /// directory with `config.json`, a `.gguf` file or a directory holding one), without weights.
-    pub fn config_at(dir: &Path) -> Result<LoadedConfig> {
-        if dir.is_file() && dir.extension().is_some_and(|e| e == "json") {
-            return Gemma4TextConfig::from_file(dir);
-        }
-        if (dir.is_file() || !dir.join("config.json").is_file())
-            && let Some(path) = crate::gguf::find_gguf(dir)?
-        {
-            let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-            let header = crate::gguf::parse(&bytes, &path)?;
-            return Gemma4TextConfig::from_json(&crate::gguf::config_json(&header, &path)?);
-        }
-        Gemma4TextConfig::from_file(&dir.join("config.json"))
-    }
-
-    /// Build the model from an opened checkpoint; every tensor is used or explicitly dropped.
-    pub fn load(config: Gemma4TextConfig, ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<(Self, LoadReport)> {
-        if !device.supports_dtype(dtype) {
-            return Err(ModelError::Input(format!("the device does not support dtype {dtype:?}")));
-        }
-        let mut w = Weights::new(ckpt, device, dtype)?;
-        let (v, e) = (config.vocab_size, config.hidden_size);
-        let embed_tokens = Embedding { pieces: w.get_pieces("embed_tokens.weight", None, [v, e], false)? };
-        let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
-        let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
-        // The head as a contiguous `[e, v]`: `lm_head`, or for tied heads a transposed copy of
-        // `embed_tokens` (memory for speed: a strided view is copied on every matmul).
-        let head = if config.tie_word_embeddings { "embed_tokens.weight" } else { "lm_head.weight" };
-        let lm_head = Head { pieces: w.get_pieces(head, None, [v, e], true)? };
-        let weight_prefix = w.prefix;
-        let report = w.finish(&config)?;
-        let rope = config
-            .rope_parameters
-            .iter()
-            .filter_map(|(lt, rc)| {
-                let d = config.layers.iter().find(|l| l.layer_type == *lt)?.head_dim;
-                Some((*lt, Rope::new(rc, d)))
-            })
-            .collect();
-        let model = Self { config, embed_tokens, ple, layers, norm, lm_head, rope, device: device.clone(), weight_prefix };
-        Ok((model, report))
-    }
-
     /// Every linear projection an adapter may target, in layer order. KV-shared layers have
     /// no k/v projections and k_eq_v layers no v_proj, so they are simply absent here.
     pub fn projections(&self) -> Vec<Projection> {
@@ -176,6 +110,13 @@ impl Gemma4TextModel {
             push(ProjName::DownProj, &layer.mlp.down_proj);
         }
         out
+    }
+
+    /// The largest device buffer one weight piece was loaded into, in bytes (the load's
+    /// [`LoadOptions::piece_bytes`](crate::LoadOptions)); computations that cut their own
+    /// tensors (the chunked loss's logits) stay below it too.
+    pub fn piece_bytes(&self) -> usize {
+        self.piece_bytes
     }
 
     /// Dtype of the projection weights and activations.

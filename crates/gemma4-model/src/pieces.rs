@@ -1,48 +1,58 @@
 //! Device-sized pieces: the largest buffer a weight is loaded into, and cutting a tensor along
 //! one axis into pieces below it ([`crate::weights::Weights::get_pieces`] loads them; `vocab`
-//! and `moe` compute with them).
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! and `moe` compute with them). The limit is a value of the load
+//! ([`LoadOptions::piece_bytes`](crate::LoadOptions)), kept by the model it built
+//! ([`Gemma4TextModel::piece_bytes`](crate::Gemma4TextModel::piece_bytes)).
 
 use burn::tensor::{DType, Tensor};
 
 use crate::error::{ModelError, Result};
 
-/// Largest device buffer a weight is loaded into, in bytes; bigger tensors are cut along their
-/// first axis ([`crate::weights::Weights::get_pieces`]). Through burn-wgpu on Vulkan (H200,
-/// Burn 0.22.1) a matmul whose operand was 2.68 GB (E4B's f32 head) was silently not computed while 1.61 GB
-/// ran; 1 GiB stays below that and below the 2 GiB (`i32` offsets, binding ranges) some drivers
-/// have. It concerns the vocabulary matrices (31B f16 embedding 2.8 GB, E4B f32 2.7 GB) and
-/// 26B-A4B's stacked experts in f32 (2.0 GB a layer); the PLE table stays on the host.
+/// Largest device buffer a weight is loaded into by default, in bytes; bigger tensors are cut
+/// along their first axis (`Weights::get_pieces`). Through burn-wgpu on Vulkan
+/// (H200, Burn 0.22.1) a matmul whose operand was 2.68 GB (E4B's f32 head) was silently not
+/// computed while 1.61 GB ran; 1 GiB stays below that and below the 2 GiB (`i32` offsets, binding
+/// ranges) some drivers have. It concerns the vocabulary matrices (31B f16 embedding 2.8 GB, E4B
+/// f32 2.7 GB) and 26B-A4B's stacked experts in f32 (2.0 GB a layer); the PLE table stays on the
+/// host. A device with smaller buffers (lavapipe: 128 MiB) loads with its own, lower limit.
 pub const MAX_PIECE_BYTES: usize = 1 << 30;
 
-/// The piece limit in force: [`MAX_PIECE_BYTES`], or less once [`limit_piece_bytes`] was told
-/// of a device with smaller buffers.
-static PIECE_BYTES: AtomicUsize = AtomicUsize::new(MAX_PIECE_BYTES);
-
-/// Lower the piece limit to `device_max` bytes, the largest buffer a device allocates (a GPU
-/// backend reports it: lavapipe's is 128 MiB). Never raises it; applies to later loads.
-pub fn limit_piece_bytes(device_max: u64) {
-    let bytes = usize::try_from(device_max).unwrap_or(usize::MAX).max(1);
-    PIECE_BYTES.fetch_min(bytes, Ordering::Relaxed);
+/// The piece limit for a device whose largest buffer is `device_max` bytes (`None`: no limit
+/// reported, as on the CPU): [`MAX_PIECE_BYTES`], or less; at least 1.
+pub fn piece_limit(device_max: Option<u64>) -> usize {
+    let device = device_max.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX));
+    device.clamp(1, MAX_PIECE_BYTES)
 }
 
-/// The piece limit in force, in bytes.
-pub fn piece_bytes() -> usize {
-    PIECE_BYTES.load(Ordering::Relaxed)
-}
-
-/// Whole rows (first-axis entries) of `width` values in `dtype` per piece, at least one.
-pub fn rows_per_piece(width: usize, dtype: DType) -> usize {
-    (piece_bytes() / (width.max(1) * dtype.size())).max(1)
+/// Whole rows (first-axis entries) of `width` values in `dtype` per piece of at most
+/// `piece_bytes`, at least one.
+pub fn rows_per_piece(piece_bytes: usize, width: usize, dtype: DType) -> usize {
+    (piece_bytes / (width.max(1) * dtype.size())).max(1)
 }
 
 /// Concatenate `pieces` along `dim` and cut the result again every `rows` entries of that axis.
-pub fn resplit<const D: usize>(pieces: Vec<Tensor<D>>, dim: usize, rows: usize) -> Result<Vec<Tensor<D>>> {
+pub fn resplit<const D: usize>(
+    pieces: Vec<Tensor<D>>,
+    dim: usize,
+    rows: usize,
+) -> Result<Vec<Tensor<D>>> {
     if rows == 0 {
         return Err(ModelError::Input("pieces need at least one entry along the cut axis".into()));
     }
     let full = Tensor::cat(pieces, dim);
     let v = full.dims()[dim];
     Ok((0..v).step_by(rows).map(|start| full.clone().narrow(dim, start, rows.min(v - start))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_the_smaller_of_the_device_and_the_default() {
+        assert_eq!(piece_limit(None), MAX_PIECE_BYTES);
+        assert_eq!(piece_limit(Some(128 << 20)), 128 << 20, "lavapipe");
+        assert_eq!(piece_limit(Some(u64::MAX)), MAX_PIECE_BYTES, "never raised");
+        assert_eq!(piece_limit(Some(0)), 1);
+    }
 }

@@ -1,7 +1,7 @@
 //! The two vocabulary-sized matrices, `embed_tokens` (`[V, e]`) and the head (`[e, V]`), held on
-//! the device as pieces of whole vocabulary rows, each at most
-//! [`MAX_PIECE_BYTES`](crate::pieces::MAX_PIECE_BYTES) (why: see there; the 31B f16 embedding
-//! is 2.8 GB, E4B's f32 head 2.7 GB).
+//! the device as pieces of whole vocabulary rows, each at most the load's piece limit
+//! ([`MAX_PIECE_BYTES`](crate::pieces::MAX_PIECE_BYTES) by default; why: see there; the 31B f16
+//! embedding is 2.8 GB, E4B's f32 head 2.7 GB).
 //!
 //! One piece is exactly the single-tensor path; more pieces give the same values: the head's
 //! logits are the pieces' products concatenated along the vocabulary, and a lookup gathers each
@@ -95,20 +95,19 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pieces::{MAX_PIECE_BYTES, piece_bytes, rows_per_piece};
+    use crate::pieces::{MAX_PIECE_BYTES, rows_per_piece};
 
     #[test]
     fn large_vocabulary_matrices_are_cut_below_the_limit() {
         let v: usize = 262_144;
-        assert_eq!(piece_bytes(), MAX_PIECE_BYTES, "no device lowered the limit in this process");
         // E4B's f32 head (2.68 GB, the operand that was not computed) and the 31B f16 embedding.
         for (e, dtype) in [(2560, DType::F32), (5376, DType::F16), (1536, DType::F16)] {
-            let rows = rows_per_piece(e, dtype);
+            let rows = rows_per_piece(MAX_PIECE_BYTES, e, dtype);
             assert!(rows * e * dtype.size() <= MAX_PIECE_BYTES);
             let pieces = v.div_ceil(rows);
             assert_eq!(pieces > 1, v * e * dtype.size() > MAX_PIECE_BYTES, "e={e} {dtype:?}: {pieces} pieces");
         }
-        assert_eq!(rows_per_piece(1 << 40, DType::F32), 1, "a row wider than the limit is still one row");
+        assert_eq!(rows_per_piece(MAX_PIECE_BYTES, 1 << 40, DType::F32), 1, "a row wider than the limit is still one row");
     }
 
     #[test]

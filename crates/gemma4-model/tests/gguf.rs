@@ -4,15 +4,14 @@
 mod common;
 
 use common::*;
-use gemma4_model::gguf::{MetaValue, parse};
-use gemma4_model::quant::dequantize;
+use gemma4_model::{GgmlType, GgufHeader, MetaValue, dequantize};
 
 #[test]
 fn every_block_type_dequantises_like_gguf_py() {
     let dir = fixtures_dir().join("gguf_blocks");
     let path = dir.join("blocks.gguf");
     let bytes = std::fs::read(&path).unwrap();
-    let header = parse(&bytes, &path).unwrap();
+    let header = GgufHeader::parse(&bytes, &path).unwrap();
     let want = {
         let b = std::fs::read(dir.join("expected.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&b).unwrap();
@@ -41,9 +40,9 @@ fn every_block_type_dequantises_like_gguf_py() {
 #[test]
 fn unsupported_types_and_bad_files_are_clear_errors() {
     let path = std::path::Path::new("x.gguf");
-    let e = parse(b"GGML\x03\0\0\0", path).unwrap_err().to_string();
+    let e = GgufHeader::parse(b"GGML\x03\0\0\0", path).unwrap_err().to_string();
     assert!(e.contains("bad magic"), "{e}");
-    let e = parse(b"GGUF\x03\0\0\0\x01", path).unwrap_err().to_string();
+    let e = GgufHeader::parse(b"GGUF\x03\0\0\0\x01", path).unwrap_err().to_string();
     assert!(e.contains("truncated"), "{e}");
-    assert_eq!(gemma4_model::quant::GgmlType::from_id(10), Err("Q2_K".into()));
+    assert_eq!(GgmlType::from_id(10), Err("Q2_K".into()));
 }

@@ -8,7 +8,7 @@ mod common;
 
 use burn::tensor::DType;
 use common::*;
-use gemma4_model::{Gemma4TextModel, NoAdapter};
+use gemma4_model::{Gemma4TextModel, LoadOptions, NoAdapter};
 
 const TOL: f64 = 1e-4;
 
@@ -64,12 +64,33 @@ fn weights_in_pieces_match_transformers() {
                 let n = moe.experts.gate_up_dims()[0];
                 let experts = moe.experts.split_experts(n - 1).unwrap(); // uneven: [n - 1, 1]
                 assert_eq!(experts.gate_up_proj.len(), 2, "{name}: two expert groups");
-                layer.moe = Some(gemma4_model::layer::MoeBlock { experts, ..moe });
+                layer.moe = Some(gemma4_model::MoeBlock { experts, ..moe });
             }
         }
         let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
         let err = rel_l2(&to_vec(model.logits(hidden)), &golden["logits"].values, |_| true);
         assert!(err < TOL, "{name}: logits with the weights in pieces, relative L2 {err:.3e}");
+    }
+}
+
+/// The loader cuts by the load's piece limit: a limit below the vocabulary matrices and the
+/// expert stacks loads them in several pieces, the model reports the limit it was loaded with,
+/// and the logits are transformers' still.
+#[test]
+fn a_low_piece_limit_loads_in_pieces_that_match_transformers() {
+    for name in ["e2b_like", "keqv_bias_untied", "moe_keqv"] {
+        let golden = load_golden(name);
+        let dir = fixtures_dir().join(name);
+        let (whole, _, _) = Gemma4TextModel::from_dir(&dir, &device(), DType::F32).unwrap();
+        assert_eq!(whole.piece_bytes(), gemma4_model::MAX_PIECE_BYTES);
+        let bytes = whole.embed_tokens.pieces[0].dims().iter().product::<usize>() * 4 / 3;
+        let options = LoadOptions::new(DType::F32).with_piece_bytes(bytes);
+        let (model, _, _) = Gemma4TextModel::from_dir_with(&dir, &device(), options).unwrap();
+        assert_eq!(model.piece_bytes(), bytes);
+        assert!(model.embed_tokens.pieces.len() >= 3 && model.lm_head.pieces.len() >= 3, "{name}: pieces");
+        let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
+        let err = rel_l2(&to_vec(model.logits(hidden)), &golden["logits"].values, |_| true);
+        assert!(err < TOL, "{name}: logits loaded in pieces of {bytes} bytes, relative L2 {err:.3e}");
     }
 }
 

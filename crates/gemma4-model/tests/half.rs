@@ -6,8 +6,8 @@ mod common;
 
 use burn::tensor::{DType, Tensor, TensorData};
 use common::*;
-use gemma4_model::linear::Linear;
-use gemma4_model::mlp::Mlp;
+use gemma4_model::Linear;
+use gemma4_model::Mlp;
 use gemma4_model::{Gemma4TextModel, NoAdapter};
 
 /// f16 keeps ~3 decimal digits: the logits of these tiny models agree to about 1e-3.

@@ -167,7 +167,7 @@ fn expected_tensors_match_every_fixture() {
         let (_, report) = Gemma4TextModel::load(cfg.clone(), &ckpt, &device(), DType::F32).unwrap();
         let stored: std::collections::BTreeMap<String, Vec<usize>> =
             ckpt.tensors.iter().filter(|(n, _)| !report.dropped.contains(n)).map(|(n, t)| (n.clone(), t.shape.clone())).collect();
-        let expected: std::collections::BTreeMap<String, Vec<usize>> = gemma4_model::weights::expected_tensors(&cfg, prefix).into_iter().collect();
+        let expected: std::collections::BTreeMap<String, Vec<usize>> = gemma4_model::expected_tensors(&cfg, prefix).into_iter().collect();
         assert_eq!(stored, expected, "{name}");
     }
 }

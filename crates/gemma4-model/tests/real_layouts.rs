@@ -5,7 +5,7 @@
 
 mod common;
 
-use gemma4_model::weights::{classify, expected_tensors};
+use gemma4_model::{classify, expected_tensors};
 use gemma4_model::{Gemma4TextConfig, ParamCounts};
 
 #[test]

@@ -10,10 +10,10 @@ use gemma4_model::Gemma4TextModel;
 pub const CHUNK_ROWS: usize = 1024;
 
 /// Rows per logits chunk for a vocabulary of `vocab`: [`CHUNK_ROWS`], or as many as fit in
-/// the weight piece limit (`gemma4_model::pieces::piece_bytes`, lowered to the device's
-/// largest buffer: 128 MiB on lavapipe) as f32.
-pub fn chunk_rows(vocab: usize) -> usize {
-    CHUNK_ROWS.min(gemma4_model::pieces::piece_bytes() / (4 * vocab.max(1))).max(1)
+/// `piece_bytes` as f32 (the model's piece limit, [`Gemma4TextModel::piece_bytes`]: the
+/// device's largest buffer, 128 MiB on lavapipe, or 1 GiB).
+pub fn chunk_rows(vocab: usize, piece_bytes: usize) -> usize {
+    CHUNK_ROWS.min(piece_bytes / (4 * vocab.max(1))).max(1)
 }
 
 /// Sum of the cross-entropy over target tokens, and how many there are.
@@ -30,7 +30,7 @@ pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], 
     let count = rows.len();
     let flat = hidden.reshape([b * s, e]);
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32));
-    let rows_per_chunk = chunk_rows(model.config.vocab_size);
+    let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
@@ -60,7 +60,7 @@ pub fn target_loss_and_grad(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u
     let leaf = hidden.require_grad();
     let mut grad = Tensor::<3>::zeros([b, s, e], (&device, DType::F32));
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32)).detach();
-    let rows_per_chunk = chunk_rows(model.config.vocab_size);
+    let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);

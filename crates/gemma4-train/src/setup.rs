@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Device};
 use gemma4_data::{ChatTemplate, Split, Tokenizer, load_split};
-use gemma4_model::Gemma4TextModel;
+use gemma4_model::{Gemma4TextModel, LoadOptions};
 
 use crate::error::{Result, TrainError};
 use crate::recipe::Recipe;
@@ -42,10 +42,12 @@ pub fn dtype(name: &str) -> DType {
     }
 }
 
-/// Load the base model, tokenizer and chat template.
-pub fn load_base(recipe: &Recipe, device: &Device) -> Result<Base> {
+/// Load the base model (weights in pieces of at most `piece_bytes`, the device's limit),
+/// tokenizer and chat template.
+pub fn load_base(recipe: &Recipe, device: &Device, piece_bytes: usize) -> Result<Base> {
     let dir = model_dir(recipe)?;
-    let (model, _report, warnings) = Gemma4TextModel::from_dir(&dir, device, dtype(&recipe.model.dtype))?;
+    let options = LoadOptions::new(dtype(&recipe.model.dtype)).with_piece_bytes(piece_bytes);
+    let (model, _report, warnings) = Gemma4TextModel::from_dir_with(&dir, device, options)?;
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.is_file() {
         return Err(TrainError::Run(format!("no tokenizer.json in {} (hint: download the checkpoint with its tokenizer files)", dir.display())));

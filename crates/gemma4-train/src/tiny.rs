@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gemma4_model::Gemma4TextConfig;
-use gemma4_model::weights::expected_tensors;
+use gemma4_model::expected_tensors;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::{Dtype, tensor::TensorView};

@@ -60,20 +60,22 @@ pub fn fingerprint(recipe: &Recipe) -> String {
     format!("{h:016x}")
 }
 
-/// Run (or resume) the recipe on `device` (an autodiff device).
+/// Run (or resume) the recipe on `device` (an autodiff device; weights in pieces of at most
+/// [`gemma4_model::MAX_PIECE_BYTES`]).
 pub fn train(recipe: &Recipe, device: &Device, resume: Option<&Path>) -> Result<Summary> {
-    train_until(recipe, device, resume, &AtomicBool::new(false))
+    train_until(recipe, device, gemma4_model::MAX_PIECE_BYTES, resume, &AtomicBool::new(false))
 }
 
-/// As [`train`]; when `interrupt` becomes true the loop finishes its step, saves a checkpoint
-/// and returns (`Summary.interrupted`).
-pub fn train_until(recipe: &Recipe, device: &Device, resume: Option<&Path>, interrupt: &AtomicBool) -> Result<Summary> {
+/// As [`train`], with weights in pieces of at most `piece_bytes` (the device's limit); when
+/// `interrupt` becomes true the loop finishes its step, saves a checkpoint and returns
+/// (`Summary.interrupted`).
+pub fn train_until(recipe: &Recipe, device: &Device, piece_bytes: usize, resume: Option<&Path>, interrupt: &AtomicBool) -> Result<Summary> {
     let out = &recipe.train.out_dir;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
     for dir in [out.clone(), out.join("base_model")] {
         checkpoint::recover_interrupted_writes(&dir);
     }
-    let base = load_base(recipe, device)?;
+    let base = load_base(recipe, device, piece_bytes)?;
     for w in &base.warnings {
         eprintln!("warning: {w}");
     }

@@ -77,7 +77,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
             if let Some(moe) = layer.moe.take() {
                 let experts = moe.experts.split_experts(3).expect("groups");
                 assert!(experts.gate_up_proj.len() > 1);
-                layer.moe = Some(gemma4_model::layer::MoeBlock { experts, ..moe });
+                layer.moe = Some(gemma4_model::MoeBlock { experts, ..moe });
             }
         }
         for (m, vocab) in [(&model, "one piece"), (&split, "pieces")] {

@@ -44,9 +44,10 @@ pub fn default_backend() -> Backend {
     }
 }
 
-/// The device of `backend`. On a GPU, weights will be loaded in pieces no larger than the
-/// device's largest buffer (`gemma4_model::pieces::limit_piece_bytes`).
-pub fn device(backend: Backend) -> Result<Device> {
+/// The device of `backend`, and the largest piece a weight is loaded into there, in bytes: the
+/// device's largest buffer on a GPU, at most [`gemma4_model::MAX_PIECE_BYTES`]
+/// ([`gemma4_model::LoadOptions::piece_bytes`]).
+pub fn device(backend: Backend) -> Result<(Device, usize)> {
     let device = match backend {
         #[cfg(feature = "cpu")]
         Backend::Cpu => Device::flex(),
@@ -57,10 +58,8 @@ pub fn device(backend: Backend) -> Result<Device> {
         #[allow(unreachable_patterns)]
         other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
     };
-    if let Some(bytes) = largest_buffer(&device) {
-        gemma4_model::pieces::limit_piece_bytes(bytes);
-    }
-    Ok(device)
+    let piece_bytes = gemma4_model::piece_limit(largest_buffer(&device));
+    Ok((device, piece_bytes))
 }
 
 /// The largest buffer a CubeCL device allocates in one piece (`None` on the CPU backend).

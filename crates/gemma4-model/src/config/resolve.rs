@@ -4,7 +4,7 @@
 use super::*;
 
 /// Apply HF defaults and post-processing, then derive the per-layer structure.
-pub(super) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
+pub(crate) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
     // Defaults: HF `Gemma4TextConfig` (configuration_gemma4.py, transformers 5.24).
     let num_hidden_layers = hf.num_hidden_layers.unwrap_or(30);
     let act = hf.hidden_activation.or(hf.hidden_act).unwrap_or_else(|| "gelu_pytorch_tanh".into());
@@ -67,16 +67,7 @@ pub(super) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextCo
         layer_scalar: true,
     };
     if cfg.enable_moe_block {
-        let need = |v: Option<usize>, key: &str| {
-            v.filter(|&x| x > 0)
-                .ok_or_else(|| ModelError::invalid(key, "required (> 0) when enable_moe_block is true"))
-        };
-        cfg.num_experts = need(hf.num_experts, "num_experts")?;
-        cfg.top_k_experts = need(hf.top_k_experts, "top_k_experts")?;
-        cfg.moe_intermediate_size = need(hf.moe_intermediate_size, "moe_intermediate_size")?;
-        if cfg.top_k_experts > cfg.num_experts {
-            return Err(ModelError::invalid("top_k_experts", "larger than num_experts"));
-        }
+        resolve_moe(&mut cfg, [hf.num_experts, hf.top_k_experts, hf.moe_intermediate_size])?;
     }
     let overrides = resolve_overrides(
         hf.per_layer_config,
@@ -90,7 +81,23 @@ pub(super) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextCo
     Ok(cfg)
 }
 
-pub(super) fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
+/// The MoE sizes `[num_experts, top_k_experts, moe_intermediate_size]`, each required (> 0)
+/// when `enable_moe_block` is true.
+fn resolve_moe(cfg: &mut Gemma4TextConfig, [experts, top_k, width]: [Option<usize>; 3]) -> Result<()> {
+    let need = |v: Option<usize>, key: &str| {
+        v.filter(|&x| x > 0)
+            .ok_or_else(|| ModelError::invalid(key, "required (> 0) when enable_moe_block is true"))
+    };
+    cfg.num_experts = need(experts, "num_experts")?;
+    cfg.top_k_experts = need(top_k, "top_k_experts")?;
+    cfg.moe_intermediate_size = need(width, "moe_intermediate_size")?;
+    if cfg.top_k_experts > cfg.num_experts {
+        return Err(ModelError::invalid("top_k_experts", "larger than num_experts"));
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
     let bad = || ModelError::invalid("eos_token_id", "expected an integer or a list of integers");
     match v {
         None => Ok(vec![1]),
@@ -102,7 +109,7 @@ pub(super) fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
 }
 
 /// HF: 5:1 sliding:full pattern when absent; the last layer is forced to full attention.
-pub(super) fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_last_full: bool) -> Result<Vec<LayerType>> {
+pub(crate) fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_last_full: bool) -> Result<Vec<LayerType>> {
     let mut out = match types {
         None => (0..n)
             .map(|i| if (i + 1) % 6 == 0 { LayerType::Full } else { LayerType::Sliding })
@@ -128,7 +135,7 @@ pub(super) fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_la
     Ok(out)
 }
 
-pub(super) fn resolve_rope(
+pub(crate) fn resolve_rope(
     params: Option<BTreeMap<String, Value>>,
     layer_types: &[LayerType],
     rope_types: &[&str],
@@ -195,7 +202,7 @@ pub(super) fn resolve_rope(
 /// Per-layer `(head_dim, num_key_value_heads)` overrides, from either spelling:
 /// `per_layer_config` (newer transformers: `{"<layer>": {"head_dim": .., "num_key_value_heads": ..}}`)
 /// or the older `global_head_dim` / `num_global_key_value_heads` keys (full layers only).
-pub(super) fn resolve_overrides(
+pub(crate) fn resolve_overrides(
     per_layer: Option<BTreeMap<String, Value>>,
     global_head_dim: Option<usize>,
     global_kv: Option<usize>,
@@ -247,7 +254,7 @@ pub(super) fn resolve_overrides(
     Ok(out)
 }
 
-pub(super) fn derive_layers(
+pub(crate) fn derive_layers(
     cfg: &Gemma4TextConfig,
     types: &[LayerType],
     overrides: &[(Option<usize>, Option<usize>)],
@@ -281,7 +288,7 @@ pub(super) fn derive_layers(
     Ok(layers)
 }
 
-pub(super) fn validate(cfg: &Gemma4TextConfig) -> Result<()> {
+pub(crate) fn validate(cfg: &Gemma4TextConfig) -> Result<()> {
     let positive = [
         ("vocab_size", cfg.vocab_size),
         ("hidden_size", cfg.hidden_size),

@@ -15,8 +15,8 @@
 use std::time::Instant;
 
 use burn::tensor::{DType, Device, Distribution, Tensor};
-use gemma4_model::attention::{scaled_dot_product, windowed};
-use gemma4_model::mask::{MaskSpec, RowMasks, build_mask};
+use gemma4_model::{scaled_dot_product, windowed};
+use gemma4_model::{MaskSpec, RowMasks, build_mask};
 use gemma4_model::{Gemma4TextConfig, LayerSpec, LayerType};
 use serde_json::{Value, json};
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use gemma4_data::Batch;
 use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
-use gemma4_model::{Adapter, Checkpoint, Gemma4TextConfig, Gemma4TextModel, KvCache, RandomInit, TokenBatch};
+use gemma4_model::{Adapter, Checkpoint, Gemma4TextConfig, Gemma4TextModel, KvCache, LoadOptions, RandomInit, TokenBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -54,6 +54,8 @@ pub struct BenchSettings {
     pub alpha: f64,
     pub targets: Vec<String>,
     pub dtype: DType,
+    /// Largest device buffer one weight occupies ([`LoadOptions::piece_bytes`]).
+    pub piece_bytes: usize,
     pub gradient_checkpointing: bool,
     pub warmup: usize,
     pub steps: usize,
@@ -85,6 +87,7 @@ impl Default for BenchSettings {
             alpha: 32.0,
             targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
             dtype: DType::F32,
+            piece_bytes: gemma4_model::MAX_PIECE_BYTES,
             gradient_checkpointing: false,
             warmup: 2,
             steps: 5,
@@ -175,7 +178,8 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     let mut peaks = Peaks::default();
     let t = Instant::now();
     let ckpt = Checkpoint::random(&cfg, RandomInit { seed: s.seed, std: 0.02 });
-    let (model, _) = Gemma4TextModel::load(cfg.clone(), &ckpt, &train_device, s.dtype)?;
+    let options = LoadOptions::new(s.dtype).with_piece_bytes(s.piece_bytes);
+    let (model, _) = Gemma4TextModel::load_with(cfg.clone(), &ckpt, &train_device, options)?;
     device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")))?;
     let load_s = secs(t);
     let weights_mem = memory(device);
@@ -266,7 +270,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "params": {"total": params.total, "trainable": adapter.num_params()},
         "flops_per_token": {"forward": flops.forward(), "train": flops.train(), "prefill": flops.prefill()},
         "load_s": load_s,
-        "weight_piece_bytes": gemma4_model::pieces::piece_bytes(),
+        "weight_piece_bytes": model.piece_bytes(),
         "train": train,
         "prefill": prefill,
         "decode": decode,

@@ -74,7 +74,7 @@ pub struct Args {
 
 pub fn run_cmd(args: Args) -> Result<()> {
     let backend = args.backend.unwrap_or_else(backend::default_backend);
-    let device = backend::device(backend)?;
+    let (device, piece_bytes) = backend::device(backend)?;
     let settings = BenchSettings {
         model: args.model,
         batch: args.batch,
@@ -83,6 +83,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
         alpha: args.alpha.unwrap_or(2.0 * args.rank as f64),
         targets: args.targets,
         dtype: args.dtype.burn(),
+        piece_bytes,
         gradient_checkpointing: args.gradient_checkpointing,
         warmup: args.warmup,
         steps: args.steps,

@@ -27,14 +27,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     let path = match args.split.as_str() {
         "train" => Some(recipe.data.train.clone()),
         "valid" => recipe.data.valid.clone(),
         _ => recipe.data.test.clone(),
     };
     let Some(path) = path else { bail!("the recipe has no `{}` split", args.split) };
-    let base = setup::load_base(&recipe, &device)?;
+    let base = setup::load_base(&recipe, &device, piece_bytes)?;
     let split = setup::split(&base, &recipe, &path)?;
     let adapter = match &args.adapter {
         Some(dir) => Some(gemma4_lora::peft_io::load(dir, &base.model).with_context(|| format!("loading adapter {}", dir.display()))?),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use gemma4_lora::{FuseDtype, FuseOptions, fuse, fuse::check_out_dir, layout::Layout, peft_io};
-use gemma4_model::{Checkpoint, Gemma4TextConfig};
+use gemma4_model::{Checkpoint, CheckpointSource, Gemma4TextConfig};
 
 use crate::backend::{self, Backend};
 
@@ -52,8 +52,8 @@ pub fn run(args: Args) -> Result<()> {
     // The adapter is resolved against the config and the checkpoint's tensor table only (no
     // weights are read), and the merge streams tensor by tensor: a checkpoint larger than
     // memory fuses fine.
-    let device = backend::device(Backend::Cpu)?;
-    if !args.model.join("config.json").is_file() && gemma4_model::gguf::find_gguf(&args.model).ok().flatten().is_some() {
+    let (device, _) = backend::device(Backend::Cpu)?;
+    if matches!(CheckpointSource::detect(&args.model), Ok(CheckpointSource::Gguf(_))) {
         bail!("{}: fuse writes a safetensors checkpoint and needs a safetensors base; GGUF bases are read-only here (use the HF checkpoint the GGUF was made from)", args.model.display());
     }
     let loaded = Gemma4TextConfig::from_file(&args.model.join("config.json")).with_context(|| format!("reading {}", args.model.join("config.json").display()))?;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use gemma4_data::{ChatTemplate, Tokenizer, parse_output};
 use gemma4_generate::{GenerationConfig, Sampler, SamplingConfig, generate};
-use gemma4_model::{Adapter, Gemma4TextModel, KvCache, NoAdapter};
+use gemma4_model::{Adapter, Gemma4TextModel, KvCache, LoadOptions, NoAdapter};
 use serde_json::{Value, json};
 
 use crate::backend::{self, Backend, Dtype};
@@ -73,8 +73,9 @@ struct Session {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
-    let (model, _, warnings) = Gemma4TextModel::from_dir(&args.model, &device, args.dtype.burn()).with_context(|| format!("loading model from {}", args.model.display()))?;
+    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
+    let (model, _, warnings) = Gemma4TextModel::from_dir_with(&args.model, &device, options).with_context(|| format!("loading model from {}", args.model.display()))?;
     for w in warnings {
         eprintln!("warning: {w}");
     }

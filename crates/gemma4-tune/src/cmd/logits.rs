@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gemma4_model::{Gemma4TextModel, NoAdapter, TokenBatch, causal_lm_loss};
+use gemma4_model::{Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, causal_lm_loss};
 use safetensors::SafeTensors;
 
 use crate::backend::{self, Backend, Dtype};
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
             (demo.model_dir().to_owned(), demo.input())
         }
     };
-    let mut device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (mut device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     if args.grads {
         device = device.autodiff();
     }
@@ -76,7 +76,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let batch = TokenBatch { attention_mask, ..TokenBatch::new(ids, b, t) };
 
-    let (model, report, warnings) = Gemma4TextModel::from_dir(&model_dir, &device, args.dtype.burn())
+    let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
+    let (model, report, warnings) = Gemma4TextModel::from_dir_with(&model_dir, &device, options)
         .with_context(|| format!("loading model from {}", model_dir.display()))?;
     for w in warnings {
         eprintln!("warning: {w}");

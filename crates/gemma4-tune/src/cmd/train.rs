@@ -26,7 +26,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let device = backend::device(args.backend.unwrap_or_else(backend::default_backend))?.autodiff();
+    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let device = device.autodiff();
     let resume = match args.resume.as_deref() {
         None => None,
         Some("latest") => {
@@ -46,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to exit now)");
     })
     .context("installing the Ctrl-C handler")?;
-    let s = gemma4_train::train_until(&recipe, &device, resume.as_deref(), &INTERRUPT)?;
+    let s = gemma4_train::train_until(&recipe, &device, piece_bytes, resume.as_deref(), &INTERRUPT)?;
     if s.interrupted {
         std::process::exit(130);
     }

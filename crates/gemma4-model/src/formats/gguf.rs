@@ -1,5 +1,5 @@
 //! GGUF v2/v3 base models (llama.cpp's format): header, metadata key/values, tensor table,
-//! aligned data section, memory-mapped; tensors are dequantised at load ([`crate::quant`]).
+//! aligned data section, memory-mapped; tensors are dequantised at load ([`super::quant`]).
 //!
 //! llama.cpp names map to HF names here ([`hf_name`]), the config comes from the `gemma3.*`
 //! metadata as an HF `config.json` ([`config_json`]), and [`crate::Checkpoint`] serves the
@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use safetensors::Dtype;
+
+use super::quant::GgmlType;
+use crate::checkpoint::{Checkpoint, Mapped, Storage, TensorInfo, map_file};
 use crate::error::{ModelError, Result};
-use crate::quant::GgmlType;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +64,14 @@ pub struct GgufHeader {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<GgufTensor>,
+}
+
+impl GgufHeader {
+    /// Parse the header, metadata and tensor table of a GGUF file held in `bytes` (read from
+    /// `path`, named in errors).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        parse(bytes, path)
+    }
 }
 
 struct Cursor<'a> {
@@ -120,7 +131,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parse the header, metadata and tensor table of a GGUF file held in `bytes`.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
     let mut c = Cursor { b: bytes, pos: 0, path };
     if c.take(4)? != b"GGUF" {
         return Err(c.err("not a GGUF file (bad magic)"));
@@ -264,6 +275,35 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
         }
     }
     Ok(cfg)
+}
+
+/// Open a GGUF file: the tensors under their HF names, and the HF `config.json` its metadata
+/// describes. Tensors of a type we cannot dequantise are an error naming both.
+pub(crate) fn open(path: &Path) -> Result<(Checkpoint, Value)> {
+    let map = map_file(path)?;
+    let header = parse(&map, path)?;
+    let config = config_json(&header, path)?;
+    let (mut tensors, mut types) = (BTreeMap::new(), BTreeMap::new());
+    for t in header.tensors {
+        let (name, is_norm) = hf_name(&t.name).ok_or_else(|| ModelError::Tensor {
+            name: t.name.clone(),
+            reason: format!("in {}: no HF name for this llama.cpp tensor", path.display()),
+        })?;
+        let ty = t.ggml_type.map_err(|ty| ModelError::Tensor {
+            name: t.name.clone(),
+            reason: format!(
+                "type {ty} cannot be dequantised (supported: F32, F16, BF16, Q4_0, Q5_0, Q8_0, \
+                 Q4_K, Q5_K, Q6_K)"
+            ),
+        })?;
+        let info = TensorInfo { dtype: Dtype::F32, shape: t.shape, file: 0, start: t.start, end: t.end };
+        if tensors.insert(name.clone(), info).is_some() {
+            return Err(ModelError::Tensor { name, reason: format!("stored twice in {}", path.display()) });
+        }
+        types.insert(name, (ty, is_norm));
+    }
+    let storage = Storage::Gguf { file: Mapped { path: path.to_owned(), map }, types };
+    Ok((Checkpoint::from_parts(path.to_owned(), tensors, storage), config))
 }
 
 /// The `.gguf` file a model path names: the path itself, or the only `.gguf` in a directory.

@@ -2,13 +2,21 @@
 //! structure as Gemma 4, switched by values: `1 + w` norms, `query_pre_attn_scalar`, no v norm,
 //! full-width RoPE with a local and a global base (HF `configuration_gemma3.py`, transformers 5.24).
 
-use super::*;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::{
+    Gemma4TextConfig, HfTextConfig, LayerType, derive_layers, parse_eos, resolve_layer_types,
+    resolve_rope, validate,
+};
+use crate::error::{ModelError, Result};
 
 /// Gemma 3 (`Gemma3TextConfig`, configuration_gemma3.py, transformers 5.24): the Gemma 4 decoder
 /// without PLE, KV sharing, MoE, V norm or `layer_scalar`; norms are `x̂·(1 + w)`, scores are
 /// scaled by `query_pre_attn_scalar^-½`, RoPE is full-width on every layer (local base on sliding
 /// layers, global base and `rope_scaling` on full ones), and the last layer is NOT forced to full.
-pub(super) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
+pub(crate) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
     let act = hf.hidden_activation.clone().or(hf.hidden_act.clone()).unwrap_or_else(|| "gelu_pytorch_tanh".into());
     if act != "gelu_pytorch_tanh" {
         return Err(ModelError::unsupported("hidden_activation", format!("{act:?}")));
