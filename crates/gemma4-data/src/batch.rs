@@ -17,6 +17,7 @@
 //! the same (seed, epoch) gives the same batches on every machine. Samples with no target
 //! tokens are dropped at construction, so no batch has zero target tokens.
 
+use crate::config::check_max_seq_len;
 use crate::error::DataError;
 use crate::split::Split;
 use rand::SeedableRng;
@@ -63,9 +64,7 @@ impl Batcher {
         if batch_size == 0 {
             return Err(DataError::Config { field: "batch_size".into(), message: "must be at least 1".into() });
         }
-        if max_seq_len < 2 {
-            return Err(DataError::Config { field: "data.max_seq_len".into(), message: "must be at least 2".into() });
-        }
+        check_max_seq_len(max_seq_len)?;
         let samples = split
             .samples
             .iter()

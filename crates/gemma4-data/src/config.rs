@@ -2,9 +2,16 @@
 //!
 //! Strict (`deny_unknown_fields`): a misspelt key is an error naming it, never a silent default.
 //! Paths are resolved by the caller (relative to the recipe file) before they reach this crate.
+//! The bounds of the table live here, once ([`DataConfig::validate`]): the recipe's resolution
+//! calls it, and so do `load_split` and the `Batcher` for callers that skip the recipe.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+use crate::error::DataError;
+
+/// The shortest `max_seq_len`: one token to predict from, one to predict.
+pub const MIN_SEQ_LEN: usize = 2;
 
 /// The `[data]` table of a recipe.
 ///
@@ -99,6 +106,21 @@ impl DataConfig {
             enable_thinking: false,
         }
     }
+
+    /// Check the table's bounds (today one: `max_seq_len` ≥ [`MIN_SEQ_LEN`]), naming the key.
+    pub fn validate(&self) -> Result<(), DataError> {
+        check_max_seq_len(self.max_seq_len)
+    }
+}
+
+/// The `max_seq_len` rule, the one copy: at least [`MIN_SEQ_LEN`] tokens.
+pub fn check_max_seq_len(max_seq_len: usize) -> Result<(), DataError> {
+    if max_seq_len < MIN_SEQ_LEN {
+        let message =
+            format!("{max_seq_len} is too small (need at least {MIN_SEQ_LEN} tokens to predict anything)");
+        return Err(DataError::Config { field: "data.max_seq_len".into(), message });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,6 +133,16 @@ mod tests {
         assert_eq!(cfg, DataConfig::new("t.jsonl"));
         assert_eq!(cfg.max_seq_len, 2048);
         assert!(cfg.mask_prompt && !cfg.packing && !cfg.enable_thinking);
+    }
+
+    #[test]
+    fn max_seq_len_below_two_is_refused_naming_the_key() {
+        for n in [0, 1] {
+            let cfg = DataConfig { max_seq_len: n, ..DataConfig::new("t.jsonl") };
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains("data.max_seq_len") && e.contains("at least 2"), "{e}");
+        }
+        assert!(DataConfig { max_seq_len: 2, ..DataConfig::new("t.jsonl") }.validate().is_ok());
     }
 
     #[test]

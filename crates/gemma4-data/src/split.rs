@@ -67,10 +67,7 @@ pub fn load_split(
     template: Option<&ChatTemplate>,
     tok: &Tokenizer,
 ) -> Result<Split, DataError> {
-    if cfg.max_seq_len < 2 {
-        let message = format!("{} is too small (need at least 2 tokens to predict anything)", cfg.max_seq_len);
-        return Err(DataError::Config { field: "data.max_seq_len".into(), message });
-    }
+    cfg.validate()?;
     let bytes = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|e| DataError::Read {
         path: path.to_path_buf(),

@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::{DType, Tensor};
-use gemma4_model::Checkpoint;
-use gemma4_model::{INDEX_FILE, SINGLE_FILE};
+use gemma4_model::{Checkpoint, INDEX_FILE, SINGLE_FILE, WeightDtype};
 use safetensors::Dtype;
 
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};
@@ -39,34 +38,12 @@ pub const SIDE_FILES: &[&str] = &[
 /// Values converted per piece when a whole tensor changes dtype (bounds memory for embeddings).
 const CONVERT_CHUNK: usize = 1 << 20;
 
-/// Dtype of the fused checkpoint's tensors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FuseDtype {
-    /// Each tensor keeps its dtype in the base (merged ones are cast back to it).
-    #[default]
-    Keep,
-    Bf16,
-    F16,
-    F32,
-}
-
-impl FuseDtype {
-    /// The safetensors dtype every float tensor is converted to, and the `dtype` value
-    /// transformers writes for it in config.json; `None` for `Keep`.
-    pub fn target(self) -> Option<(Dtype, &'static str)> {
-        match self {
-            Self::Keep => None,
-            Self::Bf16 => Some((Dtype::BF16, "bfloat16")),
-            Self::F16 => Some((Dtype::F16, "float16")),
-            Self::F32 => Some((Dtype::F32, "float32")),
-        }
-    }
-}
-
 /// How to fuse.
 #[derive(Clone, Debug)]
 pub struct FuseOptions {
-    pub dtype: FuseDtype,
+    /// Convert every float tensor to this dtype (and set `dtype` in config.json); `None` keeps
+    /// each tensor's dtype in the base (merged ones are cast back to it).
+    pub dtype: Option<WeightDtype>,
     /// Bytes of tensor data per shard before a new shard starts (HF semantics: a tensor larger
     /// than this gets a shard of its own).
     pub max_shard_size: u64,
@@ -76,7 +53,7 @@ pub struct FuseOptions {
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        Self { dtype: FuseDtype::Keep, max_shard_size: DEFAULT_MAX_SHARD_SIZE, force: false }
+        Self { dtype: None, max_shard_size: DEFAULT_MAX_SHARD_SIZE, force: false }
     }
 }
 
@@ -196,7 +173,7 @@ fn merge_targets<'a>(ckpt: &Checkpoint, adapter: &'a LoraAdapter) -> Result<BTre
 }
 
 /// Every base tensor in its base order (file, then offset), with its output dtype and size.
-fn plan(ckpt: &Checkpoint, merges: &BTreeMap<String, &LoraModule>, dtype: FuseDtype) -> Result<Vec<Planned>> {
+fn plan(ckpt: &Checkpoint, merges: &BTreeMap<String, &LoraModule>, dtype: Option<WeightDtype>) -> Result<Vec<Planned>> {
     let mut names: Vec<(&Path, usize, &String)> = Vec::with_capacity(ckpt.tensors.len());
     for name in ckpt.tensors.keys() {
         // The data's address inside its mapped file orders tensors as the file stores them.
@@ -209,7 +186,7 @@ fn plan(ckpt: &Checkpoint, merges: &BTreeMap<String, &LoraModule>, dtype: FuseDt
     for (_, _, name) in names {
         let info = &ckpt.tensors[name];
         let source = info.dtype;
-        let convert = dtype.target().map(|t| t.0).filter(|_| float_width(source).is_some());
+        let convert = dtype.map(WeightDtype::safetensors).filter(|_| float_width(source).is_some());
         let out_dtype = convert.unwrap_or(source);
         let len = match float_width(out_dtype) {
             Some(w) if out_dtype != source || merges.contains_key(name) => info.shape.iter().product::<usize>() * w,
@@ -293,15 +270,15 @@ fn write_index(dir: &Path, shards: &[&[Planned]], names: &[String], total_size: 
 }
 
 /// Copy the side files present in `base`; config.json gets the new dtype when one is requested.
-fn copy_side_files(base: &Path, dir: &Path, dtype: FuseDtype) -> Result<Vec<String>> {
+fn copy_side_files(base: &Path, dir: &Path, dtype: Option<WeightDtype>) -> Result<Vec<String>> {
     let mut copied = Vec::new();
     for name in SIDE_FILES {
         let (from, to) = (base.join(name), dir.join(name));
         if !from.is_file() {
             continue;
         }
-        match dtype.target() {
-            Some((_, hf)) if *name == "config.json" => write_json(&to, &config_with_dtype(&from, hf)?)?,
+        match dtype {
+            Some(d) if *name == "config.json" => write_json(&to, &config_with_dtype(&from, d.hf_name())?)?,
             _ => {
                 std::fs::copy(&from, &to).map_err(io(&from))?;
             }

@@ -14,7 +14,7 @@ mod staging;
 pub mod target;
 
 pub use adapter::{LoraAdapter, LoraModule, ModuleSite};
-pub use config::{LoraConfig, TargetModules};
+pub use config::{InvalidLoraConfig, LoraConfig, TargetModules};
 pub use error::{LoraError, Result};
-pub use fuse::{FuseDtype, FuseOptions, FuseReport, fuse};
+pub use fuse::{FuseOptions, FuseReport, fuse};
 pub use target::{init_adapter, select};

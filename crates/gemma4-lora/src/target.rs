@@ -90,7 +90,7 @@ pub fn expert_key(experts_path: &str, position: usize, count: usize) -> String {
 
 /// A fresh adapter for training: PEFT init (A Kaiming-uniform, B zero) from a seeded RNG.
 pub fn init_adapter(model: &Gemma4TextModel, cfg: &LoraConfig, seed: u64) -> Result<LoraAdapter> {
-    cfg.validate().map_err(LoraError::Target)?;
+    cfg.validate().map_err(|e| LoraError::Target(e.to_string()))?;
     let mut rng = init_rng(seed);
     let device = &model.device;
     let mut modules = BTreeMap::new();

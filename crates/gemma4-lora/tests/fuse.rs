@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Device, Tensor};
-use gemma4_lora::{FuseDtype, FuseOptions, FuseReport, LoraAdapter, fuse, peft_io};
-use gemma4_model::{Checkpoint, Gemma4TextModel, NoAdapter, TokenBatch};
+use gemma4_lora::{FuseOptions, FuseReport, LoraAdapter, fuse, peft_io};
+use gemma4_model::{Checkpoint, Gemma4TextModel, NoAdapter, TokenBatch, WeightDtype};
 use safetensors::{Dtype, SafeTensors};
 
 fn fixture(name: &str) -> PathBuf {
@@ -29,7 +29,7 @@ fn fuse_fixture(name: &str, out: &Path, opts: &FuseOptions) -> FuseReport {
     fuse(&fixture(name), &adapter(name, &model), out, opts).unwrap()
 }
 
-fn opts(dtype: FuseDtype) -> FuseOptions {
+fn opts(dtype: Option<WeightDtype>) -> FuseOptions {
     FuseOptions { dtype, ..FuseOptions::default() }
 }
 
@@ -65,19 +65,19 @@ fn logits(model: &Gemma4TextModel, batch: &TokenBatch, adapter: &dyn gemma4_mode
 }
 
 /// Same tensor names, shapes, in order of the base; dtypes as `dtype` says.
-fn assert_same_layout(base: &Checkpoint, fused: &Checkpoint, dtype: FuseDtype) {
+fn assert_same_layout(base: &Checkpoint, fused: &Checkpoint, dtype: Option<WeightDtype>) {
     assert_eq!(base.tensors.keys().collect::<Vec<_>>(), fused.tensors.keys().collect::<Vec<_>>());
     for (name, info) in &base.tensors {
         let f = &fused.tensors[name];
         assert_eq!(f.shape, info.shape, "{name}");
-        assert_eq!(f.dtype, dtype.target().map_or(info.dtype, |t| t.0), "{name}");
+        assert_eq!(f.dtype, dtype.map_or(info.dtype, WeightDtype::safetensors), "{name}");
     }
 }
 
 #[test]
 fn fused_tensors_equal_peft_merge_and_unload() {
     // e2b_like is stored in bf16 while PEFT merged in f32: compare an f32 fuse there.
-    for (name, dtype) in [("dense", FuseDtype::Keep), ("e2b_like", FuseDtype::F32), ("moe_keqv", FuseDtype::Keep)] {
+    for (name, dtype) in [("dense", None), ("e2b_like", Some(WeightDtype::F32)), ("moe_keqv", None)] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("fused");
         let report = fuse_fixture(name, &out, &opts(dtype));
@@ -95,7 +95,7 @@ fn fused_tensors_equal_peft_merge_and_unload() {
         }
         for tensor in base.tensors.keys().filter(|t| !merged.contains_key(*t)) {
             assert_eq!(fused.to_f32(tensor).unwrap(), base.to_f32(tensor).unwrap(), "{name}: {tensor} must not change");
-            if dtype == FuseDtype::Keep {
+            if dtype.is_none() {
                 assert_eq!(fused.bytes(tensor), base.bytes(tensor), "{name}: {tensor} must be byte-identical");
             }
         }
@@ -106,10 +106,10 @@ fn fused_tensors_equal_peft_merge_and_unload() {
 fn keep_casts_merged_weights_back_to_the_source_dtype() {
     let tmp = tempfile::tempdir().unwrap();
     let (keep, f32_out) = (tmp.path().join("keep"), tmp.path().join("f32"));
-    fuse_fixture("e2b_like", &keep, &opts(FuseDtype::Keep));
-    fuse_fixture("e2b_like", &f32_out, &opts(FuseDtype::F32));
+    fuse_fixture("e2b_like", &keep, &opts(None));
+    fuse_fixture("e2b_like", &f32_out, &opts(Some(WeightDtype::F32)));
     let (base, keep, wide) = (Checkpoint::open(&fixture("e2b_like")).unwrap(), Checkpoint::open(&keep).unwrap(), Checkpoint::open(&f32_out).unwrap());
-    assert_same_layout(&base, &keep, FuseDtype::Keep);
+    assert_same_layout(&base, &keep, None);
     for name in peft_merged("e2b_like").keys() {
         assert_eq!(keep.tensors[name].dtype, Dtype::BF16);
         let rounded: Vec<f32> = wide.to_f32(name).unwrap().iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
@@ -128,7 +128,7 @@ fn fused_logits_match_adapter_logits() {
         let batch = golden_batch(name);
         let want = logits(&model, &batch, &adapter);
         // Half-precision fixtures: fuse to f32 so the comparison measures the merge, not rounding.
-        let dtype = if matches!(name, "e2b_like" | "keqv_bias_untied") { FuseDtype::F32 } else { FuseDtype::Keep };
+        let dtype = if matches!(name, "e2b_like" | "keqv_bias_untied") { Some(WeightDtype::F32) } else { None };
         let sharded = name == "multimodal";
         let max_shard_size = if sharded { 150_000 } else { FuseOptions::default().max_shard_size };
         let tmp = tempfile::tempdir().unwrap();
@@ -147,7 +147,7 @@ fn fused_logits_match_adapter_logits() {
 /// Towers byte-identical, the index valid and complete, no stray file carried over.
 fn check_towers_and_index(base_dir: &Path, out: &Path) {
     let (base, fused) = (Checkpoint::open(base_dir).unwrap(), Checkpoint::open(out).unwrap());
-    assert_same_layout(&base, &fused, FuseDtype::Keep);
+    assert_same_layout(&base, &fused, None);
     let towers: Vec<&String> = base.tensors.keys().filter(|n| !n.starts_with("model.language_model.") && *n != "lm_head.weight").collect();
     assert!(towers.iter().any(|n| n.starts_with("model.vision_tower.")) && towers.iter().any(|n| n.starts_with("model.audio_tower.")));
     for name in towers {
@@ -200,9 +200,9 @@ fn dtype_bf16_writes_bf16_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let (f32_out, bf16_out) = (tmp.path().join("f32"), tmp.path().join("bf16"));
     fuse_fixture("dense", &f32_out, &FuseOptions::default());
-    fuse_fixture("dense", &bf16_out, &opts(FuseDtype::Bf16));
+    fuse_fixture("dense", &bf16_out, &opts(Some(WeightDtype::Bf16)));
     let (wide, narrow) = (Checkpoint::open(&f32_out).unwrap(), Checkpoint::open(&bf16_out).unwrap());
-    assert_same_layout(&Checkpoint::open(&fixture("dense")).unwrap(), &narrow, FuseDtype::Bf16);
+    assert_same_layout(&Checkpoint::open(&fixture("dense")).unwrap(), &narrow, Some(WeightDtype::Bf16));
     for name in wide.tensors.keys() {
         let rounded: Vec<f32> = wide.to_f32(name).unwrap().iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
         assert_eq!(narrow.to_f32(name).unwrap(), rounded, "{name}");

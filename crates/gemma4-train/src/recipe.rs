@@ -2,21 +2,31 @@
 //! applied to the same TOML tree before deserialising (so a misspelt override fails the same
 //! way), paths resolved relative to the recipe file, and the resolved recipe saved beside the
 //! outputs as `recipe.resolved.toml`.
+//!
+//! Two steps. The text is parsed verbatim into these types: enums where a key has a fixed set of
+//! values (`[model] dtype`, `builtin`, `[schedule] kind`), `[lora]` as PEFT's own `LoraConfig`,
+//! `[data]` as the data crate's `DataConfig`. Then `resolve` runs once: every bound is checked
+//! exactly once, each error naming its `[table] key` (`[lora]` by `LoraConfig::validate`,
+//! `[data]` by `DataConfig::validate`), and relative paths are joined to the recipe's directory.
 
 use std::path::{Path, PathBuf};
 
 use gemma4_data::DataConfig;
+use gemma4_lora::LoraConfig;
+use gemma4_model::WeightDtype;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::schedule::ScheduleKind;
 
 /// A whole recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub model: ModelSection,
-    #[serde(default)]
-    pub lora: LoraSection,
+    /// PEFT's `LoraConfig`, keys and defaults as in `adapter_config.json` (unknown keys refused).
+    #[serde(default, deserialize_with = "LoraConfig::deserialize_strict")]
+    pub lora: LoraConfig,
     pub data: DataConfig,
     #[serde(default)]
     pub optim: OptimSection,
@@ -40,29 +50,18 @@ pub struct ModelSection {
     /// `"tiny"`: a small random-weight Gemma 4 (PLE, KV sharing, sliding + full attention) with a
     /// small tokenizer, created in `<out_dir>/base_model` from `seed`.
     #[serde(default)]
-    pub builtin: Option<String>,
+    pub builtin: Option<BuiltinModel>,
     /// Weight/activation dtype: `f32`, `f16` or `bf16` (norms, softmax, loss stay f32). Default f32.
-    #[serde(default = "default_dtype")]
-    pub dtype: String,
+    #[serde(default)]
+    pub dtype: WeightDtype,
 }
 
-/// `[lora]`: PEFT's names.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoraSection {
-    /// Rank (higher = more capacity and memory). Default 8.
-    pub r: usize,
-    /// scale = lora_alpha / r (rsLoRA: / √r). Default 16.
-    pub lora_alpha: f64,
-    /// Dropout on the adapter input while training. Default 0.
-    pub lora_dropout: f64,
-    /// Module names (suffix match) or one regex over the full HF module path.
-    pub target_modules: gemma4_lora::TargetModules,
-    /// MoE expert parameters: `["experts.gate_up_proj", "experts.down_proj"]`.
-    pub target_parameters: Vec<String>,
-    /// Only these layers (default: all).
-    pub layers_to_transform: Option<Vec<usize>>,
-    pub use_rslora: bool,
+/// `[model] builtin`: a model made on the spot instead of read from a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinModel {
+    /// The tiny random-weight Gemma 4 of `tiny.rs` (tests, the quickstart).
+    Tiny,
 }
 
 /// `[optim]`: AdamW on the adapter only.
@@ -83,8 +82,8 @@ pub struct OptimSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleSection {
-    /// `constant`, `cosine` or `linear` (decay after warmup).
-    pub kind: String,
+    /// `constant`, `cosine` (default) or `linear` (decay after warmup).
+    pub kind: ScheduleKind,
     pub warmup_steps: usize,
     /// Decay floor as a fraction of `lr`.
     pub min_lr_ratio: f64,
@@ -136,24 +135,6 @@ pub struct CheckpointSection {
     pub keep_last: usize,
 }
 
-fn default_dtype() -> String {
-    "f32".into()
-}
-
-impl Default for LoraSection {
-    fn default() -> Self {
-        let names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-        Self {
-            r: 8,
-            lora_alpha: 16.0,
-            lora_dropout: 0.0,
-            target_modules: gemma4_lora::TargetModules::List(names.iter().map(|s| s.to_string()).collect()),
-            target_parameters: Vec::new(),
-            layers_to_transform: None,
-            use_rslora: false,
-        }
-    }
-}
 impl Default for OptimSection {
     fn default() -> Self {
         Self { lr: 2e-4, weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, max_grad_norm: 1.0 }
@@ -161,7 +142,7 @@ impl Default for OptimSection {
 }
 impl Default for ScheduleSection {
     fn default() -> Self {
-        Self { kind: "cosine".into(), warmup_steps: 0, min_lr_ratio: 0.0 }
+        Self { kind: ScheduleKind::Cosine, warmup_steps: 0, min_lr_ratio: 0.0 }
     }
 }
 impl Default for TrainSection {
@@ -182,25 +163,27 @@ impl Default for CheckpointSection {
 
 impl Recipe {
     /// Read a recipe, apply `key=value` overrides (`table.key=value`, TOML values; bare words
-    /// are strings), validate, and resolve relative paths against the recipe's directory.
+    /// are strings), parse it verbatim, then resolve it once: bounds checked, relative paths
+    /// joined to the recipe's directory.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
         let mut tree: toml::Table = toml::from_str(&text).map_err(|e| TrainError::Recipe { path: path.to_owned(), reason: e.to_string() })?;
         for o in overrides {
             apply_override(&mut tree, o).map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason: format!("--set {o}: {reason}") })?;
         }
-        let mut recipe: Recipe = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+        let recipe: Recipe = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
             // A wrong value in the file itself: parse the text again for toml's line and snippet.
             let reason = toml::from_str::<Recipe>(&text).err().unwrap_or(e).to_string();
             TrainError::Recipe { path: path.to_owned(), reason }
         })?;
-        recipe.validate().map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        recipe.resolve_paths(base);
-        Ok(recipe)
+        recipe.resolve(base).map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason })
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
+    /// The one resolution step of a verbatim recipe: check every bound, then join relative paths
+    /// to `base` (the recipe's directory). The error is the reason, naming `[table] key`.
+    fn resolve(mut self, base: &Path) -> std::result::Result<Self, String> {
+        self.check_bounds()?;
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -213,59 +196,56 @@ impl Recipe {
         self.data.valid.as_mut().map(fix);
         self.data.test.as_mut().map(fix);
         fix(&mut self.train.out_dir);
+        Ok(self)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    /// Every bound of a recipe, each checked here once (dtype, kind and builtin are enums: serde
+    /// already refused anything else, naming the key).
+    fn check_bounds(&self) -> std::result::Result<(), String> {
         match (&self.model.path, &self.model.builtin) {
-            (None, None) => return Err("[model]: set `path` (a checkpoint directory) or `builtin = \"tiny\"`".into()),
+            (None, None) => {
+                return Err("[model]: set `path` (a checkpoint directory) or `builtin = \"tiny\"`".into());
+            }
             (Some(_), Some(_)) => return Err("[model]: set either `path` or `builtin`, not both".into()),
-            (None, Some(b)) if b != "tiny" => return Err(format!("[model] builtin = {b:?}: unknown (available: \"tiny\")")),
             _ => {}
         }
-        if !matches!(self.model.dtype.as_str(), "f32" | "f16" | "bf16") {
-            return Err(format!("[model] dtype = {:?}: expected \"f32\", \"f16\" or \"bf16\"", self.model.dtype));
-        }
-        if !matches!(self.schedule.kind.as_str(), "constant" | "cosine" | "linear") {
-            return Err(format!("[schedule] kind = {:?}: expected \"constant\", \"cosine\" or \"linear\"", self.schedule.kind));
-        }
-        let positive = [("[train] iters", self.train.iters), ("[train] batch_size", self.train.batch_size), ("[train] grad_accum", self.train.grad_accum), ("[lora] r", self.lora.r), ("[data] max_seq_len", self.data.max_seq_len)];
-        for (k, v) in positive {
+        let t = &self.train;
+        let counts =
+            [("[train] iters", t.iters), ("[train] batch_size", t.batch_size), ("[train] grad_accum", t.grad_accum)];
+        for (key, v) in counts {
             if v == 0 {
-                return Err(format!("{k} must be > 0"));
+                return Err(format!("{key} must be > 0"));
             }
-        }
-        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
-            return Err("[optim] lr must be > 0".into());
         }
         // NaN/inf (valid TOML) would only surface later as a non-finite loss blamed on the data.
         let (o, s) = (&self.optim, &self.schedule);
-        let floats = [("[optim] lr", o.lr), ("[optim] weight_decay", o.weight_decay), ("[optim] eps", o.eps), ("[optim] max_grad_norm", o.max_grad_norm), ("[schedule] min_lr_ratio", s.min_lr_ratio)];
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(format!("[optim] lr must be > 0 and finite, found {}", o.lr));
+        }
+        let floats = [
+            ("[optim] weight_decay", o.weight_decay),
+            ("[optim] eps", o.eps),
+            ("[optim] max_grad_norm", o.max_grad_norm),
+            ("[schedule] min_lr_ratio", s.min_lr_ratio),
+        ];
         for (k, v) in floats {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("{k} = {v}: must be a finite number >= 0"));
             }
         }
-        if !self.lora.lora_alpha.is_finite() {
-            return Err(format!("[lora] lora_alpha = {}: must be finite", self.lora.lora_alpha));
+        for (k, v) in [("[optim] beta1", o.beta1), ("[optim] beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{k} = {v}: must be in [0, 1)"));
+            }
         }
-        if !(0.0..1.0).contains(&self.optim.beta1) || !(0.0..1.0).contains(&self.optim.beta2) {
-            return Err("[optim] beta1/beta2 must be in [0, 1)".into());
-        }
-        // The adapter config's own checks (dropout range, targets, ...), before anything is written.
-        self.lora_config("").validate().map_err(|e| format!("[lora] {e}"))?;
-        Ok(())
+        // `[lora]` and `[data]` are validated by their own crates, before anything is written.
+        self.lora.validate().map_err(|e| format!("[lora] {e}"))?;
+        self.data.validate().map_err(|e| e.to_string())
     }
 
-    /// The PEFT config this recipe's `[lora]` table describes.
-    pub fn lora_config(&self, base_model: &str) -> gemma4_lora::LoraConfig {
-        let l = &self.lora;
-        let mut c = gemma4_lora::LoraConfig::new(l.r, l.lora_alpha, l.target_modules.clone());
-        c.lora_dropout = l.lora_dropout;
-        c.use_rslora = l.use_rslora;
-        c.target_parameters = (!l.target_parameters.is_empty()).then(|| l.target_parameters.clone());
-        c.layers_to_transform = l.layers_to_transform.clone().map(gemma4_lora::config::LayerSelection::Many);
-        c.base_model_name_or_path = Some(base_model.to_owned());
-        c
+    /// The PEFT config to train and save: `[lora]` as written, naming the base model.
+    pub fn lora_config(&self, base_model: &str) -> LoraConfig {
+        LoraConfig { base_model_name_or_path: Some(base_model.to_owned()), ..self.lora.clone() }
     }
 
     /// The recipe as TOML (saved as `recipe.resolved.toml`).
@@ -325,11 +305,68 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), MINIMAL);
         let r = Recipe::load(&p, &["optim.lr=3e-4".into(), "schedule.kind=linear".into(), "train.iters=7".into()]).unwrap();
-        assert_eq!((r.optim.lr, r.schedule.kind.as_str(), r.train.iters), (3e-4, "linear", 7));
+        assert_eq!((r.optim.lr, r.schedule.kind, r.train.iters), (3e-4, ScheduleKind::Linear, 7));
         assert_eq!(r.data.train, dir.path().join("d/train.jsonl"));
         let e = Recipe::load(&p, &["optim.lr=\"fast\"".into()]).unwrap_err().to_string();
         assert!(e.contains("lr"), "{e}");
         let back: Recipe = toml::from_str(&r.to_toml()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn lora_is_peft_config_with_the_recipe_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recipe::load(&write(dir.path(), MINIMAL), &[]).unwrap();
+        assert_eq!(r.lora, LoraConfig::default());
+        assert_eq!((r.lora.r, r.lora.lora_alpha, r.lora.lora_dropout), (8, 16.0, 0.0));
+        let p = write(dir.path(), &format!("{MINIMAL}[lora]\nr = 4\nlayers_to_transform = [0, 2]\n"));
+        let r = Recipe::load(&p, &[]).unwrap();
+        assert_eq!((r.lora.r, r.lora.lora_alpha), (4, 16.0));
+        assert_eq!(r.lora_config("base").base_model_name_or_path.as_deref(), Some("base"));
+        let back: Recipe = toml::from_str(&r.to_toml()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn lora_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), MINIMAL);
+        let cases = [
+            ("lora.lora_rank=4", "unknown field `lora_rank`"),
+            ("lora.r=0", "[lora] `r`: must be > 0"),
+            ("lora.r=-3", "`lora.r`"),
+            ("lora.lora_alpha=nan", "[lora] `lora_alpha`: must be finite"),
+            ("lora.lora_dropout=1.5", "[lora] `lora_dropout`: must be in [0, 1)"),
+            ("lora.use_dora=true", "[lora] `use_dora`: DoRA is not supported"),
+            ("lora.target_modules=3", "`lora.target_modules`"),
+        ];
+        for (set, needle) in cases {
+            let e = Recipe::load(&p, &[set.into()]).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.starts_with("recipe "), "{set}: {e}");
+        }
+        // In the file itself: toml's line and snippet too.
+        let p = write(dir.path(), &format!("{MINIMAL}[lora]\nalpha = 32\n"));
+        let e = Recipe::load(&p, &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown field `alpha`") && e.contains("lora_alpha"), "{e}");
+    }
+
+    #[test]
+    fn enums_and_bounds_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), MINIMAL);
+        let cases = [
+            ("model.dtype=f64", "`model.dtype`"),
+            ("model.builtin=big", "`model.builtin`"),
+            ("schedule.kind=exponential", "`schedule.kind`"),
+            ("data.max_seq_len=1", "`data.max_seq_len`: 1 is too small"),
+            ("train.grad_accum=0", "[train] grad_accum must be > 0"),
+            ("optim.beta2=1", "[optim] beta2 = 1: must be in [0, 1)"),
+        ];
+        for (set, needle) in cases {
+            let e = Recipe::load(&p, &[set.into()]).unwrap_err().to_string();
+            assert!(e.contains(needle), "{set}: {e}");
+        }
+        let r = Recipe::load(&p, &["model.dtype=bf16".into(), "data.max_seq_len=2".into()]).unwrap();
+        assert_eq!((r.model.dtype, r.model.builtin), (WeightDtype::Bf16, Some(BuiltinModel::Tiny)));
     }
 }

@@ -1,12 +1,16 @@
 //! Everything a run needs before the loop: the base model (a checkpoint directory, or the tiny
 //! built-in one materialised under the output directory), its tokenizer and chat template, and
 //! the tokenised splits.
+//!
+//! [`Base::open`] is the one way a base is loaded — by training, and by every CLI command that
+//! loads a checkpoint with its text tooling (`eval`, `generate`); `data` needs the text tooling
+//! alone ([`text_tools`]).
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Device};
+use burn::tensor::Device;
 use gemma4_data::{ChatTemplate, Split, Tokenizer, load_split};
-use gemma4_model::{Gemma4TextModel, LoadOptions};
+use gemma4_model::{Gemma4TextModel, LoadOptions, LoadReport};
 
 use crate::error::{Result, TrainError};
 use crate::recipe::Recipe;
@@ -14,11 +18,43 @@ use crate::tiny::write_tiny_model;
 
 /// A loaded base model with its text tooling.
 pub struct Base {
+    /// The checkpoint directory.
     pub dir: PathBuf,
+    /// The model, weights in the requested dtype.
     pub model: Gemma4TextModel,
+    /// What loading the weights used and dropped.
+    pub report: LoadReport,
+    /// The checkpoint's `tokenizer.json`.
     pub tokenizer: Tokenizer,
+    /// The checkpoint's chat template, else the built-in Gemma 4 one.
     pub template: ChatTemplate,
+    /// Config warnings (unknown keys) for the caller to show.
     pub warnings: Vec<String>,
+}
+
+impl Base {
+    /// Load the model in `dir` as `options` say (weight dtype, the device's piece limit),
+    /// then its tokenizer and chat template.
+    pub fn open(dir: &Path, device: &Device, options: LoadOptions) -> Result<Self> {
+        let (model, report, warnings) = Gemma4TextModel::from_dir_with(dir, device, options)?;
+        let (tokenizer, template) = text_tools(dir)?;
+        Ok(Self { dir: dir.to_owned(), model, report, tokenizer, template, warnings })
+    }
+}
+
+/// The tokenizer (`tokenizer.json`, required) and chat template (the checkpoint's, else the
+/// built-in one) of a checkpoint directory, without its weights.
+pub fn text_tools(dir: &Path) -> Result<(Tokenizer, ChatTemplate)> {
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(TrainError::Run(format!(
+            "no tokenizer.json in {} (hint: download the checkpoint with its tokenizer files)",
+            dir.display()
+        )));
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    let template = ChatTemplate::from_model_dir(dir)?.unwrap_or_else(ChatTemplate::builtin);
+    Ok((tokenizer, template))
 }
 
 /// The directory of the recipe's base model (creating the built-in one if needed).
@@ -34,27 +70,11 @@ pub fn model_dir(recipe: &Recipe) -> Result<PathBuf> {
     }
 }
 
-pub fn dtype(name: &str) -> DType {
-    match name {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    }
-}
-
-/// Load the base model (weights in pieces of at most `piece_bytes`, the device's limit),
-/// tokenizer and chat template.
+/// Load the recipe's base model (weights in the recipe's dtype, pieces of at most
+/// `piece_bytes`, the device's limit), tokenizer and chat template ([`Base::open`]).
 pub fn load_base(recipe: &Recipe, device: &Device, piece_bytes: usize) -> Result<Base> {
-    let dir = model_dir(recipe)?;
-    let options = LoadOptions::new(dtype(&recipe.model.dtype)).with_piece_bytes(piece_bytes);
-    let (model, _report, warnings) = Gemma4TextModel::from_dir_with(&dir, device, options)?;
-    let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
-        return Err(TrainError::Run(format!("no tokenizer.json in {} (hint: download the checkpoint with its tokenizer files)", dir.display())));
-    }
-    let tokenizer = Tokenizer::from_file(&tok_path)?;
-    let template = ChatTemplate::from_model_dir(&dir)?.unwrap_or_else(ChatTemplate::builtin);
-    Ok(Base { dir, model, tokenizer, template, warnings })
+    let options = LoadOptions::new(recipe.model.dtype.burn()).with_piece_bytes(piece_bytes);
+    Base::open(&model_dir(recipe)?, device, options)
 }
 
 /// Tokenise one split.

@@ -1,8 +1,11 @@
-//! `--backend` and `--dtype`: which Burn device runs the model, compiled in by cargo features.
+//! `--backend` and `--dtype`: which Burn device runs the model, compiled in by cargo features,
+//! and the weight dtype (`gemma4_model::WeightDtype`, parsed by its own `FromStr`).
 
 use anyhow::{Result, bail};
-use burn::tensor::{DType, Device};
+use burn::tensor::Device;
 use clap::ValueEnum;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use gemma4_model::WeightDtype;
 
 /// A compute backend (each behind a cargo feature of this crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -15,22 +18,10 @@ pub enum Backend {
     Vulkan,
 }
 
-/// Weight/activation dtype (norms, softmax, softcap and loss always run in f32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Dtype {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl Dtype {
-    pub fn burn(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::F16 => DType::F16,
-            Self::Bf16 => DType::BF16,
-        }
-    }
+/// `--dtype f32|f16|bf16`: weight/activation dtype (norms, softmax, softcap and loss always run
+/// in f32). Help and errors list the choices.
+pub fn dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
+    PossibleValuesParser::new(WeightDtype::ALL.map(WeightDtype::name)).try_map(|s| s.parse::<WeightDtype>())
 }
 
 /// The default backend: the GPU one when compiled in, else the CPU.

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use gemma4_model::WeightDtype;
 use gemma4_train::bench::{BenchSettings, run, summary};
 
-use crate::backend::{self, Backend, Dtype};
+use crate::backend::{self, Backend};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,8 +31,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
     targets: Vec<String>,
     /// Base weight and activation dtype (LoRA, optimizer, norms and loss stay f32).
-    #[arg(long, value_enum, default_value = "f16")]
-    dtype: Dtype,
+    #[arg(long, default_value = "f16", value_parser = backend::dtype_parser())]
+    dtype: WeightDtype,
     /// Recompute activations in the backward pass (less memory).
     #[arg(long)]
     gradient_checkpointing: bool,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use gemma4_data::{ChatTemplate, Tokenizer, format_stats, load_split, show_sample};
+use gemma4_data::{format_stats, load_split, show_sample};
 use gemma4_train::{Recipe, setup};
 
 #[derive(clap::Args, Debug)]
@@ -28,8 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let Some(path) = path else { bail!("the recipe has no `{}` split", args.split) };
     let dir = setup::model_dir(&recipe)?;
-    let tok = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-    let template = ChatTemplate::from_model_dir(&dir)?.unwrap_or_else(ChatTemplate::builtin);
+    let (tok, template) = setup::text_tools(&dir)?;
     let split = load_split(&path, &recipe.data, Some(&template), &tok)?;
     println!("{} ({})", path.display(), args.split);
     println!("{}", format_stats(&split.stats));

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gemma4_lora::{FuseDtype, FuseOptions, fuse, fuse::check_out_dir, layout::Layout, peft_io};
-use gemma4_model::{Checkpoint, CheckpointSource, Gemma4TextConfig};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use gemma4_lora::{FuseOptions, fuse, fuse::check_out_dir, layout::Layout, peft_io};
+use gemma4_model::{Checkpoint, CheckpointSource, Gemma4TextConfig, WeightDtype};
 
 use crate::backend::{self, Backend};
 
@@ -23,8 +24,9 @@ pub struct Args {
     out: PathBuf,
     /// Tensor dtype: `keep` casts merged weights back to their dtype in the base; the others
     /// convert every float tensor (and set `dtype` in config.json).
-    #[arg(long, value_enum, default_value = "keep")]
-    dtype: OutDtype,
+    // `::std::option::Option` opts out of clap's optional-argument handling: `keep` is `None`.
+    #[arg(long, default_value = "keep", value_parser = out_dtype())]
+    dtype: ::std::option::Option<WeightDtype>,
     /// Start a new shard above this much tensor data: bytes, or with KB/MB/GB (10³ steps) or
     /// KiB/MiB/GiB (2¹⁰ steps), as HF's `max_shard_size`.
     #[arg(long, default_value = "5GB", value_parser = parse_size)]
@@ -34,13 +36,10 @@ pub struct Args {
     force: bool,
 }
 
-/// `--dtype`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum OutDtype {
-    Keep,
-    Bf16,
-    F16,
-    F32,
+/// `--dtype keep|bf16|f16|f32`: `keep` is `None`, the others a [`WeightDtype`].
+fn out_dtype() -> impl TypedValueParser<Value = Option<WeightDtype>> {
+    PossibleValuesParser::new(["keep", "bf16", "f16", "f32"])
+        .try_map(|s| if s == "keep" { Ok(None) } else { s.parse::<WeightDtype>().map(Some) })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -66,12 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     drop(ckpt);
     let adapter = peft_io::load_for(&args.adapter, &layout).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
     let opts = FuseOptions {
-        dtype: match args.dtype {
-            OutDtype::Keep => FuseDtype::Keep,
-            OutDtype::Bf16 => FuseDtype::Bf16,
-            OutDtype::F16 => FuseDtype::F16,
-            OutDtype::F32 => FuseDtype::F32,
-        },
+        dtype: args.dtype,
         max_shard_size: args.max_shard_size,
         force: args.force,
     };

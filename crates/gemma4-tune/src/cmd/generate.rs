@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use gemma4_data::{ChatTemplate, Tokenizer, parse_output};
 use gemma4_generate::{GenerationConfig, Sampler, SamplingConfig, generate};
-use gemma4_model::{Adapter, Gemma4TextModel, KvCache, LoadOptions, NoAdapter};
+use gemma4_model::{Adapter, Gemma4TextModel, KvCache, LoadOptions, NoAdapter, WeightDtype};
+use gemma4_train::setup::Base;
 use serde_json::{Value, json};
 
-use crate::backend::{self, Backend, Dtype};
+use crate::backend::{self, Backend};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -56,8 +57,8 @@ pub struct Args {
     json: bool,
     #[arg(long, value_enum)]
     backend: Option<Backend>,
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: Dtype,
+    #[arg(long, default_value = "f32", value_parser = backend::dtype_parser())]
+    dtype: WeightDtype,
 }
 
 struct Session {
@@ -73,18 +74,19 @@ struct Session {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (device, piece_bytes) =
+        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
-    let (model, _, warnings) = Gemma4TextModel::from_dir_with(&args.model, &device, options).with_context(|| format!("loading model from {}", args.model.display()))?;
-    for w in warnings {
+    let base = Base::open(&args.model, &device, options)
+        .with_context(|| format!("loading model from {}", args.model.display()))?;
+    for w in &base.warnings {
         eprintln!("warning: {w}");
     }
+    let Base { model, tokenizer: tok, template, .. } = base;
     let adapter = match &args.adapter {
         Some(d) => Some(gemma4_lora::peft_io::load(d, &model).with_context(|| format!("loading adapter {}", d.display()))?),
         None => None,
     };
-    let tok = Tokenizer::from_file(&args.model.join("tokenizer.json")).with_context(|| format!("no usable tokenizer.json in {}", args.model.display()))?;
-    let template = ChatTemplate::from_model_dir(&args.model)?.unwrap_or_else(ChatTemplate::builtin);
     let gen_cfg = GenerationConfig::from_model_dir(&args.model).map_err(anyhow::Error::msg)?.unwrap_or_default();
     let mut stops = if gen_cfg.eos_token_ids.is_empty() { model.config.eos_token_ids.clone() } else { gen_cfg.eos_token_ids.clone() };
     stops.extend(["<turn|>", "<eos>"].iter().filter_map(|t| tok.token_to_id(t)));

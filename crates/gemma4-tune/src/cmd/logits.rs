@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gemma4_model::{Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, causal_lm_loss};
+use gemma4_model::{Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, WeightDtype, causal_lm_loss};
 use safetensors::SafeTensors;
 
-use crate::backend::{self, Backend, Dtype};
+use crate::backend::{self, Backend};
 use crate::demo::Demo;
 use crate::io;
 
@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     backend: Option<Backend>,
     /// Weight/activation dtype.
-    #[arg(long, value_enum, default_value = "f32")]
-    dtype: Dtype,
+    #[arg(long, default_value = "f32", value_parser = backend::dtype_parser())]
+    dtype: WeightDtype,
     /// A LoRA adapter (PEFT files): OUT also gets `lora_logits` and `lora_loss`.
     #[arg(long)]
     adapter: Option<PathBuf>,
