@@ -84,10 +84,8 @@ impl StreamingWriter {
     pub fn create(path: &Path, specs: Vec<TensorSpec>, metadata: &[(&str, &str)]) -> Result<Self> {
         let header = header_bytes(path, &specs, metadata)?;
         let mut file = AtomicFile::create(path)?;
-        let io_err = StoreError::io(path);
-        (file.write_all(&(header.len() as u64).to_le_bytes()))
-            .and_then(|()| file.write_all(&header))
-            .map_err(io_err)?;
+        let len = (header.len() as u64).to_le_bytes();
+        file.write_all(&len).and_then(|()| file.write_all(&header)).map_err(StoreError::io(path))?;
         Ok(Self { file, specs, current: 0, written: 0 })
     }
 
