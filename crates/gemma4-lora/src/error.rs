@@ -14,6 +14,9 @@ pub enum LoraError {
     Target(String),
     #[error(transparent)]
     Model(#[from] gemma4_model::ModelError),
+    /// A write that failed (it names the path; nothing partial is left).
+    #[error(transparent)]
+    Store(#[from] gemma4_store::StoreError),
 }
 
 pub type Result<T> = std::result::Result<T, LoraError>;

@@ -10,20 +10,21 @@
 //! [`StreamingWriter`] tensor by tensor (experts one expert at a time, conversions in chunks),
 //! so memory stays at about one tensor plus its f32 merge whatever the checkpoint's size.
 //! Shards follow HF `save_pretrained`: one `model.safetensors`, or above `max_shard_size`
-//! `model-0000k-of-0000n.safetensors` + `model.safetensors.index.json`. The directory is built
-//! as `<out>.tmp-<pid>` and renamed to `<out>` at the end: on any error nothing is left at `<out>`.
+//! `model-0000k-of-0000n.safetensors` + `model.safetensors.index.json`. The directory is staged
+//! beside `<out>` ([`StagedDir`]) and renamed to `<out>` at the end: on any error nothing is left
+//! at `<out>`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::{DType, Tensor};
 use gemma4_model::{Checkpoint, INDEX_FILE, SINGLE_FILE, WeightDtype};
+use gemma4_store::safetensors::{decode, encode, float_width};
+use gemma4_store::{StagedDir, StreamingWriter, TensorSpec, write_atomic};
 use safetensors::Dtype;
 
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};
 use crate::error::{LoraError, Result};
-use crate::safetensors_writer::{StreamingWriter, TensorSpec, decode, encode, float_width};
-use crate::staging::{Staging, io};
 
 /// HF's default `max_shard_size` ("5GB", decimal).
 pub const DEFAULT_MAX_SHARD_SIZE: u64 = 5_000_000_000;
@@ -92,14 +93,14 @@ pub fn fuse(base_dir: &Path, adapter: &LoraAdapter, out: &Path, opts: &FuseOptio
     let merges = merge_targets(&ckpt, adapter)?;
     let plan = plan(&ckpt, &merges, opts.dtype)?;
     let shards = split(&plan, opts.max_shard_size);
-    let staging = Staging::begin(out)?;
+    let staging = StagedDir::begin(out)?;
     let names: Vec<String> = match shards.len() {
         1 => vec![SINGLE_FILE.to_owned()],
         n => (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect(),
     };
     let scale = adapter.scale();
     for (shard, file) in shards.iter().zip(&names) {
-        let path = staging.dir.join(file);
+        let path = staging.path().join(file);
         let mut writer = StreamingWriter::create(&path, shard.iter().map(|p| p.spec.clone()).collect(), &[("format", "pt")])?;
         for p in shard.iter() {
             write_tensor(&mut writer, &ckpt, p, merges.get(&p.spec.name).copied(), scale, &path)?;
@@ -108,10 +109,10 @@ pub fn fuse(base_dir: &Path, adapter: &LoraAdapter, out: &Path, opts: &FuseOptio
     }
     let bytes = plan.iter().map(|p| p.spec.len as u64).sum();
     if shards.len() > 1 {
-        write_index(&staging.dir, &shards, &names, bytes)?;
+        write_index(staging.path(), &shards, &names, bytes)?;
     }
-    let files = copy_side_files(base_dir, &staging.dir, opts.dtype)?;
-    staging.commit(out)?;
+    let files = copy_side_files(base_dir, staging.path(), opts.dtype)?;
+    staging.commit()?;
     Ok(FuseReport { merged: merges.len(), copied: plan.len() - merges.len(), shards: shards.len(), bytes, files })
 }
 
@@ -221,7 +222,7 @@ fn write_tensor(w: &mut StreamingWriter, ckpt: &Checkpoint, p: &Planned, merge: 
     let (src, dst) = (p.source, p.spec.dtype);
     let Some(module) = merge else {
         if src == dst {
-            return w.write(name, bytes);
+            return Ok(w.write(name, bytes)?);
         }
         let width = float_width(src).ok_or_else(|| err(format!("cannot convert {src:?}")))?;
         for chunk in bytes.chunks(CONVERT_CHUNK * width) {
@@ -313,7 +314,13 @@ fn config_with_dtype(path: &Path, hf: &str) -> Result<serde_json::Value> {
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
     text.push('\n');
-    std::fs::write(path, text).map_err(io(path))
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+/// An I/O error at `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoraError {
+    let path = path.to_owned();
+    move |source| LoraError::Io { path, source }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! LoRA adapters for the Gemma 4 model (PEFT-compatible): which projections to adapt
 //! (`target`), the adapter math `x·Aᵀ·Bᵀ·scale` plugged into the model's one seam (`adapter`),
 //! PEFT files in and out (`peft_io`), fusing an adapter into a new checkpoint (`fuse`, written
-//! through a streaming safetensors writer). The model crate knows nothing of any of this.
+//! through gemma4-store's streaming safetensors writer). The model crate knows nothing of any of
+//! this; how files are written durably is gemma4-store's.
 
 pub mod adapter;
 pub mod config;
@@ -9,8 +10,6 @@ pub mod error;
 pub mod layout;
 pub mod fuse;
 pub mod peft_io;
-pub mod safetensors_writer;
-mod staging;
 pub mod target;
 
 pub use adapter::{LoraAdapter, LoraModule, ModuleSite};

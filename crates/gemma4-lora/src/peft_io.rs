@@ -5,12 +5,14 @@
 //! `ParamWrapper` layout. Loading is strict where PEFT is silent: a key that matches no module of
 //! the model, a missing factor or a wrong shape is an error naming the tensor.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use burn::tensor::{DType, Tensor, TensorData};
 use gemma4_model::Gemma4TextModel;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use gemma4_store::safetensors::decode;
+use gemma4_store::{F32Tensor, StagedDir, write_atomic, write_f32};
+use safetensors::SafeTensors;
 
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite};
 use crate::config::LoraConfig;
@@ -21,62 +23,30 @@ use crate::target::peft_key;
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
-/// Write the adapter into `dir`, whole or not at all: the files go into a temporary sibling
-/// directory that then replaces `dir` (an existing `dir` is moved aside first and removed last).
+/// Write the adapter into `dir`, whole or not at all: the files go into a staged sibling
+/// directory that then replaces `dir` ([`StagedDir`]).
 pub fn save(adapter: &LoraAdapter, dir: &Path) -> Result<()> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
-    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| LoraError::Io { path, source }
-    };
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    if let Err(e) = save_files(adapter, &tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let had_old = dir.exists();
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok(())
+    let stage = StagedDir::begin(dir)?;
+    save_files(adapter, stage.path())?;
+    Ok(stage.commit()?)
 }
 
-/// Write the two adapter files into an existing directory (each through a temp name + rename).
+/// Write the two adapter files into an existing directory (each complete or absent); for a
+/// directory of several outputs, such as a checkpoint being staged.
 pub fn save_files(adapter: &LoraAdapter, dir: &Path) -> Result<()> {
-    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let path = dir.join(WEIGHTS_FILE);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (key, t) in adapter.tensors() {
         let shape = t.dims().to_vec();
-        let values = t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| LoraError::Adapter { path: dir.to_owned(), reason: format!("{key}: {e:?}") })?;
-        bufs.push((key, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        let values = t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| {
+            LoraError::Adapter { path: path.clone(), reason: format!("{key}: {e:?}") }
+        })?;
+        tensors.push((key, shape, values));
     }
-    let mut views = HashMap::new();
-    for (key, shape, bytes) in &bufs {
-        let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| LoraError::Adapter { path: dir.to_owned(), reason: e.to_string() })?;
-        views.insert(key.clone(), view);
-    }
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let weights = safetensors::serialize(views, metadata).map_err(|e| LoraError::Adapter { path: dir.to_owned(), reason: e.to_string() })?;
-    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomic(&dir.join(CONFIG_FILE), adapter.config.to_json().as_bytes())
-}
-
-/// Write bytes to `path` through a temporary sibling and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|source| LoraError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        LoraError::Io { path: path.to_owned(), source }
-    })
+    let views: Vec<F32Tensor> =
+        tensors.iter().map(|(name, shape, values)| F32Tensor { name, shape, values }).collect();
+    write_f32(&path, &views, &[("format", "pt")])?;
+    Ok(write_atomic(&dir.join(CONFIG_FILE), adapter.config.to_json().as_bytes())?)
 }
 
 /// Read an adapter written by PEFT (or by us) for `model`.
@@ -94,7 +64,8 @@ pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
     // PEFT strips the adapter name on save; accept `.lora_A.default.weight` too.
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for (key, view) in st.tensors() {
-        let values = decode(&view).map_err(|r| err(format!("{key}: {r}")))?;
+        let unsupported = || err(format!("{key}: dtype {:?} is not supported", view.dtype()));
+        let values = decode(view.dtype(), view.data()).ok_or_else(unsupported)?;
         tensors.insert(key.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."), (view.shape().to_vec(), values));
     }
     let device = &layout.device;
@@ -166,14 +137,4 @@ fn load_experts(
         }
     }
     Ok(())
-}
-
-fn decode(view: &TensorView) -> std::result::Result<Vec<f32>, String> {
-    let d = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        other => return Err(format!("dtype {other:?} is not supported")),
-    })
 }

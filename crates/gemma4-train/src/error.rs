@@ -18,6 +18,9 @@ pub enum TrainError {
     Lora(#[from] gemma4_lora::LoraError),
     #[error(transparent)]
     Data(#[from] gemma4_data::DataError),
+    /// A write that failed (it names the path; nothing partial is left).
+    #[error(transparent)]
+    Store(#[from] gemma4_store::StoreError),
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

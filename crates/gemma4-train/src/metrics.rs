@@ -44,7 +44,7 @@ impl MetricsLog {
             }
         }
         // Rewrite without records from beyond the resume point (they will be produced again).
-        gemma4_lora::peft_io::write_atomic(&path, kept.as_bytes())?;
+        gemma4_store::write_atomic(&path, kept.as_bytes())?;
         let file = OpenOptions::new().append(true).create(true).open(&path).map_err(|source| TrainError::Io { path: path.clone(), source })?;
         Ok(Self { path, file, train, valid })
     }
@@ -101,7 +101,7 @@ pub fn write_plot(path: &Path, train: &[(usize, f64)], valid: &[(usize, f64)]) -
         svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#ff7f0e\"/>\n", x(s as f64), y(l));
     }
     svg += "</svg>\n";
-    gemma4_lora::peft_io::write_atomic(path, svg.as_bytes())?;
+    gemma4_store::write_atomic(path, svg.as_bytes())?;
     Ok(())
 }
 

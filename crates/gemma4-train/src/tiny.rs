@@ -2,14 +2,13 @@
 //! sharing, double-wide MLP, softcap) with the repo's own small tokenizer, written as an HF
 //! checkpoint directory so every command can use it like a real one.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use gemma4_model::Gemma4TextConfig;
 use gemma4_model::expected_tensors;
 use rand::{Rng, SeedableRng};
+use gemma4_store::F32Tensor;
 use rand_chacha::ChaCha8Rng;
-use safetensors::{Dtype, tensor::TensorView};
 
 use crate::error::{Result, TrainError};
 
@@ -62,26 +61,20 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     let config = tiny_config(vocab);
     let cfg = Gemma4TextConfig::from_json(&config)?.config;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (name, shape) in expected_tensors(&cfg, "model.") {
         let n: usize = shape.iter().product();
         let is_scale = name.ends_with("norm.weight") || name.ends_with("layer_scalar");
         let std = if name.contains("embed_tokens") { 0.5 } else { 0.05 };
         let values: Vec<f32> = (0..n).map(|_| if is_scale { 1.0 } else { std * normal(&mut rng) }).collect();
-        bufs.push((name, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        tensors.push((name, shape, values));
     }
-    let views: HashMap<String, TensorView> = bufs
-        .iter()
-        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| TrainError::Run(format!("tiny model: {e}")))?;
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let weights = safetensors::serialize(views, metadata).map_err(|e| TrainError::Run(format!("tiny model: {e}")))?;
+    let views: Vec<F32Tensor> =
+        tensors.iter().map(|(name, shape, values)| F32Tensor { name, shape, values }).collect();
+    gemma4_store::write_f32(&dir.join("model.safetensors"), &views, &[("format", "pt")])?;
     let pretty = serde_json::to_string_pretty(&config).unwrap_or_default();
-    for (name, bytes) in [("tokenizer.json", tokenizer_json.into_bytes()), ("config.json", pretty.into_bytes()), ("model.safetensors", weights)] {
-        let path = dir.join(name);
-        gemma4_lora::peft_io::write_atomic(&path, &bytes)?;
-    }
+    gemma4_store::write_atomic(&dir.join("tokenizer.json"), tokenizer_json.as_bytes())?;
+    gemma4_store::write_atomic(&dir.join("config.json"), pretty.as_bytes())?;
     Ok(())
 }
 

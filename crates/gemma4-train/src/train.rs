@@ -73,7 +73,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, piece_bytes: usize, resume:
     let out = &recipe.train.out_dir;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
     for dir in [out.clone(), out.join("base_model")] {
-        checkpoint::recover_interrupted_writes(&dir);
+        gemma4_store::recover(&dir);
     }
     let base = load_base(recipe, device, piece_bytes)?;
     for w in &base.warnings {
@@ -103,7 +103,7 @@ pub fn train_until(recipe: &Recipe, device: &Device, piece_bytes: usize, resume:
     // Restored on resume, so a resumed f16 run continues with the same scale.
     let mut loss_scale = state.loss_scale.clone().unwrap_or_else(|| LossScale::new(model.dtype()));
     // Only now (the recipe is valid, the data loads, a resumed checkpoint matches) is anything written.
-    gemma4_lora::peft_io::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
+    gemma4_store::write_atomic(&out.join("recipe.resolved.toml"), recipe.to_toml().as_bytes())?;
     adapter.map_tensors(|_, t| t.autodiff().require_grad());
     println!(
         "LoRA: {} modules, {} trainable parameters (r = {}, scale {:.3}); base model {} (frozen)",

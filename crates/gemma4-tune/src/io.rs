@@ -1,10 +1,10 @@
 //! Small file helpers: read token ids from safetensors, write safetensors atomically.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use anyhow::{Result, bail};
+use gemma4_store::F32Tensor;
+use safetensors::{Dtype, SafeTensors};
 
 /// An integer tensor read from a safetensors file, as i64, with its shape.
 pub struct IntTensor {
@@ -40,26 +40,9 @@ pub fn read_f32(st: &SafeTensors, path: &Path, name: &str) -> Result<Option<(Vec
     Ok(Some((v, view.shape().to_vec())))
 }
 
-/// Write f32 tensors to `path` through a temporary file and a rename: the file is complete or absent.
+/// Write f32 tensors to `path` through gemma4-store's writer: the file is complete or absent.
 pub fn write_f32_atomic(path: &Path, tensors: &[(String, Vec<f32>, Vec<usize>)]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let mut views = HashMap::new();
-    for ((name, _, shape), data) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), data).with_context(|| format!("tensor {name}"))?;
-        views.insert(name.clone(), view);
-    }
-    let tmp = temp_path(path);
-    safetensors::serialize_to_file(views, None, &tmp).with_context(|| {
-        let _ = std::fs::remove_file(&tmp); // e.g. a full disk: no partial temporary stays
-        format!("writing {}", tmp.display())
-    })?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {}", tmp.display(), path.display())
-    })
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let views: Vec<F32Tensor> =
+        tensors.iter().map(|(name, values, shape)| F32Tensor { name, shape, values }).collect();
+    Ok(gemma4_store::write_f32(path, &views, &[])?)
 }

@@ -319,7 +319,7 @@ fn write_failures_name_the_path_and_keep_the_previous_checkpoint() {
     let mut train = bin();
     train.arg("train").arg(&r).args(set).args(["--set", "train.iters=6", "--resume"]);
     let result = run(&mut with_file_size_limit(200, &train));
-    assert_fails_cleanly("file size limit", &result, &[&format!("{}/.tmp-0000006-", ckpts.display()), "adapter_model.safetensors", "File too large"], &ckpts, &before);
+    assert_fails_cleanly("file size limit", &result, &[&format!("{}/.0000006.tmp-", ckpts.display()), "adapter_model.safetensors", "File too large"], &ckpts, &before);
     let (out, stdout, stderr) = run(&mut train);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("at step 3") && ckpts.join("0000006/trainer_state.json").is_file(), "{stdout}");
@@ -331,7 +331,7 @@ fn write_failures_name_the_path_and_keep_the_previous_checkpoint() {
     std::fs::write(b.join("run/checkpoints"), "not a directory").unwrap();
     let result = run(bin().arg("train").arg(&r).args(set).args(["--set", "train.iters=3", "--set", "eval.batches=1"]));
     assert_eq!(result.0.status.code(), Some(1), "{}", result.2);
-    assert!(result.2.contains(&format!("{}/.tmp-0000003-", b.join("run/checkpoints").display())) && result.2.contains("Not a directory"), "{}", result.2);
+    assert!(result.2.contains(&format!("{}: ", b.join("run/checkpoints/0000003").display())) && result.2.contains("Not a directory"), "{}", result.2);
     assert!(!b.join("run/adapter").exists());
 
     // The output directory is a file.
@@ -342,7 +342,7 @@ fn write_failures_name_the_path_and_keep_the_previous_checkpoint() {
     assert_fails_cleanly("out_dir is a file", &result, &[&c.join("run").display().to_string(), "File exists"], &c, &snapshot(&c));
     // `logits --out` into a directory that does not exist.
     let result = run(bin().args(["logits", "--backend", "cpu", "--model"]).arg(fixture("dense")).arg("--input").arg(fixture("dense/golden.safetensors")).arg("--out").arg(tmp.path().join("no/such/dir/o.safetensors")));
-    assert_fails_cleanly("--out in a missing directory", &result, &["no/such/dir/.o.safetensors.tmp-", "No such file"], tmp.path(), &snapshot(tmp.path()));
+    assert_fails_cleanly("--out in a missing directory", &result, &["no/such/dir/o.safetensors: ", "No such file"], tmp.path(), &snapshot(tmp.path()));
 }
 
 // ── Numeric faults ──

@@ -56,11 +56,12 @@ fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
     dirs.pop()
 }
 
-/// Temporaries of saves in progress: checkpoint directories (`checkpoints/.tmp-<step>-<pid>`),
-/// adapter directories (`.best.tmp-<pid>`, `.adapter.tmp-<pid>`).
+/// Temporaries of saves in progress (gemma4-store's `.<name>.tmp-XXXXXX`): checkpoint
+/// directories (`checkpoints/.<step>.tmp-XXXXXX`), adapter directories (`.best.tmp-XXXXXX`,
+/// `.adapter.tmp-XXXXXX`).
 fn temporaries(run: &Path) -> Vec<String> {
     let names = |dir: &Path| std::fs::read_dir(dir).into_iter().flatten().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect::<Vec<_>>();
-    let mut t: Vec<String> = names(&run.join("checkpoints")).into_iter().filter(|n| n.starts_with(".tmp-")).collect();
+    let mut t: Vec<String> = names(&run.join("checkpoints")).into_iter().filter(|n| n.starts_with('.') && n.contains(".tmp-")).collect();
     t.extend(names(run).into_iter().filter(|n| n.starts_with(".best.tmp-") || n.starts_with(".adapter.tmp-")));
     t
 }

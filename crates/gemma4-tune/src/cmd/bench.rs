@@ -106,7 +106,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
     };
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json {
-        gemma4_lora::peft_io::write_atomic(path, text.as_bytes())?;
+        gemma4_store::write_atomic(path, text.as_bytes())?;
     }
     if !args.ceilings {
         eprintln!("{}", summary(&report));

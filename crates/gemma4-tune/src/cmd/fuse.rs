@@ -19,7 +19,7 @@ pub struct Args {
     /// Adapter directory (PEFT files: adapter_config.json + adapter_model.safetensors).
     #[arg(long)]
     adapter: PathBuf,
-    /// Output directory; written as `<out>.tmp-<pid>` and renamed when complete.
+    /// Output directory; built as `.<out>.tmp-XXXXXX` beside it and renamed when complete.
     #[arg(long)]
     out: PathBuf,
     /// Tensor dtype: `keep` casts merged weights back to their dtype in the base; the others
