@@ -34,12 +34,14 @@ pub mod rope;
 pub mod vocab;
 pub mod weights;
 
+pub use attention::{scaled_dot_product, windowed};
 pub use cache::KvCache;
 pub use forward::Prologue;
 pub use checkpoint::Checkpoint;
 pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig};
 pub use error::{ModelError, Result};
 pub use linear::{Adapter, NoAdapter, ProjName, Site};
+pub use mask::{MaskSpec, RowMasks, build_mask};
 pub use model::{Gemma4TextModel, Outputs, Projection, TokenBatch, causal_lm_loss};
 pub use params::ParamCounts;
 pub use random::RandomInit;
