@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{DType, Tensor};
 use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::{Gemma4TextModel, TokenBatch};
+use gemma4_model::Gemma4TextModel;
 
 use crate::error::Result;
 use crate::loss::target_loss_and_grad;
