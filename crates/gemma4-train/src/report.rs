@@ -60,7 +60,7 @@ impl Reporter {
         let tps = self.window.0 as f64 / self.window.1.elapsed().as_secs_f64().max(1e-9);
         let iters = self.iters;
         tracing::info!(target: PROGRESS, step, iters, "loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s");
-        if step % self.report_every.max(1) == 0 || step == self.iters {
+        if step.is_multiple_of(self.report_every.max(1)) || step == self.iters {
             say(format_args!(
                 "step {step:>5} | loss {loss:.4} | lr {lr:.2e} | grad_norm {grad_norm:.3} | tok/s {tps:.0} | tokens {trained_tokens}"
             ));

@@ -206,7 +206,7 @@ impl Run<'_> {
     fn evaluate(&mut self, step: usize) -> Result<bool> {
         let recipe = self.recipe;
         let due =
-            recipe.eval.every > 0 && step % recipe.eval.every == 0 || step == recipe.train.iters;
+            recipe.eval.every > 0 && step.is_multiple_of(recipe.eval.every) || step == recipe.train.iters;
         let Some(val) = (if due { self.validate(step)? } else { None }) else {
             return Ok(false);
         };
@@ -224,7 +224,7 @@ impl Run<'_> {
     /// Save a checkpoint when due (or `now`: stopping early, or interrupted).
     fn save(&self, step: usize, now: bool) -> Result<()> {
         let every = self.recipe.checkpoint.every;
-        if now || every > 0 && step % every == 0 || step == self.recipe.train.iters {
+        if now || every > 0 && step.is_multiple_of(every) || step == self.recipe.train.iters {
             let t = &self.trainer;
             let root = self.recipe.train.out_dir.join("checkpoints");
             checkpoint::save(
