@@ -58,7 +58,7 @@ import transformers
 from transformers import Gemma4ForCausalLM, Gemma4TextConfig
 from transformers.models.gemma4.modeling_gemma4 import Gemma4TextExperts
 
-PRESETS = Path(__file__).resolve().parents[2] / "crates" / "gemma4-train" / "presets"
+PRESETS = Path(__file__).resolve().parents[2] / "crates" / "gemma4-tune" / "presets"
 DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
@@ -66,7 +66,7 @@ TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", default="e2b", help="name in crates/gemma4-train/presets/")
+    src.add_argument("--preset", default="e2b", help="name in crates/gemma4-tune/presets/")
     src.add_argument("--config", help="any config.json (its text_config is used if present)")
     src.add_argument("--model", help="preset name or config.json path (as gemma4-tune bench)")
     p.add_argument("--batch", type=int, default=4)

@@ -1,12 +1,12 @@
 //! Generation: prefill the prompt through the KV cache, then decode one token at a time until a
 //! stop token or the token limit, streaming each token to a callback. The same cached forward
-//! path as evaluation (`Gemma4TextModel::forward_cached`).
+//! path as evaluation (`Gemma4TextModel::forward_cached`), one [`Decoder`] step at a time.
 
 use std::time::Instant;
 
-use burn::tensor::Tensor;
-use gemma4_model::{Adapter, Gemma4TextModel, KvCache, ModelError, TokenBatch};
+use gemma4_model::{Adapter, Gemma4TextModel, KvCache, ModelError};
 
+use crate::decode::{Decoder, logits_f32};
 use crate::sampler::Sampler;
 
 /// Why generation stopped.
@@ -29,33 +29,33 @@ pub struct Generation {
     pub generated_tokens_per_s: f64,
 }
 
-/// Logits of the last position of a hidden-state chunk, as f32.
-fn last_logits(model: &Gemma4TextModel, hidden: Tensor<3>) -> Result<Vec<f32>, ModelError> {
-    let [b, n, e] = hidden.dims();
-    debug_assert_eq!(b, 1);
-    let last = hidden.narrow(1, n - 1, 1).reshape([1, 1, e]);
-    model.logits(last).into_data().try_to_vec_as::<f32>().map_err(|e| ModelError::Input(format!("logits: {e:?}")))
+/// How much to generate and where to stop.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerateOptions<'a> {
+    /// Generate at most this many tokens.
+    pub max_new: usize,
+    /// Stop at any of these (not included in the output).
+    pub stop_tokens: &'a [u32],
 }
 
 /// Feed `prompt` (continuing from whatever `cache` already holds) and generate up to
-/// `max_new` tokens. `on_token` sees each new token; returning false stops.
-#[allow(clippy::too_many_arguments)] // the loop's inputs, each used once; a struct would only rename them
+/// `options.max_new` tokens. `on_token` sees each new token; returning false stops.
 pub fn generate(
     model: &Gemma4TextModel,
     adapter: &dyn Adapter,
     cache: &mut KvCache,
     prompt: &[u32],
-    max_new: usize,
-    stop_tokens: &[u32],
+    options: GenerateOptions,
     sampler: &mut Sampler,
     mut on_token: impl FnMut(u32) -> bool,
 ) -> Result<Generation, ModelError> {
+    let GenerateOptions { max_new, stop_tokens } = options;
     if prompt.is_empty() {
         return Err(ModelError::Input("generate: empty prompt".into()));
     }
     let t0 = Instant::now();
-    let hidden = model.forward_cached(&TokenBatch::new(prompt.to_vec(), 1, prompt.len()), cache, adapter)?;
-    let mut logits = last_logits(model, hidden)?;
+    let mut decoder = Decoder { model, adapter, cache };
+    let mut logits = logits_f32(decoder.step(prompt.to_vec(), 1)?)?;
     let prompt_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let mut tokens = Vec::new();
@@ -74,8 +74,7 @@ pub fn generate(
         if i + 1 == max_new {
             break;
         }
-        let hidden = model.forward_cached(&TokenBatch::new(vec![next], 1, 1), cache, adapter)?;
-        logits = last_logits(model, hidden)?;
+        logits = logits_f32(decoder.step(vec![next], 1)?)?;
     }
     let gen_s = t1.elapsed().as_secs_f64();
     Ok(Generation {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device};
-use gemma4_generate::{Sampler, SamplingConfig, StopReason, generate};
+use gemma4_generate::{GenerateOptions, Sampler, SamplingConfig, StopReason, generate};
 use gemma4_model::{Gemma4TextModel, KvCache, NoAdapter};
 use safetensors::SafeTensors;
 
@@ -24,7 +24,7 @@ fn greedy_generation_matches_transformers() {
         let mut cache = KvCache::new(&model.config);
         let mut sampler = Sampler::new(SamplingConfig::default());
         let mut streamed = Vec::new();
-        let out = generate(&model, &NoAdapter, &mut cache, &prompt, want.len(), &[], &mut sampler, |t| {
+        let out = generate(&model, &NoAdapter, &mut cache, &prompt, GenerateOptions { max_new: want.len(), stop_tokens: &[] }, &mut sampler, |t| {
             streamed.push(t);
             true
         })
@@ -44,7 +44,7 @@ fn generation_stops_on_a_stop_token() {
     let (prompt, want) = (ids(&st, "prompt_ids"), ids(&st, "greedy_ids"));
     let (model, _, _) = Gemma4TextModel::from_dir(&dir, &Device::flex(), DType::F32).unwrap();
     let mut cache = KvCache::new(&model.config);
-    let out = generate(&model, &NoAdapter, &mut cache, &prompt, 50, &[want[2]], &mut Sampler::new(SamplingConfig::default()), |_| true).unwrap();
+    let out = generate(&model, &NoAdapter, &mut cache, &prompt, GenerateOptions { max_new: 50, stop_tokens: &[want[2]] }, &mut Sampler::new(SamplingConfig::default()), |_| true).unwrap();
     assert_eq!(out.tokens, want[..2].to_vec());
     assert_eq!(out.stop, StopReason::Stop(want[2]));
 }
@@ -65,6 +65,6 @@ fn cached_generation_equals_no_cache_argmax_decoding() {
         seq.push(gemma4_generate::sampler::argmax(&logits[(seq.len() - 1) * v..]));
     }
     let mut cache = KvCache::new(&model.config);
-    let out = generate(&model, &NoAdapter, &mut cache, &prompt, 10, &[], &mut Sampler::new(SamplingConfig::default()), |_| true).unwrap();
+    let out = generate(&model, &NoAdapter, &mut cache, &prompt, GenerateOptions { max_new: 10, stop_tokens: &[] }, &mut Sampler::new(SamplingConfig::default()), |_| true).unwrap();
     assert_eq!(out.tokens, seq[prompt.len()..].to_vec());
 }

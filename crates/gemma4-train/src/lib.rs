@@ -1,9 +1,8 @@
 //! The training engine: recipes, AdamW on the adapter, LR schedules, chunked cross-entropy, the
 //! loop, validation, checkpoints and metrics. Files in the order a run uses them:
-//! `recipe` → `setup` (+ `tiny`) → `train` (`loss`, `optim`, `schedule`) → `eval` →
-//! `checkpoint` → `metrics`.
+//! `recipe` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`, `schedule`, `trainer`
+//! with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` → `checkpoint` → `metrics`.
 
-pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod eval;
@@ -12,12 +11,17 @@ pub mod metrics;
 pub mod optim;
 pub mod recipe;
 pub mod recompute;
+pub mod report;
 pub mod schedule;
 pub mod setup;
+pub mod start;
 pub mod step;
+pub mod stream;
 pub mod tiny;
 pub mod train;
+pub mod trainer;
 
 pub use error::{Result, TrainError};
 pub use recipe::Recipe;
 pub use train::{Summary, train, train_until};
+pub use trainer::{StepOutcome, StepSettings, Trainer};

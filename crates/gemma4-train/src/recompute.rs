@@ -14,29 +14,37 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Tensor};
+use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::{Gemma4TextModel, TokenBatch};
+use gemma4_model::Gemma4TextModel;
 
 use crate::error::Result;
 use crate::loss::target_loss_and_grad;
-use crate::step::{Phases, add_gradient};
+use crate::step::{Phases, add_gradient, token_batch};
 
 type KeyValue = (Tensor<4>, Tensor<4>);
 
+/// The loss scale and dropout seed of one micro-batch's pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layerwise {
+    /// The gradients are those of `scale · loss_sum`.
+    pub scale: f64,
+    /// Dropout masks are seeded from this and the layer index (the same in both passes).
+    pub seed: u64,
+}
+
 /// One micro-batch's loss sum; its LoRA gradients (of `scale · loss_sum`) are added to `acc`.
-#[allow(clippy::too_many_arguments)]
 pub fn layerwise_gradients(
     model: &Gemma4TextModel,
     adapter: &LoraAdapter,
-    batch: &TokenBatch,
-    target: &[bool],
-    scale: f64,
-    device: &Device,
-    seed: u64,
+    micro: &Batch,
+    pass: Layerwise,
     acc: &mut BTreeMap<String, Tensor<2>>,
     phases: &mut Phases,
 ) -> Result<f64> {
+    let (device, Layerwise { scale, seed }) = (&model.device, pass);
+    let (batch, target) = (&token_batch(micro), &micro.target[..]);
     // Pass 1 must record nothing: the adapter's tensors off the tape (detach alone keeps them
     // requiring gradients, and the whole forward would be taped and kept alive by `inputs`).
     let mut frozen = adapter.clone();

@@ -1,5 +1,6 @@
-//! One optimizer step, shared by `train` and `bench`: forward/backward over the step's
-//! micro-batches with gradients summed per adapter tensor, then AdamW on the adapter only.
+//! The parts of an optimizer step ([`crate::trainer::Trainer::step`] decides it): forward/backward
+//! over the step's micro-batches with gradients summed per adapter tensor, and AdamW on the
+//! adapter only.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use gemma4_model::{Gemma4TextModel, TokenBatch};
 
 use crate::error::{Result, TrainError};
 use crate::loss::target_loss_and_grad;
-use crate::recompute::layerwise_gradients;
+use crate::recompute::{Layerwise, layerwise_gradients};
 use crate::optim::AdamW;
 use crate::recipe::OptimSection;
 
@@ -59,23 +60,30 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
     }
 }
 
-/// Forward and backward over `micro`; the loss is normalised by `tokens` (the target tokens of
-/// the whole step) and multiplied by `loss_scale` ([`crate::optim::LossScale`]; 1 = none).
-/// Returns the summed loss (not normalised, not scaled) and the summed gradients by key.
-/// Dropout masks are seeded from `seed` and the micro-batch index. With `checkpointing`, layers
-/// are recomputed in the backward pass ([`crate::recompute`]); the gradients are the same.
-#[allow(clippy::too_many_arguments)]
+/// What [`accumulate_gradients`] needs besides the model, adapter and batches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accumulate {
+    /// The target tokens of the whole step (the loss is normalised by them).
+    pub tokens: usize,
+    /// Dropout masks are seeded from this and the micro-batch index.
+    pub seed: u64,
+    /// Recompute layers in the backward pass ([`crate::recompute`]); the gradients are the same.
+    pub checkpointing: bool,
+    /// The loss is multiplied by this ([`crate::optim::LossScale`]; 1 = none).
+    pub loss_scale: f64,
+}
+
+/// Forward and backward over `micro` on the model's device, as `pass` says. Returns the summed
+/// loss (not normalised, not scaled) and the summed gradients by key.
 pub fn accumulate_gradients(
     model: &Gemma4TextModel,
     adapter: &mut LoraAdapter,
     micro: &[Batch],
-    tokens: usize,
-    device: &Device,
-    seed: u64,
-    checkpointing: bool,
-    loss_scale: f64,
+    pass: &Accumulate,
     phases: &mut Phases,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
+    let device = &model.device;
+    let Accumulate { tokens, seed, checkpointing, loss_scale } = *pass;
     adapter.training = true;
     let scale = loss_scale / tokens.max(1) as f64;
     let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
@@ -83,7 +91,8 @@ pub fn accumulate_gradients(
     for (j, mb) in micro.iter().enumerate() {
         let seed = seed ^ j as u64;
         if checkpointing {
-            loss_sum += layerwise_gradients(model, adapter, &token_batch(mb), &mb.target, scale, device, seed << 8, &mut grads, phases)?;
+            let pass = Layerwise { scale, seed: seed << 8 };
+            loss_sum += layerwise_gradients(model, adapter, mb, pass, &mut grads, phases)?;
             continue;
         }
         device.seed(seed);

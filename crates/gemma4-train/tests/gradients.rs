@@ -11,7 +11,7 @@ use gemma4_data::Batch;
 use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
 use gemma4_model::Gemma4TextModel;
 use gemma4_train::loss::target_loss_sum;
-use gemma4_train::step::{accumulate_gradients, token_batch};
+use gemma4_train::step::{Accumulate, accumulate_gradients, token_batch};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
@@ -82,7 +82,7 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         }
         for (m, vocab) in [(&model, "one piece"), (&split, "pieces")] {
             for checkpointing in [false, true] {
-                let (loss, got) = accumulate_gradients(m, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, checkpointing, 1.0, &mut gemma4_train::step::Phases::off()).expect("step");
+                let (loss, got) = accumulate_gradients(m, &mut adapter, std::slice::from_ref(&mb), &Accumulate { tokens, seed: 9, checkpointing, loss_scale: 1.0 }, &mut gemma4_train::step::Phases::off()).expect("step");
                 let at = format!("{name} checkpointing={checkpointing} vocabulary in {vocab}");
                 assert!((loss - want_loss).abs() < 1e-4 * want_loss.abs(), "{at}: loss {loss} vs {want_loss}");
                 assert_eq!(got.len(), want.len(), "{at}: every adapter tensor gets a gradient");
@@ -111,7 +111,7 @@ fn f16_gradients_with_loss_scaling_track_f32() {
         let model = load(dtype);
         let mut adapter = base.clone();
         let mb = batch(model.config.vocab_size as u32);
-        let (_, g) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), tokens, &device, 9, false, loss_scale, &mut gemma4_train::step::Phases::off()).expect("step");
+        let (_, g) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), &Accumulate { tokens, seed: 9, checkpointing: false, loss_scale }, &mut gemma4_train::step::Phases::off()).expect("step");
         g
     };
     let want = grads(DType::F32, 1.0);

@@ -6,6 +6,7 @@ mod backend;
 mod cmd;
 mod demo;
 mod io;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::install();
     let result = match cli.command {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),

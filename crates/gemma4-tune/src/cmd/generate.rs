@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use gemma4_data::{ChatTemplate, Tokenizer, parse_output};
-use gemma4_generate::{GenerationConfig, Sampler, SamplingConfig, generate};
+use gemma4_generate::{GenerateOptions, GenerationConfig, Sampler, SamplingConfig, generate};
 use gemma4_model::{Adapter, Gemma4TextModel, KvCache, LoadOptions, NoAdapter, WeightDtype};
 use gemma4_train::setup::Base;
 use serde_json::{Value, json};
@@ -160,7 +160,8 @@ fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
     let mut generated: Vec<u32> = Vec::new();
     let mut printed = 0usize;
     let mut out = std::io::stdout();
-    let result = generate(&s.model, adapter, &mut s.cache, new, args.max_tokens, &s.stops, &mut s.sampler, |t| {
+    let options = GenerateOptions { max_new: args.max_tokens, stop_tokens: &s.stops };
+    let result = generate(&s.model, adapter, &mut s.cache, new, options, &mut s.sampler, |t| {
         generated.push(t);
         if !quiet
             && let Ok(text) = tok.decode(&generated)

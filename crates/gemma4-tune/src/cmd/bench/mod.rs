@@ -3,12 +3,27 @@
 //! Times LoRA training steps, prefill and decode on a random-weight model with the preset's real
 //! shapes; prints a summary and the JSON report (also written with `--json`). The peer baseline
 //! with the same knobs and JSON: `python3 tests/reference/bench_peft.py` (see docs/performance.md).
+//!
+//! Files: `run` (settings, presets, the report), `train` (the timed [`Trainer`] steps), `infer`
+//! (prefill, decode), `ceilings` (`--ceilings`), `flops` (FLOPs per token), `report` (memory,
+//! summary). The presets' configs are in `crates/gemma4-tune/presets/`.
+//!
+//! [`Trainer`]: gemma4_train::Trainer
+
+mod ceilings;
+mod flops;
+mod infer;
+mod report;
+mod run;
+mod train;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use gemma4_model::WeightDtype;
-use gemma4_train::bench::{BenchSettings, run, summary};
+
+use self::report::summary;
+use self::run::{BenchSettings, load_config, run};
 
 use crate::backend::{self, Backend};
 
@@ -99,8 +114,8 @@ pub fn run_cmd(args: Args) -> Result<()> {
         backend: format!("{backend:?}").to_lowercase(),
     };
     let report = if args.ceilings {
-        let cfg = gemma4_train::bench::load_config(&settings.model)?;
-        gemma4_train::bench::ceilings(&cfg, settings.batch, settings.seq, 8192, &device)?
+        let cfg = load_config(&settings.model)?;
+        ceilings::ceilings(&cfg, settings.batch, settings.seq, 8192, &device)?
     } else {
         run(&settings, &device)?
     };

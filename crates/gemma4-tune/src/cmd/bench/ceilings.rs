@@ -15,19 +15,19 @@
 use std::time::Instant;
 
 use burn::tensor::{DType, Device, Distribution, Tensor};
-use gemma4_model::{scaled_dot_product, windowed};
-use gemma4_model::{MaskSpec, RowMasks, build_mask};
+use anyhow::{Result, bail};
 use gemma4_model::{Gemma4TextConfig, LayerSpec, LayerType};
+use gemma4_model::{MaskSpec, RowMasks, build_mask, scaled_dot_product, windowed};
 use serde_json::{Value, json};
 
 use super::flops::mean_context;
-use crate::error::{Result, TrainError};
+use super::run::sync;
 
 /// Ceilings per dtype the device supports (f32, f16) for `batch × seq` tokens of `cfg`, with a
 /// `square³` matmul for reference (the CLI: 8192).
 pub fn ceilings(cfg: &Gemma4TextConfig, batch: usize, seq: usize, square: usize, device: &Device) -> Result<Value> {
     if batch == 0 || seq == 0 || square == 0 {
-        return Err(TrainError::Run(format!("bench --ceilings: batch, seq and the square size must be ≥ 1 (got {batch}, {seq}, {square})")));
+        bail!("bench --ceilings: batch, seq and the square size must be ≥ 1 (got {batch}, {seq}, {square})");
     }
     let tokens = batch * seq;
     let (e, m) = (cfg.hidden_size, cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size));
@@ -89,7 +89,7 @@ fn attention(cfg: &Gemma4TextConfig, spec: &LayerSpec, batch: usize, seq: usize,
 /// Vulkan a matmul with a 2.7 GB operand came back in 0.04 ms, not computed (docs/performance.md).
 fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
     let ([a, b], [_, c]) = (x.dims(), w.dims());
-    let read = |t: Tensor<2>| t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| TrainError::Run(format!("ceilings: read-back: {e:?}")));
+    let read = |t: Tensor<2>| t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("ceilings: read-back: {e:?}"));
     let got = read(x.clone().matmul(w.clone()).slice([a - 1..a, c - 1..c]))?;
     let (row, col) = (read(x.clone().slice([a - 1..a, 0..b]))?, read(w.clone().slice([0..b, c - 1..c]))?);
     let want: f64 = row.iter().zip(&col).map(|(p, q)| *p as f64 * *q as f64).sum();
@@ -100,14 +100,13 @@ fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
 
 /// Mean seconds of `f` over `reps` runs, after one untimed run (compilation, autotuning).
 fn time(device: &Device, reps: usize, f: &dyn Fn()) -> Result<f64> {
-    let sync = || device.sync().map_err(|e| TrainError::Run(format!("device: {e:?}")));
     f();
-    sync()?;
+    sync(device)?;
     let t = Instant::now();
     for _ in 0..reps {
         f();
     }
-    sync()?;
+    sync(device)?;
     Ok(t.elapsed().as_secs_f64() / reps.max(1) as f64)
 }
 
@@ -117,7 +116,7 @@ mod tests {
 
     #[test]
     fn tiny_ceilings_cover_matmuls_and_both_attention_types() {
-        let cfg = crate::bench::load_config("tiny").expect("tiny preset");
+        let cfg = super::super::run::load_config("tiny").expect("tiny preset");
         // seq 40 > 2 × the window (16): the sliding layer runs in window blocks, as in the model.
         let r = ceilings(&cfg, 1, 40, 64, &Device::flex()).expect("ceilings");
         let f32 = &r["f32"];

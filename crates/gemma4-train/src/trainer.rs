@@ -1,0 +1,331 @@
+//! The training step, decided in one place. A [`Trainer`] owns what a step changes (the adapter,
+//! AdamW's moments, the f16 loss scale, the trainer state) and the frozen model it runs on;
+//! [`Trainer::step`] takes one step's micro-batches and says what happened:
+//!
+//! ```text
+//! forward/backward per micro-batch (loss × scale / step tokens), gradients summed
+//! loss finite?  no → non-finite (skipped under skip_nonfinite, else the caller stops)
+//! f16 scaled gradients overflowed? → skipped, loss scale halved
+//! grad norm finite?  no → non-finite
+//! clip by global norm (with the unscale), AdamW on the adapter only → updated
+//! ```
+//!
+//! `train` (the loop) and `bench` both step through here.
+
+use burn::tensor::DType;
+use gemma4_data::Batch;
+use gemma4_lora::LoraAdapter;
+use gemma4_model::Gemma4TextModel;
+
+use crate::checkpoint::TrainerState;
+use crate::error::Result;
+use crate::optim::{AdamW, LossScale, global_norm, nonfinite_keys};
+use crate::recipe::{OptimSection, Recipe};
+use crate::step::{Accumulate, Phases, accumulate_gradients, apply_update};
+
+/// The settings a step reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepSettings {
+    /// AdamW's hyper-parameters and the gradient clip (`max_grad_norm`, 0 = off).
+    pub optim: OptimSection,
+    /// Recompute layers in the backward pass ([`crate::recompute`]).
+    pub gradient_checkpointing: bool,
+    /// Skip a step with a non-finite loss or gradient instead of stopping.
+    pub skip_nonfinite: bool,
+    /// Dropout masks are seeded from this and the step number.
+    pub seed: u64,
+}
+
+impl StepSettings {
+    /// The step settings of a recipe.
+    pub fn from_recipe(recipe: &Recipe) -> Self {
+        Self {
+            optim: recipe.optim.clone(),
+            gradient_checkpointing: recipe.train.gradient_checkpointing,
+            skip_nonfinite: recipe.train.skip_nonfinite,
+            seed: recipe.train.seed,
+        }
+    }
+}
+
+/// What one [`Trainer::step`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The adapter was updated.
+    Updated {
+        /// Mean loss per target token of the step.
+        loss: f64,
+        /// Global gradient norm before clipping (unscaled).
+        grad_norm: f64,
+        /// Target tokens of the step.
+        tokens: usize,
+    },
+    /// f16: the scaled gradients overflowed; the step was skipped and the loss scale halved.
+    Overflow {
+        /// Mean loss per target token of the step (finite).
+        loss: f64,
+        /// The first gradient (by PEFT key) holding a non-finite value.
+        first: Option<String>,
+        /// How many gradients hold one, of `tensors`.
+        count: usize,
+        tensors: usize,
+        /// The loss scale from now on.
+        scale: f64,
+    },
+    /// A non-finite loss or gradient norm: no update. `skipped` under `skip_nonfinite` (the
+    /// step counts as done); otherwise the caller stops.
+    NonFinite {
+        loss: f64,
+        grad_norm: f64,
+        skipped: bool,
+    },
+}
+
+/// The model, the adapter being trained and everything an optimizer step updates.
+pub struct Trainer {
+    /// The frozen base model (on an autodiff device).
+    pub model: Gemma4TextModel,
+    pub adapter: LoraAdapter,
+    pub opt: AdamW,
+    pub loss_scale: LossScale,
+    /// Step, data position, best validation, ... (saved in checkpoints).
+    pub state: TrainerState,
+    pub settings: StepSettings,
+    /// Time the phases of each step (syncing the device between them; `bench --profile`).
+    pub profile: bool,
+    /// `(phase, seconds)` of the last step, when profiling.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+impl Trainer {
+    /// A trainer for `adapter` on `model`, continuing from `opt` and `state` (fresh or restored
+    /// from a checkpoint: the loss scale too, so a resumed f16 run keeps its scale). The
+    /// adapter's tensors are put on the tape.
+    pub fn new(
+        model: Gemma4TextModel,
+        mut adapter: LoraAdapter,
+        opt: AdamW,
+        state: TrainerState,
+        settings: StepSettings,
+    ) -> Self {
+        let loss_scale = state
+            .loss_scale
+            .clone()
+            .unwrap_or_else(|| LossScale::new(model.dtype()));
+        adapter.map_tensors(|_, t| t.autodiff().require_grad());
+        Self {
+            model,
+            adapter,
+            opt,
+            loss_scale,
+            state,
+            settings,
+            profile: false,
+            phases: Vec::new(),
+        }
+    }
+
+    /// One optimizer step over `micro` (the step's micro-batches) at learning rate `lr`: the
+    /// one place the step is decided. The state's step advances unless the outcome is a
+    /// non-finite loss or gradient that is not skipped.
+    pub fn step(&mut self, micro: &[Batch], lr: f64) -> Result<StepOutcome> {
+        let step = self.state.step + 1;
+        let tokens: usize = micro.iter().map(|b| b.target_tokens).sum();
+        let mut phases = if self.profile {
+            Phases::on(&self.model.device)
+        } else {
+            Phases::off()
+        };
+        let pass = Accumulate {
+            tokens,
+            seed: self.settings.seed ^ ((step as u64) << 16), // dropout masks
+            checkpointing: self.settings.gradient_checkpointing,
+            loss_scale: self.loss_scale.scale,
+        };
+        let (loss_sum, grads) =
+            accumulate_gradients(&self.model, &mut self.adapter, micro, &pass, &mut phases)?;
+        let loss = loss_sum / tokens.max(1) as f64;
+        let scaled_norm = global_norm(&grads);
+        let max_norm = self.settings.optim.max_grad_norm;
+        let unscaled = if loss.is_finite() {
+            self.loss_scale.unscale(scaled_norm, max_norm)
+        } else {
+            Some((scaled_norm, 1.0))
+        };
+        self.state.loss_scale = Some(self.loss_scale.clone());
+        let Some((grad_norm, factor)) = unscaled else {
+            self.state.step = step;
+            self.phases = phases.times;
+            let bad = nonfinite_keys(&grads);
+            let scale = self.loss_scale.scale;
+            return Ok(StepOutcome::Overflow {
+                loss,
+                first: bad.first().cloned(),
+                count: bad.len(),
+                tensors: grads.len(),
+                scale,
+            });
+        };
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            self.phases = phases.times;
+            let skipped = self.settings.skip_nonfinite;
+            if skipped {
+                self.state.skipped_steps += 1;
+                self.state.step = step;
+            }
+            return Ok(StepOutcome::NonFinite {
+                loss,
+                grad_norm,
+                skipped,
+            });
+        }
+        apply_update(
+            &mut self.adapter,
+            &mut self.opt,
+            &self.settings.optim,
+            lr,
+            grads,
+            factor,
+        );
+        phases.mark("clip + optimizer");
+        self.phases = phases.times;
+        self.state.step = step;
+        self.state.trained_tokens += tokens;
+        Ok(StepOutcome::Updated {
+            loss,
+            grad_norm,
+            tokens,
+        })
+    }
+
+    /// The weights' dtype (f16 turns on loss scaling).
+    pub fn dtype(&self) -> DType {
+        self.model.dtype()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use gemma4_lora::{LoraConfig, TargetModules};
+    use gemma4_model::{Checkpoint, RandomInit};
+
+    /// The tiny built-in model with random weights, and a batch of one short row.
+    fn tiny(dtype: DType) -> (Trainer, Batch) {
+        let json = crate::tiny::tiny_config(64);
+        let cfg = gemma4_model::Gemma4TextConfig::from_json(&json)
+            .expect("config")
+            .config;
+        let device = Device::flex().autodiff();
+        let ckpt = Checkpoint::random(&cfg, RandomInit { seed: 1, std: 0.02 });
+        let (model, _) = Gemma4TextModel::load(cfg, &ckpt, &device, dtype).expect("model");
+        let lora = LoraConfig::new(2, 4.0, TargetModules::List(vec!["q_proj".into()]));
+        let adapter = gemma4_lora::init_adapter(&model, &lora, 0).expect("adapter");
+        let optim = OptimSection {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            max_grad_norm: 1.0,
+        };
+        let settings = StepSettings {
+            optim,
+            gradient_checkpointing: false,
+            skip_nonfinite: false,
+            seed: 0,
+        };
+        let trainer = Trainer::new(
+            model,
+            adapter,
+            AdamW::default(),
+            TrainerState::default(),
+            settings,
+        );
+        let (b, s) = (1, 8);
+        let batch = Batch {
+            ids: (0..s as u32).map(|i| i * 7 % 64).collect(),
+            target: (0..s).map(|i| i > 0).collect(),
+            batch: b,
+            seq: s,
+            attention_mask: vec![true; s],
+            segments: None,
+            positions: None,
+            target_tokens: s - 1,
+            lines: vec![3],
+        };
+        (trainer, batch)
+    }
+
+    #[test]
+    fn a_finite_step_updates_and_counts_tokens() {
+        let (mut t, batch) = tiny(DType::F32);
+        let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
+        let StepOutcome::Updated {
+            loss,
+            grad_norm,
+            tokens,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert!(
+            loss.is_finite() && grad_norm.is_finite() && tokens == 7,
+            "{loss} {grad_norm} {tokens}"
+        );
+        assert_eq!(
+            (t.state.step, t.state.trained_tokens, t.opt.step),
+            (1, 7, 1)
+        );
+    }
+
+    #[test]
+    fn an_overflowing_f16_step_is_skipped_at_half_the_scale() {
+        let (mut t, batch) = tiny(DType::F16);
+        t.loss_scale.scale = 1e300; // the scaled f16 gradients cannot hold this
+        let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
+        let StepOutcome::Overflow {
+            first,
+            count,
+            scale,
+            ..
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert!(
+            first.is_some() && count > 0 && scale == 5e299,
+            "{first:?} {count} {scale}"
+        );
+        assert_eq!(
+            (t.state.step, t.opt.step, t.state.trained_tokens),
+            (1, 0, 0),
+            "no update"
+        );
+    }
+
+    #[test]
+    fn a_non_finite_step_stops_or_is_skipped() {
+        let (mut t, batch) = tiny(DType::F32);
+        t.adapter.map_tensors(|_, p| {
+            p.without_autodiff()
+                .mul_scalar(f64::NAN)
+                .autodiff()
+                .require_grad()
+        });
+        let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
+        assert!(
+            matches!(out, StepOutcome::NonFinite { skipped: false, .. }),
+            "{out:?}"
+        );
+        assert_eq!(t.state.step, 0, "a stop does not count the step");
+        t.settings.skip_nonfinite = true;
+        let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
+        assert!(
+            matches!(out, StepOutcome::NonFinite { skipped: true, .. }),
+            "{out:?}"
+        );
+        assert_eq!((t.state.step, t.state.skipped_steps, t.opt.step), (1, 1, 0));
+    }
+}

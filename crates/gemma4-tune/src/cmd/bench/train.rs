@@ -1,0 +1,110 @@
+//! `bench`'s training phase: warm-up steps, then timed steps, each one [`Trainer::step`] (the
+//! step `train` takes) and a device sync; per-phase times with `--profile`.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use gemma4_train::{StepOutcome, Trainer};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use super::flops::Flops;
+use super::report::{Peaks, mem_text, memory};
+use super::run::{BenchSettings, mean, random_batch, secs, sync};
+
+/// Run the training steps; returns the report's `train` object.
+pub fn train_steps(
+    trainer: &mut Trainer,
+    s: &BenchSettings,
+    rng: &mut ChaCha8Rng,
+    flops: &Flops,
+    peaks: &mut Peaks,
+    device: &Device,
+) -> Result<Value> {
+    let vocab = trainer.model.config.vocab_size;
+    let (mut times, mut losses) = (Vec::new(), Vec::new());
+    let mut phase_sums: Vec<(&'static str, f64)> = Vec::new();
+    let mut skipped = 0usize;
+    let first = random_batch(rng, s.batch, s.seq, vocab);
+    for i in 0..s.warmup + s.steps {
+        let batch = if s.repeat_batch || i == 0 {
+            first.clone()
+        } else {
+            random_batch(rng, s.batch, s.seq, vocab)
+        };
+        let t = Instant::now();
+        let outcome = trainer.step(std::slice::from_ref(&batch), s.lr)?;
+        sync(device)?;
+        let dt = secs(t);
+        let loss = match outcome {
+            StepOutcome::Updated { loss, .. } => loss,
+            StepOutcome::Overflow {
+                loss,
+                first,
+                count,
+                tensors,
+                scale,
+            } => {
+                let first = first.as_deref().unwrap_or("-");
+                eprintln!(
+                    "bench: f16 gradient overflow in {count} of {tensors} tensors (first: {first}); step skipped, loss scale now {scale}"
+                );
+                skipped += usize::from(i >= s.warmup);
+                loss
+            }
+            StepOutcome::NonFinite {
+                loss, grad_norm, ..
+            } => {
+                bail!(
+                    "bench step {}: non-finite gradients (norm {grad_norm}, loss {loss})",
+                    i + 1
+                )
+            }
+        };
+        if !trainer.phases.is_empty() {
+            let text: Vec<String> = trainer
+                .phases
+                .iter()
+                .map(|(n, t)| format!("{n} {t:.3} s"))
+                .collect();
+            eprintln!("bench:   {}", text.join(", "));
+        }
+        if i >= s.warmup {
+            for (k, (name, t)) in trainer.phases.iter().enumerate() {
+                match phase_sums.get_mut(k) {
+                    Some(p) => p.1 += t,
+                    None => phase_sums.push((name, *t)),
+                }
+            }
+        }
+        peaks.sample();
+        let warm = if i < s.warmup { " (warm-up)" } else { "" };
+        eprintln!(
+            "bench: step {}/{} {dt:.3} s, loss {loss:.4}, {}{warm}",
+            i + 1,
+            s.warmup + s.steps,
+            mem_text(memory(device))
+        );
+        if i >= s.warmup {
+            times.push(dt);
+            losses.push(loss);
+        }
+    }
+    let train_tokens = (s.batch * s.seq) as f64;
+    let step_s = mean(&times);
+    let phases = (!phase_sums.is_empty()).then(|| {
+        let per_step = |t: f64| json!(t / times.len().max(1) as f64);
+        phase_sums
+            .iter()
+            .map(|(n, t)| (n.to_string(), per_step(*t)))
+            .collect::<serde_json::Map<_, _>>()
+    });
+    Ok(json!({
+        "step_s": step_s, "step_s_all": times, "tokens_per_s": train_tokens / step_s,
+        "tflops": flops.train() * train_tokens / step_s / 1e12,
+        "loss_first": losses.first(), "loss_last": losses.last(), "loss_all": losses,
+        "skipped_steps": skipped, "loss_scale": trainer.loss_scale.scale,
+        "phases_s": phases,
+    }))
+}
