@@ -116,8 +116,8 @@ impl DataConfig {
 /// The `max_seq_len` rule, the one copy: at least [`MIN_SEQ_LEN`] tokens.
 pub fn check_max_seq_len(max_seq_len: usize) -> Result<(), DataError> {
     if max_seq_len < MIN_SEQ_LEN {
-        let message =
-            format!("{max_seq_len} is too small (need at least {MIN_SEQ_LEN} tokens to predict anything)");
+        let need = format!("need at least {MIN_SEQ_LEN} tokens to predict anything");
+        let message = format!("{max_seq_len} is too small ({need})");
         return Err(DataError::Config { field: "data.max_seq_len".into(), message });
     }
     Ok(())

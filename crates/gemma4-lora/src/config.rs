@@ -188,9 +188,10 @@ impl LoraConfig {
     /// The keys of the struct's own fields (PEFT's names), in order; anything else lands in
     /// [`LoraConfig::other`].
     pub const FIELDS: &'static [&'static str] = &[
-        "peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "target_parameters",
-        "use_rslora", "layers_to_transform", "layers_pattern", "base_model_name_or_path", "bias", "use_dora",
-        "fan_in_fan_out", "rank_pattern", "alpha_pattern", "modules_to_save", "exclude_modules", "inference_mode",
+        "peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules",
+        "target_parameters", "use_rslora", "layers_to_transform", "layers_pattern",
+        "base_model_name_or_path", "bias", "use_dora", "fan_in_fan_out", "rank_pattern",
+        "alpha_pattern", "modules_to_save", "exclude_modules", "inference_mode",
         "init_lora_weights",
     ];
 
@@ -201,7 +202,10 @@ impl LoraConfig {
 
     /// Deserialise refusing any key outside [`LoraConfig::FIELDS`], as `deny_unknown_fields`
     /// would (a recipe's `[lora]`: a misspelt key is an error, not a PEFT extra kept aside).
-    pub fn deserialize_strict<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+    pub fn deserialize_strict<'de, D>(d: D) -> std::result::Result<Self, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
         let cfg = Self::deserialize(d)?;
         match cfg.other.keys().next() {
             Some(key) => Err(serde::de::Error::unknown_field(key, Self::FIELDS)),
@@ -225,7 +229,7 @@ impl LoraConfig {
     /// Reject every setting whose math we do not implement, naming the key. The one
     /// validation of a LoRA config: adapter files and recipes' `[lora]` tables both go through it.
     pub fn validate(&self) -> std::result::Result<(), InvalidLoraConfig> {
-        let bad = |key: &'static str, why: &str| Err(InvalidLoraConfig { key, reason: why.to_owned() });
+        let bad = |key: &'static str, why: &str| Err(InvalidLoraConfig { key, reason: why.into() });
         if self.peft_type != "LORA" {
             return bad("peft_type", &format!("{:?} is not supported (only LORA)", self.peft_type));
         }
@@ -317,8 +321,9 @@ mod tests {
         let text = r#"{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "megatron_config": null}"#;
         let cfg: LoraConfig = serde_json::from_str(text).unwrap();
         assert!(cfg.other.contains_key("megatron_config"));
-        let e = LoraConfig::deserialize_strict(&mut serde_json::Deserializer::from_str(text)).unwrap_err();
-        assert!(e.to_string().contains("unknown field `megatron_config`") && e.to_string().contains("`lora_alpha`"), "{e}");
+        let mut json = serde_json::Deserializer::from_str(text);
+        let e = LoraConfig::deserialize_strict(&mut json).unwrap_err().to_string();
+        assert!(e.contains("unknown field `megatron_config`") && e.contains("`lora_alpha`"), "{e}");
     }
 
     #[test]

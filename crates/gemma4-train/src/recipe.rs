@@ -204,14 +204,18 @@ impl Recipe {
     fn check_bounds(&self) -> std::result::Result<(), String> {
         match (&self.model.path, &self.model.builtin) {
             (None, None) => {
-                return Err("[model]: set `path` (a checkpoint directory) or `builtin = \"tiny\"`".into());
+                let how = "set `path` (a checkpoint directory) or `builtin = \"tiny\"`";
+                return Err(format!("[model]: {how}"));
             }
             (Some(_), Some(_)) => return Err("[model]: set either `path` or `builtin`, not both".into()),
             _ => {}
         }
         let t = &self.train;
-        let counts =
-            [("[train] iters", t.iters), ("[train] batch_size", t.batch_size), ("[train] grad_accum", t.grad_accum)];
+        let counts = [
+            ("[train] iters", t.iters),
+            ("[train] batch_size", t.batch_size),
+            ("[train] grad_accum", t.grad_accum),
+        ];
         for (key, v) in counts {
             if v == 0 {
                 return Err(format!("{key} must be > 0"));
