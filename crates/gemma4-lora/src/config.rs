@@ -328,8 +328,7 @@ mod tests {
 
     #[test]
     fn validation_errors_name_the_key() {
-        let mut cfg = LoraConfig::default();
-        cfg.lora_alpha = f64::NAN;
+        let mut cfg = LoraConfig { lora_alpha: f64::NAN, ..LoraConfig::default() };
         assert_eq!(cfg.validate().unwrap_err().key, "lora_alpha");
         cfg = LoraConfig { r: 0, ..LoraConfig::default() };
         assert_eq!(cfg.validate().unwrap_err().to_string(), "`r`: must be > 0");
