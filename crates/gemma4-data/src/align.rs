@@ -60,7 +60,9 @@ fn pieces(text: &str) -> Vec<Range<usize>> {
                 i += n + 1;
             }
         } else if c != b'\n' {
-            let same_kind = |x: u8| x != b'<' && x != b'\n' && x.is_ascii_whitespace() == c.is_ascii_whitespace();
+            let same_kind = |x: u8| {
+                x != b'<' && x != b'\n' && x.is_ascii_whitespace() == c.is_ascii_whitespace()
+            };
             while i < bytes.len() && same_kind(bytes[i]) {
                 i += 1;
             }
@@ -100,7 +102,10 @@ mod tests {
     #[test]
     fn pieces_are_tags_newlines_blanks_and_words() {
         let s = "<|turn>model\nHi  there<turn|>a<b";
-        assert_eq!(texts(s, &pieces(s)), ["<|turn>", "model", "\n", "Hi", "  ", "there", "<turn|>", "a", "<", "b"]);
+        assert_eq!(
+            texts(s, &pieces(s)),
+            ["<|turn>", "model", "\n", "Hi", "  ", "there", "<turn|>", "a", "<", "b"]
+        );
     }
 
     #[test]
@@ -108,7 +113,10 @@ mod tests {
         let part = "<bos><|turn>model\n<|channel>thought\nR<channel|><|tool_call>call:f{}<tool_call|><turn|>";
         let full = "<bos><|turn>model\n<|tool_call>call:f{}<tool_call|><turn|>\n<|turn>user\nmore<turn|>\n";
         let start = part.find("<|channel>").unwrap();
-        assert_eq!(&full[locate(part, start..part.len(), full).unwrap()], "<|tool_call>call:f{}<tool_call|><turn|>");
+        assert_eq!(
+            &full[locate(part, start..part.len(), full).unwrap()],
+            "<|tool_call>call:f{}<tool_call|><turn|>"
+        );
     }
 
     #[test]

@@ -60,9 +60,17 @@ pub struct Batcher {
 impl Batcher {
     /// Takes the split's samples that have target tokens (cut to `max_seq_len`); pad id 0
     /// (Gemma's `<pad>`; see [`Batcher::with_pad_id`]).
-    pub fn new(split: &Split, batch_size: usize, packing: bool, max_seq_len: usize) -> Result<Self, DataError> {
+    pub fn new(
+        split: &Split,
+        batch_size: usize,
+        packing: bool,
+        max_seq_len: usize,
+    ) -> Result<Self, DataError> {
         if batch_size == 0 {
-            return Err(DataError::Config { field: "batch_size".into(), message: "must be at least 1".into() });
+            return Err(DataError::Config {
+                field: "batch_size".into(),
+                message: "must be at least 1".into(),
+            });
         }
         check_max_seq_len(max_seq_len)?;
         let samples = split
@@ -94,10 +102,14 @@ impl Batcher {
         rng.set_stream(epoch);
         let mut order: Vec<usize> = (0..self.samples.len()).collect();
         order.shuffle(&mut rng);
-        let mut rows: Vec<Vec<usize>> =
-            if self.packing { self.pack(&order) } else { order.into_iter().map(|i| vec![i]).collect() };
+        let mut rows: Vec<Vec<usize>> = if self.packing {
+            self.pack(&order)
+        } else {
+            order.into_iter().map(|i| vec![i]).collect()
+        };
         rows.sort_by_key(|row| self.row_len(row));
-        let mut batches: Vec<Batch> = rows.chunks(self.batch_size).map(|rows| self.build(rows)).collect();
+        let mut batches: Vec<Batch> =
+            rows.chunks(self.batch_size).map(|rows| self.build(rows)).collect();
         batches.shuffle(&mut rng);
         batches
     }
@@ -149,9 +161,20 @@ impl Batcher {
             }
         }
         let target_tokens = target.iter().filter(|&&t| t).count();
-        let (segments, positions) = if self.packing { (Some(segments), Some(positions)) } else { (None, None) };
+        let (segments, positions) =
+            if self.packing { (Some(segments), Some(positions)) } else { (None, None) };
         let lines = rows.iter().flatten().map(|&i| self.samples[i].2).collect();
-        Batch { ids, target, batch: rows.len(), seq, attention_mask, segments, positions, target_tokens, lines }
+        Batch {
+            ids,
+            target,
+            batch: rows.len(),
+            seq,
+            attention_mask,
+            segments,
+            positions,
+            target_tokens,
+            lines,
+        }
     }
 }
 
@@ -218,14 +241,18 @@ mod tests {
         let s = split(&[3, 4, 5, 2]);
         let b = Batcher::new(&s, 8, true, 8).unwrap();
         let batches = b.epoch(0, 7);
-        let total: usize = batches.iter().map(|b| b.attention_mask.iter().filter(|&&m| m).count()).sum();
+        let total: usize =
+            batches.iter().map(|b| b.attention_mask.iter().filter(|&&m| m).count()).sum();
         assert_eq!(total, 14, "every token of every sample lands once");
         for batch in &batches {
             assert!(batch.seq <= 8);
             let (segs, pos) = (batch.segments.as_ref().unwrap(), batch.positions.as_ref().unwrap());
             for t in 0..batch.ids.len() {
                 let starts_segment = batch.attention_mask[t] && pos[t] == 0;
-                assert!(!(starts_segment && batch.target[t]), "the first token of a sample is never a target");
+                assert!(
+                    !(starts_segment && batch.target[t]),
+                    "the first token of a sample is never a target"
+                );
                 if !batch.attention_mask[t] {
                     assert_eq!(segs[t], u32::MAX);
                 } else if pos[t] > 0 {

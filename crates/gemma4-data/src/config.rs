@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = serde_json::from_str::<DataConfig>(r#"{"train": "t", "mask_promt": true}"#).unwrap_err();
+        let err = serde_json::from_str::<DataConfig>(r#"{"train": "t", "mask_promt": true}"#)
+            .unwrap_err();
         assert!(err.to_string().contains("mask_promt"), "{err}");
     }
 }

@@ -37,7 +37,9 @@ fn python_formatter(out: &mut Output, state: &mut State, value: &Value) -> Resul
     match value.kind() {
         ValueKind::Undefined => Ok(()),
         ValueKind::None => out.write_str("None").map_err(Error::from),
-        ValueKind::Bool => out.write_str(if value.is_true() { "True" } else { "False" }).map_err(Error::from),
+        ValueKind::Bool => {
+            out.write_str(if value.is_true() { "True" } else { "False" }).map_err(Error::from)
+        }
         _ => minijinja::escape_formatter(out, state, value),
     }
 }
@@ -58,15 +60,21 @@ fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
-    let json =
-        serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let json = serde_json::to_value(value)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
     let mut out = String::new();
     write_py_json(&mut out, &json, indent, sort_keys.unwrap_or(false), 0);
     Ok(Value::from_safe_string(out))
 }
 
 /// Python's json.dumps layout: `", "` and `": "` inline, or newline + `indent` spaces per level.
-fn write_py_json(out: &mut String, v: &serde_json::Value, indent: Option<usize>, sort: bool, depth: usize) {
+fn write_py_json(
+    out: &mut String,
+    v: &serde_json::Value,
+    indent: Option<usize>,
+    sort: bool,
+    depth: usize,
+) {
     use serde_json::Value as J;
     let newline = |out: &mut String, depth: usize| {
         if let Some(n) = indent {
@@ -120,13 +128,20 @@ mod tests {
 
     #[test]
     fn scalars_print_as_python_prints_them() {
-        let ctx = Value::from(minijinja::value::Serde(serde_json::json!({"n": null, "t": true, "f": false, "x": 1.5})));
-        assert_eq!(render("{{ n }} {{ t }} {{ f }} {{ x }} [{{ missing }}]", ctx), "None True False 1.5 []");
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"n": null, "t": true, "f": false, "x": 1.5}),
+        ));
+        assert_eq!(
+            render("{{ n }} {{ t }} {{ f }} {{ x }} [{{ missing }}]", ctx),
+            "None True False 1.5 []"
+        );
     }
 
     #[test]
     fn tojson_matches_python_json_dumps_for_sorted_keys() {
-        let ctx = Value::from(minijinja::value::Serde(serde_json::json!({"v": {"b": [1, "é<"], "a": {}}})));
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"v": {"b": [1, "é<"], "a": {}}}),
+        ));
         assert_eq!(render("{{ v | tojson }}", ctx.clone()), r#"{"a": {}, "b": [1, "é<"]}"#);
         assert_eq!(
             render("{{ v | tojson(indent=2) }}", ctx),
@@ -142,14 +157,18 @@ mod tests {
 
     #[test]
     fn raise_exception_fails_the_render_with_its_message() {
-        let err = hf_environment().unwrap().render_str("{{ raise_exception('no system role') }}", ()).unwrap_err();
+        let err = hf_environment()
+            .unwrap()
+            .render_str("{{ raise_exception('no system role') }}", ())
+            .unwrap_err();
         assert!(err.to_string().contains("no system role"), "{err}");
     }
 
     #[test]
     fn runaway_templates_run_out_of_fuel_instead_of_hanging() {
         let t0 = std::time::Instant::now();
-        let src = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
         let err = hf_environment().unwrap().render_str(src, ()).unwrap_err();
         assert!(err.to_string().to_lowercase().contains("fuel"), "{err}");
         assert!(t0.elapsed().as_secs() < 60);

@@ -58,8 +58,10 @@ pub fn chat_text_and_spans(
     enable_thinking: bool,
     full: &str,
 ) -> Result<(String, Vec<Range<usize>>), DataError> {
-    let (spans, inserts) = chat_spans_inner(template, messages, roles, tools, enable_thinking, full)?;
-    let mut text = String::with_capacity(full.len() + inserts.iter().map(|i| i.1.len()).sum::<usize>());
+    let (spans, inserts) =
+        chat_spans_inner(template, messages, roles, tools, enable_thinking, full)?;
+    let mut text =
+        String::with_capacity(full.len() + inserts.iter().map(|i| i.1.len()).sum::<usize>());
     let mut shifted = Vec::with_capacity(spans.len());
     let mut from = 0;
     let mut shift = 0;
@@ -109,21 +111,25 @@ fn chat_spans_inner(
         if !role.is_assistant() {
             continue;
         }
-        let (part, span, extra) = match output_of_last(template, &messages[..=k], tools, enable_thinking) {
-            Ok(found) => found,
-            // Templates (and transformers) reject an empty conversation, the prompt of an
-            // assistant-first one: measure the output after a placeholder user turn instead.
-            Err(e) if k == 0 => {
-                let probe = [json!({"role": "user", "content": PROBE}), messages[0].clone()];
-                output_of_last(template, &probe, tools, enable_thinking).map_err(|_| e)?
-            }
-            Err(e) => return Err(e),
-        };
+        let (part, span, extra) =
+            match output_of_last(template, &messages[..=k], tools, enable_thinking) {
+                Ok(found) => found,
+                // Templates (and transformers) reject an empty conversation, the prompt of an
+                // assistant-first one: measure the output after a placeholder user turn instead.
+                Err(e) if k == 0 => {
+                    let probe = [json!({"role": "user", "content": PROBE}), messages[0].clone()];
+                    output_of_last(template, &probe, tools, enable_thinking).map_err(|_| e)?
+                }
+                Err(e) => return Err(e),
+            };
         if let Some(span) = locate(&part, span, full) {
             // Only a whole extra (the output does not itself continue it, e.g. thoughts written
             // into the channel the prompt would have closed) and only where it is missing.
             let output = full.get(span.clone()).unwrap_or_default();
-            if !extra.is_empty() && !full[..span.start].ends_with(extra.as_str()) && !output.contains(extra.as_str()) {
+            if !extra.is_empty()
+                && !full[..span.start].ends_with(extra.as_str())
+                && !output.contains(extra.as_str())
+            {
                 inserts.push((span.start, extra));
             }
             spans.push(span);
@@ -143,8 +149,14 @@ fn output_of_last(
     enable_thinking: bool,
 ) -> Result<(String, Range<usize>, String), DataError> {
     let last = conversation.len() - 1;
-    let through = template.render(&Value::Array(conversation.to_vec()), tools, false, enable_thinking)?;
-    let prompt = template.render(&Value::Array(conversation[..last].to_vec()), tools, true, enable_thinking)?;
+    let through =
+        template.render(&Value::Array(conversation.to_vec()), tools, false, enable_thinking)?;
+    let prompt = template.render(
+        &Value::Array(conversation[..last].to_vec()),
+        tools,
+        true,
+        enable_thinking,
+    )?;
     let start = snap_before_open_tag(&through, common_prefix(&prompt, &through));
     let end = start + through[start..].trim_end().len();
     let extra = prompt.get(start..).unwrap_or_default().to_owned();
@@ -153,7 +165,11 @@ fn output_of_last(
 
 /// `target[t]`: token `t` starts inside a span (and `t > 0`).
 pub fn targets_from_spans(offsets: &[(usize, usize)], spans: &[Range<usize>]) -> Vec<bool> {
-    offsets.iter().enumerate().map(|(t, &(start, _))| t > 0 && spans.iter().any(|s| s.contains(&start))).collect()
+    offsets
+        .iter()
+        .enumerate()
+        .map(|(t, &(start, _))| t > 0 && spans.iter().any(|s| s.contains(&start)))
+        .collect()
 }
 
 /// Length in bytes of the longest common prefix, on a char boundary.
@@ -216,7 +232,8 @@ mod tests {
     fn spans_of(messages: Value, think: bool) -> (String, Vec<String>) {
         let t = ChatTemplate::builtin();
         let list = messages.as_array().unwrap().clone();
-        let roles: Vec<Role> = list.iter().map(|m| Role::parse(m["role"].as_str().unwrap()).unwrap()).collect();
+        let roles: Vec<Role> =
+            list.iter().map(|m| Role::parse(m["role"].as_str().unwrap()).unwrap()).collect();
         let full = t.render(&messages, None, false, think).unwrap();
         let spans = chat_spans(&t, &list, &roles, None, think, &full).unwrap();
         let texts = spans.iter().map(|s| full[s.clone()].to_string()).collect();
@@ -224,7 +241,8 @@ mod tests {
     }
 
     #[test]
-    fn assistant_spans_are_the_answers_with_their_end_of_turn_even_though_the_prompt_is_not_a_prefix() {
+    fn assistant_spans_are_the_answers_with_their_end_of_turn_even_though_the_prompt_is_not_a_prefix()
+     {
         let msgs = json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                           {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Ciao"}]);
         for think in [false, true] {
@@ -235,7 +253,8 @@ mod tests {
 
     #[test]
     fn an_assistant_first_conversation_trains_only_the_answer() {
-        let msgs = json!([{"role": "assistant", "content": "Welcome"}, {"role": "user", "content": "Hi"}]);
+        let msgs =
+            json!([{"role": "assistant", "content": "Welcome"}, {"role": "user", "content": "Hi"}]);
         assert_eq!(spans_of(msgs, false).1, ["Welcome<turn|>"]);
     }
 

@@ -88,8 +88,8 @@ pub enum Record {
 
 /// Parses and validates one non-blank JSONL line.
 pub fn parse_record(line: &str, at: &Location, cfg: &DataConfig) -> Result<Record, DataError> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| DataError::Json { at: at.clone(), message: e.to_string() })?;
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| DataError::Json { at: at.clone(), message: e.to_string() })?;
     let Value::Object(obj) = value else {
         return Err(shape(at, "<line>", format!("expected a JSON object, found {}", kind(&value))));
     };
@@ -100,7 +100,10 @@ pub fn parse_record(line: &str, at: &Location, cfg: &DataConfig) -> Result<Recor
         let prompt = string_field(&obj, &cfg.prompt_key, at)?;
         let completion = string_field(&obj, &cfg.completion_key, at)?;
         if completion.is_empty() {
-            return Err(DataError::EmptyField { at: at.clone(), field: cfg.completion_key.clone() });
+            return Err(DataError::EmptyField {
+                at: at.clone(),
+                field: cfg.completion_key.clone(),
+            });
         }
         Ok(Record::PromptCompletion { prompt, completion })
     } else if present(&cfg.text_key) {
@@ -121,7 +124,11 @@ pub fn parse_record(line: &str, at: &Location, cfg: &DataConfig) -> Result<Recor
     }
 }
 
-fn parse_chat(obj: &Map<String, Value>, at: &Location, cfg: &DataConfig) -> Result<Record, DataError> {
+fn parse_chat(
+    obj: &Map<String, Value>,
+    at: &Location,
+    cfg: &DataConfig,
+) -> Result<Record, DataError> {
     let key = &cfg.messages_key;
     let Some(Value::Array(list)) = obj.get(key) else {
         let found = obj.get(key).map_or("nothing", kind);
@@ -152,7 +159,11 @@ fn parse_message(msg: &Value, path: &str, at: &Location) -> Result<(Value, Role)
         None | Some(Value::Null) => return Err(missing(at, &format!("{path}.role"))),
         Some(Value::String(s)) => s,
         Some(other) => {
-            return Err(shape(at, &format!("{path}.role"), format!("expected a string, found {}", kind(other))));
+            return Err(shape(
+                at,
+                &format!("{path}.role"),
+                format!("expected a string, found {}", kind(other)),
+            ));
         }
     };
     let role = Role::parse(role_name).ok_or_else(|| DataError::UnknownRole {
@@ -165,20 +176,31 @@ fn parse_message(msg: &Value, path: &str, at: &Location) -> Result<(Value, Role)
     let has_responses = non_empty_array(&m, "tool_responses");
     if has_calls {
         if !role.is_assistant() {
-            return Err(shape(at, &format!("{path}.tool_calls"), "only assistant messages carry tool_calls".into()));
+            return Err(shape(
+                at,
+                &format!("{path}.tool_calls"),
+                "only assistant messages carry tool_calls".into(),
+            ));
         }
         normalise_tool_calls(&mut m, path, at)?;
     }
     for key in ["reasoning_content", "reasoning", "thinking"] {
         if let Some(v) = m.get(key).filter(|v| !v.is_null() && !v.is_string()) {
-            return Err(shape(at, &format!("{path}.{key}"), format!("expected a string, found {}", kind(v))));
+            return Err(shape(
+                at,
+                &format!("{path}.{key}"),
+                format!("expected a string, found {}", kind(v)),
+            ));
         }
     }
     let content_path = format!("{path}.content");
     match m.get("content") {
-        None | Some(Value::Null) if has_calls || has_responses || matches!(role, Role::System | Role::Developer) => {}
+        None | Some(Value::Null)
+            if has_calls || has_responses || matches!(role, Role::System | Role::Developer) => {}
         None | Some(Value::Null) => return Err(missing(at, &content_path)),
-        Some(Value::String(s)) if s.trim().is_empty() && needs_text(role, has_calls || has_responses) => {
+        Some(Value::String(s))
+            if s.trim().is_empty() && needs_text(role, has_calls || has_responses) =>
+        {
             return Err(DataError::EmptyField { at: at.clone(), field: content_path });
         }
         Some(Value::String(_)) => {}
@@ -207,11 +229,17 @@ fn check_parts(parts: &[Value], path: &str, at: &Location) -> Result<(), DataErr
                 Some(Value::String(_)) => {}
                 None | Some(Value::Null) => return Err(missing(at, &format!("{p}.text"))),
                 Some(v) => {
-                    return Err(shape(at, &format!("{p}.text"), format!("expected a string, found {}", kind(v))));
+                    return Err(shape(
+                        at,
+                        &format!("{p}.text"),
+                        format!("expected a string, found {}", kind(v)),
+                    ));
                 }
             },
             Some(other) => {
-                let msg = format!("unsupported content part type \"{other}\" (text-only training: use \"text\")");
+                let msg = format!(
+                    "unsupported content part type \"{other}\" (text-only training: use \"text\")"
+                );
                 return Err(shape(at, &format!("{p}.type"), msg));
             }
             None => return Err(missing(at, &format!("{p}.type"))),
@@ -221,7 +249,11 @@ fn check_parts(parts: &[Value], path: &str, at: &Location) -> Result<(), DataErr
 }
 
 /// Validates `tool_calls` and turns JSON-string `arguments` into objects.
-fn normalise_tool_calls(m: &mut Map<String, Value>, path: &str, at: &Location) -> Result<(), DataError> {
+fn normalise_tool_calls(
+    m: &mut Map<String, Value>,
+    path: &str,
+    at: &Location,
+) -> Result<(), DataError> {
     let Some(Value::Array(calls)) = m.get_mut("tool_calls") else {
         return Ok(());
     };
@@ -232,19 +264,36 @@ fn normalise_tool_calls(m: &mut Map<String, Value>, path: &str, at: &Location) -
         };
         match function.get("name") {
             Some(Value::String(s)) if !s.is_empty() => {}
-            Some(Value::String(_)) => return Err(DataError::EmptyField { at: at.clone(), field: format!("{p}.name") }),
+            Some(Value::String(_)) => {
+                return Err(DataError::EmptyField { at: at.clone(), field: format!("{p}.name") });
+            }
             None | Some(Value::Null) => return Err(missing(at, &format!("{p}.name"))),
-            Some(v) => return Err(shape(at, &format!("{p}.name"), format!("expected a string, found {}", kind(v)))),
+            Some(v) => {
+                return Err(shape(
+                    at,
+                    &format!("{p}.name"),
+                    format!("expected a string, found {}", kind(v)),
+                ));
+            }
         }
         let parsed = match function.get("arguments") {
             None | Some(Value::Null) | Some(Value::Object(_)) => None,
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(v @ Value::Object(_)) => Some(v),
                 Ok(v) => {
-                    let msg = format!("expected a JSON object (or a string holding one), found {}", kind(&v));
+                    let msg = format!(
+                        "expected a JSON object (or a string holding one), found {}",
+                        kind(&v)
+                    );
                     return Err(shape(at, &format!("{p}.arguments"), msg));
                 }
-                Err(e) => return Err(shape(at, &format!("{p}.arguments"), format!("not valid JSON: {e}"))),
+                Err(e) => {
+                    return Err(shape(
+                        at,
+                        &format!("{p}.arguments"),
+                        format!("not valid JSON: {e}"),
+                    ));
+                }
             },
             Some(v) => {
                 let msg = format!("expected a JSON object or a JSON string, found {}", kind(v));
@@ -260,7 +309,11 @@ fn normalise_tool_calls(m: &mut Map<String, Value>, path: &str, at: &Location) -
 
 fn check_tools(tools: &Value, key: &str, at: &Location) -> Result<Value, DataError> {
     let Value::Array(list) = tools else {
-        return Err(shape(at, key, format!("expected an array of tool schemas, found {}", kind(tools))));
+        return Err(shape(
+            at,
+            key,
+            format!("expected an array of tool schemas, found {}", kind(tools)),
+        ));
     };
     for (i, tool) in list.iter().enumerate() {
         let name = tool.get("function").and_then(|f| f.get("name"));

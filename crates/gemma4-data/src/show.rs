@@ -25,7 +25,9 @@ pub fn show_sample(sample: &Sample, tok: &Tokenizer) -> String {
         let len = sample.target[start..].iter().take_while(|&&t| t == on).count().max(1);
         let end = (start + len).min(sample.ids.len());
         // Ids come from this tokenizer; should one not decode, show the ids rather than fail.
-        let text = tok.decode(&sample.ids[start..end]).unwrap_or_else(|_| format!("{:?}", &sample.ids[start..end]));
+        let text = tok
+            .decode(&sample.ids[start..end])
+            .unwrap_or_else(|_| format!("{:?}", &sample.ids[start..end]));
         if on {
             out.push_str(TRAINED_OPEN);
             out.push_str(&text);
@@ -50,7 +52,11 @@ mod tests {
     fn trained_runs_are_bracketed_and_the_header_counts_them() {
         let tok = tiny_tokenizer();
         let ids = tok.encode("<bos>ab<turn|>", false).unwrap().ids;
-        let sample = Sample { ids, target: vec![false, false, true, true], truncated: false, line: 9 };
-        assert_eq!(show_sample(&sample, &tok), "── line 9 · 4 tokens · 2 trained ──\n<bos>a⟦b<turn|>⟧\n");
+        let sample =
+            Sample { ids, target: vec![false, false, true, true], truncated: false, line: 9 };
+        assert_eq!(
+            show_sample(&sample, &tok),
+            "── line 9 · 4 tokens · 2 trained ──\n<bos>a⟦b<turn|>⟧\n"
+        );
     }
 }

@@ -68,14 +68,19 @@ pub fn load_split(
     tok: &Tokenizer,
 ) -> Result<Split, DataError> {
     cfg.validate()?;
-    let bytes = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path)
+        .map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|e| DataError::Read {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8: {e}")),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text); // a UTF-8 BOM some editors write
-    let lines: Vec<(usize, &str)> =
-        text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
     if lines.is_empty() {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
@@ -103,7 +108,9 @@ pub fn encode_record(
     tok: &Tokenizer,
 ) -> Result<Sample, DataError> {
     let located = |e: DataError| match e {
-        DataError::Template { origin, message } => DataError::Render { at: at.clone(), template: origin, message },
+        DataError::Template { origin, message } => {
+            DataError::Render { at: at.clone(), template: origin, message }
+        }
         DataError::Tokenizer { origin, message } => {
             DataError::Tokenizer { origin, message: format!("{at}: {message}") }
         }
@@ -117,9 +124,12 @@ pub fn encode_record(
             return Err(DataError::NoTemplate { at: at.clone(), field: cfg.messages_key.clone() });
         }
         (Record::PromptCompletion { prompt, completion }, Some(t)) => {
-            let messages =
-                [json!({"role": "user", "content": prompt}), json!({"role": "assistant", "content": completion})];
-            encode_chat(t, &messages, &[Role::User, Role::Assistant], None, cfg, tok).map_err(located)?
+            let messages = [
+                json!({"role": "user", "content": prompt}),
+                json!({"role": "assistant", "content": completion}),
+            ];
+            encode_chat(t, &messages, &[Role::User, Role::Assistant], None, cfg, tok)
+                .map_err(located)?
         }
         (Record::PromptCompletion { prompt, completion }, None) => {
             let first = if cfg.mask_prompt { prompt.len() } else { 0 };
@@ -145,14 +155,19 @@ fn encode_chat(
     tok: &Tokenizer,
 ) -> Result<(Encoding, Vec<Range<usize>>), DataError> {
     let rendered = t.render(&Value::Array(messages.to_vec()), tools, false, cfg.enable_thinking)?;
-    let (full, spans) = chat_text_and_spans(t, messages, roles, tools, cfg.enable_thinking, &rendered)?;
+    let (full, spans) =
+        chat_text_and_spans(t, messages, roles, tools, cfg.enable_thinking, &rendered)?;
     let spans = if cfg.mask_prompt { spans } else { std::iter::once(0..full.len()).collect() };
     let enc = collapse_double_bos(tok.encode(&full, false)?, tok.bos_id());
     Ok((enc, spans))
 }
 
 /// Encodes text with the post-processor (`<bos>`), appends `<eos>`; trains from byte `first`.
-fn encode_plain(text: &str, first: usize, tok: &Tokenizer) -> Result<(Encoding, Vec<Range<usize>>), DataError> {
+fn encode_plain(
+    text: &str,
+    first: usize,
+    tok: &Tokenizer,
+) -> Result<(Encoding, Vec<Range<usize>>), DataError> {
     let mut enc = collapse_double_bos(tok.encode(text, true)?, tok.bos_id());
     if let Some(eos) = tok.eos_id()
         && enc.ids.last() != Some(&eos)
@@ -177,7 +192,11 @@ mod tests {
     use super::*;
     use crate::tiny::tiny_tokenizer;
 
-    fn sample(line: &str, cfg: &DataConfig, template: Option<&ChatTemplate>) -> Result<Sample, DataError> {
+    fn sample(
+        line: &str,
+        cfg: &DataConfig,
+        template: Option<&ChatTemplate>,
+    ) -> Result<Sample, DataError> {
         let at = Location::new(Path::new("t.jsonl"), 1);
         let tok = tiny_tokenizer();
         encode_record(&parse_record(line, &at, cfg)?, &at, cfg, template, &tok)
@@ -185,7 +204,8 @@ mod tests {
 
     fn trained_text(s: &Sample) -> String {
         let tok = tiny_tokenizer();
-        let ids: Vec<u32> = s.ids.iter().zip(&s.target).filter(|(_, t)| **t).map(|(i, _)| *i).collect();
+        let ids: Vec<u32> =
+            s.ids.iter().zip(&s.target).filter(|(_, t)| **t).map(|(i, _)| *i).collect();
         tok.decode(&ids).unwrap()
     }
 
@@ -195,7 +215,12 @@ mod tests {
         let s = sample(r#"{"text":"<bos>ab"}"#, &cfg, None).unwrap();
         assert_eq!(
             s.ids,
-            [2, tiny_tokenizer().token_to_id("a").unwrap(), tiny_tokenizer().token_to_id("b").unwrap(), 1]
+            [
+                2,
+                tiny_tokenizer().token_to_id("a").unwrap(),
+                tiny_tokenizer().token_to_id("b").unwrap(),
+                1
+            ]
         );
         assert_eq!(s.target, [false, true, true, true]);
     }
@@ -220,7 +245,10 @@ mod tests {
     fn chat_without_a_template_is_an_error_naming_the_line() {
         let cfg = DataConfig::new("t");
         let e = sample(r#"{"messages":[{"role":"user","content":"a"}]}"#, &cfg, None).unwrap_err();
-        assert!(e.to_string().starts_with("t.jsonl:1: chat record (`messages`) but no chat template"), "{e}");
+        assert!(
+            e.to_string().starts_with("t.jsonl:1: chat record (`messages`) but no chat template"),
+            "{e}"
+        );
     }
 
     #[test]

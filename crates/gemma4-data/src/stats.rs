@@ -36,7 +36,8 @@ impl SplitStats {
         while bounds.last().is_some_and(|&b| b < max_len) {
             bounds.push(bounds[bounds.len() - 1] * 2);
         }
-        let mut length_histogram: Vec<(usize, usize)> = bounds.into_iter().map(|b| (b, 0)).collect();
+        let mut length_histogram: Vec<(usize, usize)> =
+            bounds.into_iter().map(|b| (b, 0)).collect();
         for s in samples {
             if let Some(bucket) = length_histogram.iter_mut().find(|(b, _)| s.ids.len() <= *b) {
                 bucket.1 += 1;
@@ -56,13 +57,22 @@ impl SplitStats {
 
 /// A human-readable block: counts, trained vs masked share, and the length histogram.
 pub fn format_stats(stats: &SplitStats) -> String {
-    let pct = |n: usize| if stats.tokens == 0 { 0.0 } else { 100.0 * n as f64 / stats.tokens as f64 };
+    let pct =
+        |n: usize| if stats.tokens == 0 { 0.0 } else { 100.0 * n as f64 / stats.tokens as f64 };
     let mean = if stats.samples == 0 { 0.0 } else { stats.tokens as f64 / stats.samples as f64 };
     let mut out = String::new();
     let _ = writeln!(out, "samples    {:>9}", stats.samples);
     let _ = writeln!(out, "truncated  {:>9}   (longer than max_seq_len, cut)", stats.truncated);
-    let _ = writeln!(out, "no target  {:>9}   (nothing to train: left out of batches)", stats.no_target);
-    let _ = writeln!(out, "tokens     {:>9}   (mean {mean:.1}, max {} per sample)", stats.tokens, stats.max_len);
+    let _ = writeln!(
+        out,
+        "no target  {:>9}   (nothing to train: left out of batches)",
+        stats.no_target
+    );
+    let _ = writeln!(
+        out,
+        "tokens     {:>9}   (mean {mean:.1}, max {} per sample)",
+        stats.tokens, stats.max_len
+    );
     let _ = writeln!(
         out,
         "trained    {:>9}   ({:.1}% trained, {:.1}% masked)",
@@ -92,8 +102,15 @@ mod tests {
 
     #[test]
     fn counts_and_histogram_cover_every_sample() {
-        let s = SplitStats::from_samples(&[sample(5, 4, false), sample(20, 0, false), sample(33, 10, true)]);
-        assert_eq!((s.samples, s.tokens, s.target_tokens, s.truncated, s.no_target, s.max_len), (3, 58, 14, 1, 1, 33));
+        let s = SplitStats::from_samples(&[
+            sample(5, 4, false),
+            sample(20, 0, false),
+            sample(33, 10, true),
+        ]);
+        assert_eq!(
+            (s.samples, s.tokens, s.target_tokens, s.truncated, s.no_target, s.max_len),
+            (3, 58, 14, 1, 1, 33)
+        );
         assert_eq!(s.length_histogram, [(8, 1), (16, 0), (32, 1), (64, 1)]);
     }
 

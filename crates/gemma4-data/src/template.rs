@@ -43,7 +43,10 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("origin", &self.origin).field("special", &self.special).finish()
+        f.debug_struct("ChatTemplate")
+            .field("origin", &self.origin)
+            .field("special", &self.special)
+            .finish()
     }
 }
 
@@ -61,7 +64,9 @@ impl ChatTemplate {
             let text = read_text(&jinja)?;
             return Self::new(&text, None, &jinja.display().to_string(), special).map(Some);
         }
-        if let Some(t) = config.as_ref().and_then(|c| c.get("chat_template")).filter(|t| !t.is_null()) {
+        if let Some(t) =
+            config.as_ref().and_then(|c| c.get("chat_template")).filter(|t| !t.is_null())
+        {
             let origin = format!("{} (chat_template)", config_path.display());
             let (main, tool_use) = pick_templates(t, &origin)?;
             return Self::new(&main, tool_use.as_deref(), &origin, special).map(Some);
@@ -94,7 +99,10 @@ impl ChatTemplate {
         origin: &str,
         special: BTreeMap<String, String>,
     ) -> Result<Self, DataError> {
-        let err = |e: minijinja::Error| DataError::Template { origin: origin.to_string(), message: describe(&e) };
+        let err = |e: minijinja::Error| DataError::Template {
+            origin: origin.to_string(),
+            message: describe(&e),
+        };
         let mut env = hf_environment().map_err(err)?;
         env.add_template_owned("default", source.to_string()).map_err(err)?;
         if let Some(t) = tool_use {
@@ -118,7 +126,10 @@ impl ChatTemplate {
         let mut ctx: BTreeMap<String, JValue> =
             self.special.iter().map(|(k, v)| (k.clone(), JValue::from(v.as_str()))).collect();
         ctx.insert("messages".into(), JValue::from(minijinja::value::Serde(&messages)));
-        ctx.insert("tools".into(), tools.map_or(JValue::from(()), |t| JValue::from(minijinja::value::Serde(t))));
+        ctx.insert(
+            "tools".into(),
+            tools.map_or(JValue::from(()), |t| JValue::from(minijinja::value::Serde(t))),
+        );
         ctx.insert("documents".into(), JValue::from(()));
         ctx.insert("add_generation_prompt".into(), JValue::from(add_generation_prompt));
         ctx.insert("enable_thinking".into(), JValue::from(enable_thinking));
@@ -152,7 +163,8 @@ fn normalise_message(m: &Value) -> Value {
     let Value::Object(obj) = m else { return m.clone() };
     let mut out: Map<String, Value> =
         obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let reasoning = ["reasoning_content", "thinking", "reasoning"].iter().find_map(|k| out.get(*k).cloned());
+    let reasoning =
+        ["reasoning_content", "thinking", "reasoning"].iter().find_map(|k| out.get(*k).cloned());
     if let Some(r) = reasoning {
         out.entry("thinking").or_insert_with(|| r.clone());
         out.insert("reasoning_content".into(), r);
@@ -162,7 +174,10 @@ fn normalise_message(m: &Value) -> Value {
 
 /// `chat_template` as a string, or a list of `{name, template}` (`default` + optional `tool_use`).
 fn pick_templates(t: &Value, origin: &str) -> Result<(String, Option<String>), DataError> {
-    let bad = |message: &str| DataError::Template { origin: origin.to_string(), message: message.to_string() };
+    let bad = |message: &str| DataError::Template {
+        origin: origin.to_string(),
+        message: message.to_string(),
+    };
     match t {
         Value::String(s) => Ok((s.clone(), None)),
         Value::Array(list) => {
@@ -172,7 +187,8 @@ fn pick_templates(t: &Value, origin: &str) -> Result<(String, Option<String>), D
                     .and_then(|e| e.get("template").and_then(Value::as_str))
                     .map(str::to_string)
             };
-            let main = named("default").ok_or_else(|| bad("a list of templates with none named \"default\""))?;
+            let main = named("default")
+                .ok_or_else(|| bad("a list of templates with none named \"default\""))?;
             Ok((main, named("tool_use")))
         }
         _ => Err(bad("expected a string or a list of {name, template}")),
@@ -209,7 +225,9 @@ fn read_json(path: &Path) -> Result<Value, DataError> {
 /// minijinja's message plus the template line, without the debug dump.
 fn describe(e: &minijinja::Error) -> String {
     match e.line() {
-        Some(line) => format!("{} (template line {line})", e.detail().unwrap_or(&e.kind().to_string())),
+        Some(line) => {
+            format!("{} (template line {line})", e.detail().unwrap_or(&e.kind().to_string()))
+        }
         None => e.to_string(),
     }
 }
@@ -226,8 +244,12 @@ mod tests {
                           {"role": "assistant", "content": "Hello"}]);
         let want = "<bos><|turn>system\nBe brief.<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\nHello<turn|>\n";
         assert_eq!(t.render(&msgs, None, false, false).unwrap(), want);
-        let prompt = t.render(&json!([{"role": "user", "content": "Hi"}]), None, true, false).unwrap();
-        assert_eq!(prompt, "<bos><|turn>user\nHi<turn|>\n<|turn>model\n<|channel>thought\n<channel|>");
+        let prompt =
+            t.render(&json!([{"role": "user", "content": "Hi"}]), None, true, false).unwrap();
+        assert_eq!(
+            prompt,
+            "<bos><|turn>user\nHi<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
+        );
     }
 
     #[test]
@@ -256,16 +278,24 @@ mod tests {
             BTreeMap::new(),
         )
         .unwrap();
-        let out =
-            t.render(&json!([{"role": "assistant", "reasoning": "r", "content": null}]), None, false, false).unwrap();
+        let out = t
+            .render(
+                &json!([{"role": "assistant", "reasoning": "r", "content": null}]),
+                None,
+                false,
+                false,
+            )
+            .unwrap();
         assert_eq!(out, "r|False");
     }
 
     #[test]
     fn template_errors_name_the_origin_and_line() {
-        let e = ChatTemplate::new("{% if %}", None, "x/chat_template.jinja", BTreeMap::new()).unwrap_err();
+        let e = ChatTemplate::new("{% if %}", None, "x/chat_template.jinja", BTreeMap::new())
+            .unwrap_err();
         assert!(e.to_string().starts_with("chat template x/chat_template.jinja: "), "{e}");
-        let t = ChatTemplate::new("a\n{{ raise_exception('nope') }}", None, "t", BTreeMap::new()).unwrap();
+        let t = ChatTemplate::new("a\n{{ raise_exception('nope') }}", None, "t", BTreeMap::new())
+            .unwrap();
         let e = t.render(&json!([]), None, false, false).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("line 2"), "{e}");
     }

@@ -39,13 +39,16 @@ const GEMMA_IDS: [(&str, u32); 17] = [
 /// Gemma's newline token id (an ordinary vocabulary entry, not an added token).
 const NEWLINE_ID: u32 = 107;
 /// Special tokens whose Gemma ids (255999…258884) exceed the tiny vocabulary: next free ids.
-const MEDIA_TOKENS: [&str; 7] = ["<|image>", "<image|>", "<|audio>", "<audio|>", "<|image|>", "<|audio|>", "<|video|>"];
+const MEDIA_TOKENS: [&str; 7] =
+    ["<|image>", "<image|>", "<|audio>", "<audio|>", "<|image|>", "<|audio|>", "<|video|>"];
 
 /// The tiny vocabulary, indexed by id: `(token, is_special)`.
 fn tiny_vocab() -> Vec<(String, bool)> {
-    let mut fixed: Vec<(String, u32, bool)> = GEMMA_IDS.iter().map(|&(t, id)| (t.to_string(), id, true)).collect();
+    let mut fixed: Vec<(String, u32, bool)> =
+        GEMMA_IDS.iter().map(|&(t, id)| (t.to_string(), id, true)).collect();
     fixed.push(("\n".into(), NEWLINE_ID, false));
-    let mut rest: Vec<(String, bool)> = MEDIA_TOKENS.iter().map(|t| (t.to_string(), true)).collect();
+    let mut rest: Vec<(String, bool)> =
+        MEDIA_TOKENS.iter().map(|t| (t.to_string(), true)).collect();
     rest.push(("\t".into(), false));
     rest.extend((b' '..=b'~').map(|b| ((b as char).to_string(), false)));
     rest.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), false)));
@@ -116,7 +119,11 @@ mod tests {
     #[test]
     fn vocab_is_small_and_keeps_gemma_ids_for_turn_and_stop_tokens() {
         let tok = tiny_tokenizer();
-        assert_eq!(tok.vocab_size(), 377, "17 Gemma-id specials, newline, 7 media, tab, 95 printable ASCII, 256 bytes");
+        assert_eq!(
+            tok.vocab_size(),
+            377,
+            "17 Gemma-id specials, newline, 7 media, tab, 95 printable ASCII, 256 bytes"
+        );
         for (t, id) in GEMMA_IDS {
             assert_eq!(tok.token_to_id(t), Some(id), "{t}");
         }

@@ -30,7 +30,9 @@ impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Self, DataError> {
         let origin = path.display().to_string();
         if !path.is_file() {
-            let message = "file not found (hint: the model directory needs the checkpoint's tokenizer.json)".into();
+            let message =
+                "file not found (hint: the model directory needs the checkpoint's tokenizer.json)"
+                    .into();
             return Err(DataError::Tokenizer { origin, message });
         }
         let inner = tokenizers::Tokenizer::from_file(path)
@@ -40,9 +42,9 @@ impl Tokenizer {
 
     /// Loads a tokenizer from the text of a `tokenizer.json`; `origin` names it in errors.
     pub fn from_json_str(json: &str, origin: &str) -> Result<Self, DataError> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
-            .map_err(|e: tokenizers::Error| DataError::Tokenizer { origin: origin.into(), message: e.to_string() })?;
+        let inner: tokenizers::Tokenizer = json.parse().map_err(|e: tokenizers::Error| {
+            DataError::Tokenizer { origin: origin.into(), message: e.to_string() }
+        })?;
         Ok(Self { inner, origin: origin.into() })
     }
 
@@ -110,8 +112,12 @@ mod tests {
 
     #[test]
     fn missing_file_error_names_the_path_and_gives_a_hint() {
-        let e = Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).unwrap_err().to_string();
-        assert!(e.starts_with("tokenizer /nonexistent/tokenizer.json: file not found (hint:"), "{e}");
+        let e =
+            Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("tokenizer /nonexistent/tokenizer.json: file not found (hint:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@ impl ParsedOutput {
         } else {
             Value::String(self.content.clone())
         };
-        let calls: Vec<Value> = self.tool_calls.iter().enumerate().map(|(i, c)| c.to_openai(i)).collect();
+        let calls: Vec<Value> =
+            self.tool_calls.iter().enumerate().map(|(i, c)| c.to_openai(i)).collect();
         json!({"role": "assistant", "content": content, "reasoning_content": self.thinking, "tool_calls": calls})
     }
 }
@@ -96,7 +97,9 @@ pub fn parse_output(text: &str) -> ParsedOutput {
     if let Some(close) = rest.find(CHANNEL_CLOSE) {
         let before = &rest[..close];
         if !before.contains(CHANNEL_OPEN) && !before.contains(CALL_OPEN) {
-            out.warnings.push("`<channel|>` without `<|channel>`: the text before it is taken as thinking".into());
+            out.warnings.push(
+                "`<channel|>` without `<|channel>`: the text before it is taken as thinking".into(),
+            );
             thoughts.push(before.strip_prefix("thought\n").unwrap_or(before));
             rest = &rest[close + CHANNEL_CLOSE.len()..];
         }
@@ -111,8 +114,10 @@ pub fn parse_output(text: &str) -> ParsedOutput {
                 let (thought, after) = match body.find(CHANNEL_CLOSE) {
                     Some(end) => (&body[..end], &body[end + CHANNEL_CLOSE.len()..]),
                     None => {
-                        out.warnings
-                            .push("unterminated thought channel (no `<channel|>`): all of it is thinking".into());
+                        out.warnings.push(
+                            "unterminated thought channel (no `<channel|>`): all of it is thinking"
+                                .into(),
+                        );
                         (body, "")
                     }
                 };
@@ -164,7 +169,9 @@ fn render_value(value: &Value) -> String {
         Value::Number(n) if n.is_f64() => python_float(n.as_f64().unwrap_or_default()),
         Value::Number(n) => n.to_string(),
         Value::Object(map) => format!("{{{}}}", render_pairs(map)),
-        Value::Array(items) => format!("[{}]", items.iter().map(render_value).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(render_value).collect::<Vec<_>>().join(","))
+        }
     }
 }
 
@@ -215,8 +222,9 @@ fn call_block<'a>(text: &'a str, out: &mut ParsedOutput, content: &mut String) -
         }
         Err(problem) => {
             // The text block runs to the first `<tool_call|>` after the opening, or to the end.
-            let end =
-                text[CALL_OPEN.len()..].find(CALL_CLOSE).map_or(text.len(), |e| e + CALL_OPEN.len() + CALL_CLOSE.len());
+            let end = text[CALL_OPEN.len()..]
+                .find(CALL_CLOSE)
+                .map_or(text.len(), |e| e + CALL_OPEN.len() + CALL_CLOSE.len());
             out.warnings.push(format!(
                 "malformed tool call kept as text: {} (byte {} of `{}`)",
                 problem.what,

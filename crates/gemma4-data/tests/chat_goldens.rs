@@ -39,11 +39,19 @@ fn goldens() -> Value {
 fn real_template(goldens: &Value) -> Option<ChatTemplate> {
     let path = repo().join("../shared/templates").join(TEMPLATE_FILE);
     let Ok(source) = std::fs::read_to_string(&path) else {
-        println!("skipped: {} not found (the real Gemma 4 template lives outside the repo)", path.display());
+        println!(
+            "skipped: {} not found (the real Gemma 4 template lives outside the repo)",
+            path.display()
+        );
         return None;
     };
-    assert_eq!(source.chars().count() as u64, goldens["template"]["chars"].as_u64().unwrap(), "template changed");
-    let special: BTreeMap<String, String> = serde_json::from_value(goldens["special_tokens"].clone()).unwrap();
+    assert_eq!(
+        source.chars().count() as u64,
+        goldens["template"]["chars"].as_u64().unwrap(),
+        "template changed"
+    );
+    let special: BTreeMap<String, String> =
+        serde_json::from_value(goldens["special_tokens"].clone()).unwrap();
     Some(ChatTemplate::new(&source, None, &path.display().to_string(), special).unwrap())
 }
 
@@ -65,9 +73,12 @@ fn check_renders(t: &ChatTemplate, sample: &Value) -> usize {
     let (messages, _, tools) = parse(sample);
     let mut checked = 0;
     for r in sample["renders"].as_array().unwrap() {
-        let (gen_prompt, think) =
-            (r["add_generation_prompt"].as_bool().unwrap(), r["enable_thinking"].as_bool().unwrap());
-        let got = t.render(&Value::Array(messages.clone()), tools.as_ref(), gen_prompt, think).unwrap();
+        let (gen_prompt, think) = (
+            r["add_generation_prompt"].as_bool().unwrap(),
+            r["enable_thinking"].as_bool().unwrap(),
+        );
+        let got =
+            t.render(&Value::Array(messages.clone()), tools.as_ref(), gen_prompt, think).unwrap();
         assert_eq!(
             got,
             r["text"].as_str().unwrap(),
@@ -89,8 +100,15 @@ fn real_template_renders_exactly_as_transformers_apply_chat_template() {
         for p in sample["prompts"].as_array().unwrap() {
             let k = p["index"].as_u64().unwrap() as usize;
             let think = p["enable_thinking"].as_bool().unwrap();
-            let got = t.render(&Value::Array(messages[..k].to_vec()), tools.as_ref(), true, think).unwrap();
-            assert_eq!(got, p["text"].as_str().unwrap(), "{}: prompt before message {k}", sample["name"]);
+            let got = t
+                .render(&Value::Array(messages[..k].to_vec()), tools.as_ref(), true, think)
+                .unwrap();
+            assert_eq!(
+                got,
+                p["text"].as_str().unwrap(),
+                "{}: prompt before message {k}",
+                sample["name"]
+            );
             checked += 1;
         }
     }
@@ -122,8 +140,14 @@ fn real_template_masks_train_exactly_the_model_output() {
     let g = goldens();
     let Some(t) = real_template(&g) else { return };
     for think in [false, true] {
-        assert_eq!(trained(&t, &g, "multi_turn", think), ["Hello. How can I help?<turn|>", "cba<turn|>"]);
-        assert_eq!(trained(&t, &g, "thinking", think), ["Yes, 7 is prime.<turn|>", "No, 9 = 3 x 3.<turn|>"]);
+        assert_eq!(
+            trained(&t, &g, "multi_turn", think),
+            ["Hello. How can I help?<turn|>", "cba<turn|>"]
+        );
+        assert_eq!(
+            trained(&t, &g, "thinking", think),
+            ["Yes, 7 is prime.<turn|>", "No, 9 = 3 x 3.<turn|>"]
+        );
         assert_eq!(
             trained(&t, &g, "tools_openai_style", think),
             [
@@ -153,7 +177,11 @@ fn real_template_masks_train_gemma_native_tool_use() {
     for think in [false, true] {
         assert_eq!(
             trained(&t, &g, "tool_reasoning_then_new_user", think),
-            ["<|tool_call>call:add{a:1,b:2}<tool_call|><|tool_response>", "It is 3.<turn|>", "You are welcome.<turn|>"],
+            [
+                "<|tool_call>call:add{a:1,b:2}<tool_call|><|tool_response>",
+                "It is 3.<turn|>",
+                "You are welcome.<turn|>"
+            ],
             "thinking {think}"
         );
     }
@@ -166,10 +194,26 @@ fn real_template_masks_train_gemma_native_tool_use() {
 fn real_template_token_targets_mark_the_same_text_through_the_tiny_tokenizer() {
     let g = goldens();
     let Some(t) = real_template(&g) else { return };
-    let sample = g["samples"].as_array().unwrap().iter().find(|s| s["name"] == "tools_gemma_native").unwrap();
+    let sample = g["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tools_gemma_native")
+        .unwrap();
     let line = json!({"messages": sample["messages"], "tools": sample["tools"]}).to_string();
-    let (at, cfg, tok) = (Location::new(Path::new("x.jsonl"), 1), DataConfig::new("x"), gemma4_data::tiny_tokenizer());
-    let s = gemma4_data::encode_record(&parse_record(&line, &at, &cfg).unwrap(), &at, &cfg, Some(&t), &tok).unwrap();
+    let (at, cfg, tok) = (
+        Location::new(Path::new("x.jsonl"), 1),
+        DataConfig::new("x"),
+        gemma4_data::tiny_tokenizer(),
+    );
+    let s = gemma4_data::encode_record(
+        &parse_record(&line, &at, &cfg).unwrap(),
+        &at,
+        &cfg,
+        Some(&t),
+        &tok,
+    )
+    .unwrap();
     let shown = gemma4_data::show_sample(&s, &tok);
     // Before the second call the generation prompt at that point (thinking off) ends in an empty
     // thought channel that the rendered conversation lacks: it is inserted, untrained.
@@ -184,7 +228,10 @@ fn real_template_token_targets_mark_the_same_text_through_the_tiny_tokenizer() {
 fn real_template_masks_an_assistant_first_conversation() {
     let g = goldens();
     let Some(t) = real_template(&g) else { return };
-    let messages = vec![json!({"role": "assistant", "content": "Welcome"}), json!({"role": "user", "content": "Hi"})];
+    let messages = vec![
+        json!({"role": "assistant", "content": "Welcome"}),
+        json!({"role": "user", "content": "Hi"}),
+    ];
     let roles = [gemma4_data::Role::Assistant, gemma4_data::Role::User];
     let full = t.render(&Value::Array(messages.clone()), None, false, false).unwrap();
     let spans = chat_spans(&t, &messages, &roles, None, false, &full).unwrap();

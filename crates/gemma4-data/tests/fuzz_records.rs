@@ -17,13 +17,14 @@ use serde_json::{Value, json};
 
 /// A JSONL line: mostly record-shaped, sometimes any JSON, sometimes not JSON at all.
 fn arb_line() -> impl Strategy<Value = String> {
-    let chat = (proptest::collection::vec(arb_message(), 0..6), proptest::option::of(arb_json())).prop_map(|(messages, tools)| {
-        let mut v = json!({"messages": messages});
-        if let Some(t) = tools {
-            v["tools"] = t;
-        }
-        v.to_string()
-    });
+    let chat = (proptest::collection::vec(arb_message(), 0..6), proptest::option::of(arb_json()))
+        .prop_map(|(messages, tools)| {
+            let mut v = json!({"messages": messages});
+            if let Some(t) = tools {
+                v["tools"] = t;
+            }
+            v.to_string()
+        });
     let text_or_json = || prop_oneof![3 => arb_text().prop_map(Value::String), 1 => arb_json()];
     prop_oneof![
         6 => chat,
@@ -36,11 +37,14 @@ fn arb_line() -> impl Strategy<Value = String> {
 }
 
 fn arb_config() -> impl Strategy<Value = DataConfig> {
-    (2usize..80, any::<bool>(), any::<bool>()).prop_map(|(max_seq_len, mask_prompt, enable_thinking)| {
-        let mut c = DataConfig::new("fuzz.jsonl");
-        (c.max_seq_len, c.mask_prompt, c.enable_thinking) = (max_seq_len, mask_prompt, enable_thinking);
-        c
-    })
+    (2usize..80, any::<bool>(), any::<bool>()).prop_map(
+        |(max_seq_len, mask_prompt, enable_thinking)| {
+            let mut c = DataConfig::new("fuzz.jsonl");
+            (c.max_seq_len, c.mask_prompt, c.enable_thinking) =
+                (max_seq_len, mask_prompt, enable_thinking);
+            c
+        },
+    )
 }
 
 /// Parse and encode one line with every template (and none): no panic, errors name file:line,
@@ -60,7 +64,10 @@ fn check_line(line: &str, line_no: usize, cfg: &DataConfig) -> Result<(), TestCa
             Ok(s) => {
                 prop_assert_eq!(s.ids.len(), s.target.len());
                 prop_assert!(s.ids.len() <= cfg.max_seq_len);
-                prop_assert!(!s.target.first().copied().unwrap_or(false), "the first token is never a target");
+                prop_assert!(
+                    !s.target.first().copied().unwrap_or(false),
+                    "the first token is never a target"
+                );
                 prop_assert!(s.ids.iter().all(|&i| (i as usize) < tok().vocab_size()));
                 prop_assert_eq!(s.line, line_no);
             }
@@ -117,7 +124,10 @@ proptest! {
 #[test]
 fn deeply_nested_lines_are_errors_not_crashes() {
     let cfg = DataConfig::new("fuzz.jsonl");
-    for line in [format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)), format!("{{\"messages\": {}", "[{\"content\": ".repeat(50_000))] {
+    for line in [
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("{{\"messages\": {}", "[{\"content\": ".repeat(50_000)),
+    ] {
         let e = parse_record(&line, &Location::new(Path::new("fuzz.jsonl"), 3), &cfg).unwrap_err();
         assert!(e.to_string().starts_with("fuzz.jsonl:3: malformed JSON"), "{e}");
     }

@@ -20,10 +20,22 @@ fn arb_messages() -> impl Strategy<Value = Value> {
     prop_oneof![6 => proptest::collection::vec(arb_message(), 0..7).prop_map(Value::Array), 1 => arb_json()]
 }
 
-fn check_render(t: &ChatTemplate, messages: &Value, tools: Option<&Value>, gen_prompt: bool, thinking: bool) -> Result<(), TestCaseError> {
+fn check_render(
+    t: &ChatTemplate,
+    messages: &Value,
+    tools: Option<&Value>,
+    gen_prompt: bool,
+    thinking: bool,
+) -> Result<(), TestCaseError> {
     match t.render(messages, tools, gen_prompt, thinking) {
-        Ok(text) => prop_assert_eq!(Some(text), t.render(messages, tools, gen_prompt, thinking).ok(), "rendering is deterministic"),
-        Err(e) => prop_assert!(e.to_string().starts_with(&format!("chat template {}", t.origin())), "{e}"),
+        Ok(text) => prop_assert_eq!(
+            Some(text),
+            t.render(messages, tools, gen_prompt, thinking).ok(),
+            "rendering is deterministic"
+        ),
+        Err(e) => {
+            prop_assert!(e.to_string().starts_with(&format!("chat template {}", t.origin())), "{e}")
+        }
     }
     Ok(())
 }
@@ -85,12 +97,49 @@ fn fuzz_generator_reaches_rendering() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let builtin = &templates()[0];
-    let rendered = (0..500).filter(|_| builtin.render(&arb_messages().new_tree(&mut runner).unwrap().current(), None, false, false).is_ok()).count();
-    let real = templates().get(1).map(|t| (0..500).filter(|_| t.render(&arb_messages().new_tree(&mut runner).unwrap().current(), None, false, false).is_ok()).count());
+    let rendered = (0..500)
+        .filter(|_| {
+            builtin
+                .render(
+                    &arb_messages().new_tree(&mut runner).unwrap().current(),
+                    None,
+                    false,
+                    false,
+                )
+                .is_ok()
+        })
+        .count();
+    let real = templates().get(1).map(|t| {
+        (0..500)
+            .filter(|_| {
+                t.render(
+                    &arb_messages().new_tree(&mut runner).unwrap().current(),
+                    None,
+                    false,
+                    false,
+                )
+                .is_ok()
+            })
+            .count()
+    });
     let special = std::collections::BTreeMap::new();
-    let sources: Vec<String> = (0..500).map(|_| arb_source().new_tree(&mut runner).unwrap().current()).collect();
-    let compiled: Vec<ChatTemplate> = sources.iter().filter_map(|s| ChatTemplate::new(s, None, "fuzz.jinja", special.clone()).ok()).collect();
-    let source_rendered = compiled.iter().filter(|t| t.render(&Value::Array(vec![]), None, true, false).is_ok()).count();
-    println!("of 500 message lists: {rendered} rendered by the built-in template, {real:?} by the real one; of 500 sources: {} compiled, {source_rendered} rendered", compiled.len());
-    assert!(rendered >= 100 && compiled.len() >= 50 && source_rendered >= 25, "{rendered} {} {source_rendered}", compiled.len());
+    let sources: Vec<String> =
+        (0..500).map(|_| arb_source().new_tree(&mut runner).unwrap().current()).collect();
+    let compiled: Vec<ChatTemplate> = sources
+        .iter()
+        .filter_map(|s| ChatTemplate::new(s, None, "fuzz.jinja", special.clone()).ok())
+        .collect();
+    let source_rendered = compiled
+        .iter()
+        .filter(|t| t.render(&Value::Array(vec![]), None, true, false).is_ok())
+        .count();
+    println!(
+        "of 500 message lists: {rendered} rendered by the built-in template, {real:?} by the real one; of 500 sources: {} compiled, {source_rendered} rendered",
+        compiled.len()
+    );
+    assert!(
+        rendered >= 100 && compiled.len() >= 50 && source_rendered >= 25,
+        "{rendered} {} {source_rendered}",
+        compiled.len()
+    );
 }

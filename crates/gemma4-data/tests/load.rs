@@ -1,10 +1,14 @@
 //! `load_split` end to end: the quickstart dataset, error reporting, determinism, batching.
 
-use gemma4_data::{Batcher, ChatTemplate, DataConfig, DataError, load_split, show_sample, tiny_tokenizer};
+use gemma4_data::{
+    Batcher, ChatTemplate, DataConfig, DataError, load_split, show_sample, tiny_tokenizer,
+};
 use std::path::{Path, PathBuf};
 
 fn quickstart(split: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/quickstart").join(format!("{split}.jsonl"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/quickstart")
+        .join(format!("{split}.jsonl"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -43,10 +47,18 @@ fn errors_name_the_file_and_the_first_bad_line_counting_blank_lines() {
 
     let empty = write(dir.path(), "empty.jsonl", "\n  \n");
     assert!(
-        load(&empty, &cfg).unwrap_err().to_string().ends_with("no records (the file is empty or has only blank lines)")
+        load(&empty, &cfg)
+            .unwrap_err()
+            .to_string()
+            .ends_with("no records (the file is empty or has only blank lines)")
     );
     let missing = dir.path().join("nope.jsonl");
-    assert!(load(&missing, &cfg).unwrap_err().to_string().starts_with(&format!("cannot read {}", missing.display())));
+    assert!(
+        load(&missing, &cfg)
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!("cannot read {}", missing.display()))
+    );
 }
 
 #[test]
@@ -63,7 +75,10 @@ fn formats_can_be_mixed_and_text_is_trained_in_full() {
     let s = load(&write(dir.path(), "mixed.jsonl", text), &DataConfig::new("x")).unwrap();
     let tok = tiny_tokenizer();
     assert!(show_sample(&s.samples[0], &tok).ends_with("<bos>⟦abc<eos>⟧\n"));
-    assert!(show_sample(&s.samples[1], &tok).ends_with("model\n<|channel>thought\n<channel|>⟦A<turn|>⟧\n"));
+    assert!(
+        show_sample(&s.samples[1], &tok)
+            .ends_with("model\n<|channel>thought\n<channel|>⟦A<turn|>⟧\n")
+    );
     assert_eq!(s.samples.iter().map(|s| s.line).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
@@ -94,7 +109,8 @@ fn every_quickstart_token_is_batched_exactly_once_per_epoch_with_and_without_pac
     let want = batchable.fold((0, 0), |(n, t), x| (n + x.ids.len(), t + x.target_tokens()));
     for packing in [false, true] {
         let batches = Batcher::new(&s, 8, packing, 96).unwrap().epoch(0, 3);
-        let real: usize = batches.iter().map(|b| b.attention_mask.iter().filter(|&&m| m).count()).sum();
+        let real: usize =
+            batches.iter().map(|b| b.attention_mask.iter().filter(|&&m| m).count()).sum();
         let trained: usize = batches.iter().map(|b| b.target_tokens).sum();
         assert_eq!((real, trained), want, "packing {packing}");
         assert!(batches.iter().all(|b| b.ids.len() == b.batch * b.seq && b.seq <= 96));
@@ -112,10 +128,22 @@ fn training_text_contains_the_generation_prompt_before_each_answer() {
     let at = gemma4_data::Location::new(std::path::Path::new("x.jsonl"), 1);
     let messages = serde_json::json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]);
     let line = serde_json::json!({ "messages": messages }).to_string();
-    let s = gemma4_data::encode_record(&gemma4_data::parse_record(&line, &at, &cfg).unwrap(), &at, &cfg, Some(&t), &tok).unwrap();
+    let s = gemma4_data::encode_record(
+        &gemma4_data::parse_record(&line, &at, &cfg).unwrap(),
+        &at,
+        &cfg,
+        Some(&t),
+        &tok,
+    )
+    .unwrap();
     let text = tok.decode(&s.ids).unwrap();
-    let prompt = t.render(&serde_json::json!([{"role": "user", "content": "Hi"}]), None, true, false).unwrap();
-    assert!(text.starts_with(&prompt), "{text:?} should start with the inference prompt {prompt:?}");
+    let prompt = t
+        .render(&serde_json::json!([{"role": "user", "content": "Hi"}]), None, true, false)
+        .unwrap();
+    assert!(
+        text.starts_with(&prompt),
+        "{text:?} should start with the inference prompt {prompt:?}"
+    );
     let shown = gemma4_data::show_sample(&s, &tok);
     assert!(shown.contains("⟦Hello<turn|>⟧"), "{shown}");
 }

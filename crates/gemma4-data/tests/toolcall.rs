@@ -163,7 +163,9 @@ fn render_call_matches_the_real_template() {
 
 #[test]
 fn json_is_an_openai_assistant_message() {
-    let out = parse_output(&q("<|channel>thought\nhm<channel|><|tool_call>call:f{a:§x§,n:[1]}<tool_call|>"));
+    let out = parse_output(&q(
+        "<|channel>thought\nhm<channel|><|tool_call>call:f{a:§x§,n:[1]}<tool_call|>",
+    ));
     let want = json!({"role": "assistant", "content": null, "reasoning_content": "hm", "tool_calls": [
         {"id": "call_0", "type": "function", "function": {"name": "f", "arguments": "{\"a\":\"x\",\"n\":[1]}"}}]});
     assert_eq!(out.to_json(), want);
@@ -270,7 +272,11 @@ fn deep_nesting_is_a_warning_not_a_stack_overflow() {
     let out = parse_output(&format!("<|tool_call>call:f{{a:{}<tool_call|>", "[".repeat(100_000)));
     assert!(out.tool_calls.is_empty());
     assert!(out.warnings[0].contains("nested deeper than 64"), "{:?}", out.warnings);
-    let ok = parse_output(&format!("<|tool_call>call:f{{a:{}1{}}}<tool_call|>", "[".repeat(60), "]".repeat(60)));
+    let ok = parse_output(&format!(
+        "<|tool_call>call:f{{a:{}1{}}}<tool_call|>",
+        "[".repeat(60),
+        "]".repeat(60)
+    ));
     assert_eq!(ok.tool_calls.len(), 1, "{:?}", ok.warnings);
 }
 

@@ -30,10 +30,13 @@ impl GenerationConfig {
     pub fn from_model_dir(dir: &Path) -> Result<Option<Self>, String> {
         let path = dir.join("generation_config.json");
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-        let raw: Raw = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let raw: Raw =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let eos_token_ids = match raw.eos_token_id {
             Some(Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+            Some(Value::Array(a)) => {
+                a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect()
+            }
             _ => Vec::new(),
         };
         let sampling = (raw.do_sample == Some(true)).then(|| SamplingConfig {

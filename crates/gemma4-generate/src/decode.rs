@@ -25,8 +25,7 @@ impl Decoder<'_> {
             return Err(ModelError::Input("decode: no tokens to feed".into()));
         }
         let hidden =
-            self.model
-                .forward_cached(&TokenBatch::new(ids, rows, n), self.cache, self.adapter)?;
+            self.model.forward_cached(&TokenBatch::new(ids, rows, n), self.cache, self.adapter)?;
         Ok(self.model.logits(hidden.narrow(1, n - 1, 1))) // [b, 1, v]
     }
 

@@ -55,7 +55,8 @@ impl Sampler {
             idx.truncate(c.top_k);
         }
         let max = logits[idx[0]] as f64;
-        let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] as f64 - max) / c.temperature).exp()).collect();
+        let mut probs: Vec<f64> =
+            idx.iter().map(|&i| ((logits[i] as f64 - max) / c.temperature).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if c.top_p < 1.0 {
@@ -106,13 +107,18 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_sampling_is_seeded() {
         let logits = [0.2f32, 0.1, 2.0, 1.9, -3.0];
-        let mut s = Sampler::new(SamplingConfig { temperature: 1.0, top_k: 1, top_p: 1.0, seed: 1 });
+        let mut s =
+            Sampler::new(SamplingConfig { temperature: 1.0, top_k: 1, top_p: 1.0, seed: 1 });
         assert!((0..20).all(|_| s.sample(&logits) == 2));
         let draw = |seed| {
-            let mut s = Sampler::new(SamplingConfig { temperature: 1.0, top_k: 0, top_p: 0.9, seed });
+            let mut s =
+                Sampler::new(SamplingConfig { temperature: 1.0, top_k: 0, top_p: 0.9, seed });
             (0..50).map(|_| s.sample(&logits)).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
-        assert!(draw(7).iter().all(|&t| t == 2 || t == 3 || t == 0), "top-p 0.9 keeps the head only");
+        assert!(
+            draw(7).iter().all(|&t| t == 2 || t == 3 || t == 0),
+            "top-p 0.9 keeps the head only"
+        );
     }
 }

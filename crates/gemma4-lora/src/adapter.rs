@@ -39,9 +39,18 @@ impl LoraModule {
     }
 
     /// PEFT initialisation: A Kaiming-uniform (a = √5 → bound 1/√in), B zero.
-    pub fn init(key: String, in_f: usize, out_f: usize, rank: usize, num_experts: usize, rng: &mut ChaCha8Rng, device: &burn::tensor::Device) -> Self {
+    pub fn init(
+        key: String,
+        in_f: usize,
+        out_f: usize,
+        rank: usize,
+        num_experts: usize,
+        rng: &mut ChaCha8Rng,
+        device: &burn::tensor::Device,
+    ) -> Self {
         let bound = 1.0 / (in_f as f32).sqrt();
-        let a: Vec<f32> = (0..rank * num_experts * in_f).map(|_| rng.random_range(-bound..bound)).collect();
+        let a: Vec<f32> =
+            (0..rank * num_experts * in_f).map(|_| rng.random_range(-bound..bound)).collect();
         Self {
             key,
             lora_a: Tensor::from_data(TensorData::new(a, [rank * num_experts, in_f]), device),
@@ -59,7 +68,12 @@ impl LoraModule {
                 let r = re / self.num_experts;
                 let out = self.lora_b.dims()[0];
                 let a = self.lora_a.clone().narrow(0, e * r, r);
-                let b = self.lora_b.clone().reshape([out, r, self.num_experts]).narrow(2, e, 1).reshape([out, r]);
+                let b = self
+                    .lora_b
+                    .clone()
+                    .reshape([out, r, self.num_experts])
+                    .narrow(2, e, 1)
+                    .reshape([out, r]);
                 debug_assert_eq!(a.dims(), [r, inp]);
                 (a, b)
             }
@@ -72,13 +86,18 @@ impl LoraModule {
 pub enum ModuleSite {
     Proj(Site),
     /// `experts.gate_up_proj` (`down = false`) or `experts.down_proj` of layer `i`.
-    Experts { layer: usize, down: bool },
+    Experts {
+        layer: usize,
+        down: bool,
+    },
 }
 
 impl ModuleSite {
     fn of(site: Site) -> (Self, Option<usize>) {
         match site.proj {
-            ProjName::ExpertsGateUp(e) => (Self::Experts { layer: site.layer, down: false }, Some(e)),
+            ProjName::ExpertsGateUp(e) => {
+                (Self::Experts { layer: site.layer, down: false }, Some(e))
+            }
             ProjName::ExpertsDown(e) => (Self::Experts { layer: site.layer, down: true }, Some(e)),
             _ => (Self::Proj(site), None),
         }
@@ -121,7 +140,10 @@ impl LoraAdapter {
 
     /// Number of trainable values.
     pub fn num_params(&self) -> usize {
-        self.modules.values().map(|m| m.lora_a.shape().num_elements() + m.lora_b.shape().num_elements()).sum()
+        self.modules
+            .values()
+            .map(|m| m.lora_a.shape().num_elements() + m.lora_b.shape().num_elements())
+            .sum()
     }
 }
 
@@ -138,7 +160,8 @@ impl Adapter for LoraAdapter {
         let mut x = x.clone().cast(a.dtype());
         let p = self.config.lora_dropout;
         if self.training && p > 0.0 {
-            let keep = Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
+            let keep =
+                Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
             x = x * keep.div_scalar(1.0 - p);
         }
         let b = b.mul_scalar(self.scale());

@@ -188,10 +188,25 @@ impl LoraConfig {
     /// The keys of the struct's own fields (PEFT's names), in order; anything else lands in
     /// [`LoraConfig::other`].
     pub const FIELDS: &'static [&'static str] = &[
-        "peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules",
-        "target_parameters", "use_rslora", "layers_to_transform", "layers_pattern",
-        "base_model_name_or_path", "bias", "use_dora", "fan_in_fan_out", "rank_pattern",
-        "alpha_pattern", "modules_to_save", "exclude_modules", "inference_mode",
+        "peft_type",
+        "task_type",
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "target_parameters",
+        "use_rslora",
+        "layers_to_transform",
+        "layers_pattern",
+        "base_model_name_or_path",
+        "bias",
+        "use_dora",
+        "fan_in_fan_out",
+        "rank_pattern",
+        "alpha_pattern",
+        "modules_to_save",
+        "exclude_modules",
+        "inference_mode",
         "init_lora_weights",
     ];
 
@@ -215,14 +230,21 @@ impl LoraConfig {
 
     /// The one place the scale is computed: `alpha / r`, or `alpha / √r` under rsLoRA.
     pub fn scale(&self) -> f64 {
-        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
     }
 
     /// Read and validate `adapter_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoraError::Io { path: path.to_owned(), source })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
-        cfg.validate().map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LoraError::Io { path: path.to_owned(), source })?;
+        let cfg: Self = serde_json::from_str(&text)
+            .map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
+        cfg.validate()
+            .map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
         Ok(cfg)
     }
 
@@ -258,10 +280,18 @@ impl LoraConfig {
         if !self.alpha_pattern.is_empty() {
             return bad("alpha_pattern", "per-module alphas are not supported");
         }
-        if self.modules_to_save.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+        if self
+            .modules_to_save
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        {
             return bad("modules_to_save", "full-weight modules in an adapter are not supported");
         }
-        if self.layers_pattern.as_ref().is_some_and(|v| !v.is_null() && v.as_str() != Some("layers") && v.as_array().is_none_or(|a| a.iter().any(|x| x.as_str() != Some("layers")))) {
+        if self.layers_pattern.as_ref().is_some_and(|v| {
+            !v.is_null()
+                && v.as_str() != Some("layers")
+                && v.as_array().is_none_or(|a| a.iter().any(|x| x.as_str() != Some("layers")))
+        }) {
             return bad("layers_pattern", "only \"layers\" is supported");
         }
         for key in ["lora_bias", "use_qalora", "use_bdlora"] {
@@ -270,17 +300,29 @@ impl LoraConfig {
             }
         }
         if let Some(params) = &self.target_parameters {
-            if let Some(p) = params.iter().find(|p| !(p.ends_with("experts.gate_up_proj") || p.ends_with("experts.down_proj"))) {
-                return bad("target_parameters", &format!("{p:?} is not supported (experts.gate_up_proj, experts.down_proj)"));
+            if let Some(p) = params.iter().find(|p| {
+                !(p.ends_with("experts.gate_up_proj") || p.ends_with("experts.down_proj"))
+            }) {
+                return bad(
+                    "target_parameters",
+                    &format!("{p:?} is not supported (experts.gate_up_proj, experts.down_proj)"),
+                );
             }
             if !params.is_empty() && self.lora_dropout > 0.0 {
                 return bad("lora_dropout", "must be 0 with target_parameters (as in PEFT)");
             }
         }
-        if self.layers_to_transform.is_some() && matches!(self.target_modules, Some(TargetModules::Regex(_))) {
-            return bad("layers_to_transform", "needs target_modules as a list, not a regex (as in PEFT)");
+        if self.layers_to_transform.is_some()
+            && matches!(self.target_modules, Some(TargetModules::Regex(_)))
+        {
+            return bad(
+                "layers_to_transform",
+                "needs target_modules as a list, not a regex (as in PEFT)",
+            );
         }
-        if self.target_modules.is_none() && self.target_parameters.as_ref().is_none_or(|p| p.is_empty()) {
+        if self.target_modules.is_none()
+            && self.target_parameters.as_ref().is_none_or(|p| p.is_empty())
+        {
             return bad("target_modules", "missing (and no target_parameters)");
         }
         Ok(())
@@ -289,7 +331,8 @@ impl LoraConfig {
     /// Write `adapter_config.json` as PEFT does (pretty JSON, sorted keys).
     pub fn to_json(&self) -> String {
         let v = serde_json::to_value(self).unwrap_or(Value::Null);
-        let sorted: BTreeMap<String, Value> = v.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+        let sorted: BTreeMap<String, Value> =
+            v.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
         serde_json::to_string_pretty(&sorted).unwrap_or_default()
     }
 }
@@ -318,7 +361,8 @@ mod tests {
 
     #[test]
     fn peft_extras_are_kept_but_strict_reading_names_the_unknown_key() {
-        let text = r#"{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "megatron_config": null}"#;
+        let text =
+            r#"{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "megatron_config": null}"#;
         let cfg: LoraConfig = serde_json::from_str(text).unwrap();
         assert!(cfg.other.contains_key("megatron_config"));
         let mut json = serde_json::Deserializer::from_str(text);

@@ -31,9 +31,18 @@ pub const DEFAULT_MAX_SHARD_SIZE: u64 = 5_000_000_000;
 
 /// Files besides the weights that are copied when present (config.json is required).
 pub const SIDE_FILES: &[&str] = &[
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
-    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-    "processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
 ];
 
 /// Values converted per piece when a whole tensor changes dtype (bounds memory for embeddings).
@@ -80,13 +89,21 @@ struct Planned {
 }
 
 /// Fuse `adapter` into the checkpoint in `base_dir`, writing a new checkpoint directory `out`.
-pub fn fuse(base_dir: &Path, adapter: &LoraAdapter, out: &Path, opts: &FuseOptions) -> Result<FuseReport> {
+pub fn fuse(
+    base_dir: &Path,
+    adapter: &LoraAdapter,
+    out: &Path,
+    opts: &FuseOptions,
+) -> Result<FuseReport> {
     check_out_dir(base_dir, out, opts.force)?;
     if adapter.modules.is_empty() {
         return Err(LoraError::Target("the adapter has no modules: nothing to fuse".into()));
     }
     if !base_dir.join("config.json").is_file() {
-        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no config.json in the model directory");
+        let source = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no config.json in the model directory",
+        );
         return Err(LoraError::Io { path: base_dir.to_owned(), source });
     }
     let ckpt = Checkpoint::open(base_dir)?;
@@ -101,7 +118,11 @@ pub fn fuse(base_dir: &Path, adapter: &LoraAdapter, out: &Path, opts: &FuseOptio
     let scale = adapter.scale();
     for (shard, file) in shards.iter().zip(&names) {
         let path = staging.path().join(file);
-        let mut writer = StreamingWriter::create(&path, shard.iter().map(|p| p.spec.clone()).collect(), &[("format", "pt")])?;
+        let mut writer = StreamingWriter::create(
+            &path,
+            shard.iter().map(|p| p.spec.clone()).collect(),
+            &[("format", "pt")],
+        )?;
         for p in shard.iter() {
             write_tensor(&mut writer, &ckpt, p, merges.get(&p.spec.name).copied(), scale, &path)?;
         }
@@ -113,13 +134,22 @@ pub fn fuse(base_dir: &Path, adapter: &LoraAdapter, out: &Path, opts: &FuseOptio
     }
     let files = copy_side_files(base_dir, staging.path(), opts.dtype)?;
     staging.commit()?;
-    Ok(FuseReport { merged: merges.len(), copied: plan.len() - merges.len(), shards: shards.len(), bytes, files })
+    Ok(FuseReport {
+        merged: merges.len(),
+        copied: plan.len() - merges.len(),
+        shards: shards.len(),
+        bytes,
+        files,
+    })
 }
 
 /// Refuse an output that exists and is not an empty directory (unless `force`), and one that
 /// is or contains the base model directory.
 pub fn check_out_dir(base_dir: &Path, out: &Path, force: bool) -> Result<()> {
-    let err = |reason: &str| LoraError::Io { path: out.to_owned(), source: std::io::Error::other(reason.to_owned()) };
+    let err = |reason: &str| LoraError::Io {
+        path: out.to_owned(),
+        source: std::io::Error::other(reason.to_owned()),
+    };
     if out.file_name().is_none() {
         return Err(err("the output must name a directory"));
     }
@@ -143,7 +173,10 @@ pub fn check_out_dir(base_dir: &Path, out: &Path, force: bool) -> Result<()> {
 }
 
 /// The base tensor each adapter module changes, checked against the checkpoint.
-fn merge_targets<'a>(ckpt: &Checkpoint, adapter: &'a LoraAdapter) -> Result<BTreeMap<String, &'a LoraModule>> {
+fn merge_targets<'a>(
+    ckpt: &Checkpoint,
+    adapter: &'a LoraAdapter,
+) -> Result<BTreeMap<String, &'a LoraModule>> {
     let mut out = BTreeMap::new();
     for (site, module) in &adapter.modules {
         let path = module.key.strip_prefix("base_model.model.").unwrap_or(&module.key);
@@ -157,14 +190,26 @@ fn merge_targets<'a>(ckpt: &Checkpoint, adapter: &'a LoraAdapter) -> Result<BTre
                 (format!("{experts}.{param}"), vec![module.num_experts, outp, inp])
             }
         };
-        let err = |reason: String| LoraError::Adapter { path: ckpt.file_of(&name).unwrap_or(&ckpt.dir).to_owned(), reason };
+        let err = |reason: String| LoraError::Adapter {
+            path: ckpt.file_of(&name).unwrap_or(&ckpt.dir).to_owned(),
+            reason,
+        };
         let info = ckpt.tensors.get(&name).ok_or_else(|| err(format!("tensor {name} (adapted by {}) is not in the base checkpoint (hint: the adapter was made for another model)", module.key)))?;
         if info.shape != shape || rows_a != cols_b || rows_a % module.num_experts != 0 {
-            let factors = format!("lora_A [{rows_a}, {inp}], lora_B [{outp}, {cols_b}], {} expert(s)", module.num_experts);
-            return Err(err(format!("tensor {name}: shape {:?} does not fit the adapter {} ({factors})", info.shape, module.key)));
+            let factors = format!(
+                "lora_A [{rows_a}, {inp}], lora_B [{outp}, {cols_b}], {} expert(s)",
+                module.num_experts
+            );
+            return Err(err(format!(
+                "tensor {name}: shape {:?} does not fit the adapter {} ({factors})",
+                info.shape, module.key
+            )));
         }
         if float_width(info.dtype).is_none() {
-            return Err(err(format!("tensor {name}: dtype {:?} cannot be merged (expected F32, F16 or BF16)", info.dtype)));
+            return Err(err(format!(
+                "tensor {name}: dtype {:?} cannot be merged (expected F32, F16 or BF16)",
+                info.dtype
+            )));
         }
         if out.insert(name.clone(), module).is_some() {
             return Err(err(format!("tensor {name}: adapted by two modules")));
@@ -174,12 +219,19 @@ fn merge_targets<'a>(ckpt: &Checkpoint, adapter: &'a LoraAdapter) -> Result<BTre
 }
 
 /// Every base tensor in its base order (file, then offset), with its output dtype and size.
-fn plan(ckpt: &Checkpoint, merges: &BTreeMap<String, &LoraModule>, dtype: Option<WeightDtype>) -> Result<Vec<Planned>> {
+fn plan(
+    ckpt: &Checkpoint,
+    merges: &BTreeMap<String, &LoraModule>,
+    dtype: Option<WeightDtype>,
+) -> Result<Vec<Planned>> {
     let mut names: Vec<(&Path, usize, &String)> = Vec::with_capacity(ckpt.tensors.len());
     for name in ckpt.tensors.keys() {
         // The data's address inside its mapped file orders tensors as the file stores them.
         let place = ckpt.file_of(name).zip(ckpt.bytes(name));
-        let (file, bytes) = place.ok_or_else(|| LoraError::Adapter { path: ckpt.dir.clone(), reason: format!("tensor {name}: not readable") })?;
+        let (file, bytes) = place.ok_or_else(|| LoraError::Adapter {
+            path: ckpt.dir.clone(),
+            reason: format!("tensor {name}: not readable"),
+        })?;
         names.push((file, bytes.as_ptr() as usize, name));
     }
     names.sort();
@@ -190,10 +242,20 @@ fn plan(ckpt: &Checkpoint, merges: &BTreeMap<String, &LoraModule>, dtype: Option
         let convert = dtype.map(WeightDtype::safetensors).filter(|_| float_width(source).is_some());
         let out_dtype = convert.unwrap_or(source);
         let len = match float_width(out_dtype) {
-            Some(w) if out_dtype != source || merges.contains_key(name) => info.shape.iter().product::<usize>() * w,
+            Some(w) if out_dtype != source || merges.contains_key(name) => {
+                info.shape.iter().product::<usize>() * w
+            }
             _ => ckpt.bytes(name).map_or(0, <[u8]>::len),
         };
-        out.push(Planned { spec: TensorSpec { name: name.clone(), dtype: out_dtype, shape: info.shape.clone(), len }, source });
+        out.push(Planned {
+            spec: TensorSpec {
+                name: name.clone(),
+                dtype: out_dtype,
+                shape: info.shape.clone(),
+                len,
+            },
+            source,
+        });
     }
     Ok(out)
 }
@@ -215,9 +277,19 @@ fn split(plan: &[Planned], max: u64) -> Vec<&[Planned]> {
 }
 
 /// Stream one tensor: raw bytes, converted in chunks, or merged (one expert at a time).
-fn write_tensor(w: &mut StreamingWriter, ckpt: &Checkpoint, p: &Planned, merge: Option<&LoraModule>, scale: f64, file: &Path) -> Result<()> {
+fn write_tensor(
+    w: &mut StreamingWriter,
+    ckpt: &Checkpoint,
+    p: &Planned,
+    merge: Option<&LoraModule>,
+    scale: f64,
+    file: &Path,
+) -> Result<()> {
     let name = &p.spec.name;
-    let err = |reason: String| LoraError::Adapter { path: file.to_owned(), reason: format!("tensor {name}: {reason}") };
+    let err = |reason: String| LoraError::Adapter {
+        path: file.to_owned(),
+        reason: format!("tensor {name}: {reason}"),
+    };
     let bytes = ckpt.bytes(name).ok_or_else(|| err("not in the base checkpoint".into()))?;
     let (src, dst) = (p.source, p.spec.dtype);
     let Some(module) = merge else {
@@ -227,7 +299,10 @@ fn write_tensor(w: &mut StreamingWriter, ckpt: &Checkpoint, p: &Planned, merge: 
         let width = float_width(src).ok_or_else(|| err(format!("cannot convert {src:?}")))?;
         for chunk in bytes.chunks(CONVERT_CHUNK * width) {
             let values = decode(src, chunk).ok_or_else(|| err(format!("cannot decode {src:?}")))?;
-            w.write(name, &encode(dst, &values).ok_or_else(|| err(format!("cannot encode {dst:?}")))?)?;
+            w.write(
+                name,
+                &encode(dst, &values).ok_or_else(|| err(format!("cannot encode {dst:?}")))?,
+            )?;
         }
         return Ok(());
     };
@@ -235,11 +310,18 @@ fn write_tensor(w: &mut StreamingWriter, ckpt: &Checkpoint, p: &Planned, merge: 
     let experts = module.num_experts;
     let per_expert = bytes.len() / experts;
     for e in 0..experts {
-        let mut values = decode(src, &bytes[e * per_expert..(e + 1) * per_expert]).ok_or_else(|| err(format!("cannot decode {src:?}")))?;
+        let mut values = decode(src, &bytes[e * per_expert..(e + 1) * per_expert])
+            .ok_or_else(|| err(format!("cannot decode {src:?}")))?;
         let delta = delta(module, (experts > 1).then_some(e), scale).into_data();
-        let delta = delta.try_to_vec_as::<f32>().map_err(|e| err(format!("reading the adapter delta: {e:?}")))?;
+        let delta = delta
+            .try_to_vec_as::<f32>()
+            .map_err(|e| err(format!("reading the adapter delta: {e:?}")))?;
         if delta.len() != values.len() {
-            return Err(err(format!("delta has {} values for {} weights", delta.len(), values.len())));
+            return Err(err(format!(
+                "delta has {} values for {} weights",
+                delta.len(),
+                values.len()
+            )));
         }
         values.iter_mut().zip(&delta).for_each(|(w, d)| *w += d);
         w.write(name, &encode(dst, &values).ok_or_else(|| err(format!("cannot encode {dst:?}")))?)?;
@@ -279,7 +361,9 @@ fn copy_side_files(base: &Path, dir: &Path, dtype: Option<WeightDtype>) -> Resul
             continue;
         }
         match dtype {
-            Some(d) if *name == "config.json" => write_json(&to, &config_with_dtype(&from, d.hf_name())?)?,
+            Some(d) if *name == "config.json" => {
+                write_json(&to, &config_with_dtype(&from, d.hf_name())?)?
+            }
             _ => {
                 std::fs::copy(&from, &to).map_err(io(&from))?;
             }
@@ -294,7 +378,8 @@ fn copy_side_files(base: &Path, dir: &Path, dtype: Option<WeightDtype>) -> Resul
 fn config_with_dtype(path: &Path, hf: &str) -> Result<serde_json::Value> {
     let err = |reason: String| LoraError::Config { path: path.to_owned(), reason };
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
     let top = json.as_object_mut().ok_or_else(|| err("not a JSON object".into()))?;
     if !top.contains_key("dtype") && !top.contains_key("torch_dtype") {
         top.insert("dtype".into(), hf.into());
@@ -312,7 +397,8 @@ fn config_with_dtype(path: &Path, hf: &str) -> Result<serde_json::Value> {
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
     text.push('\n');
     Ok(write_atomic(path, text.as_bytes())?)
 }
@@ -328,13 +414,23 @@ mod tests {
     use super::*;
 
     fn planned(name: &str, len: usize) -> Planned {
-        Planned { spec: TensorSpec { name: name.into(), dtype: Dtype::U8, shape: vec![len], len }, source: Dtype::U8 }
+        Planned {
+            spec: TensorSpec { name: name.into(), dtype: Dtype::U8, shape: vec![len], len },
+            source: Dtype::U8,
+        }
     }
 
     #[test]
     fn shards_split_like_save_pretrained() {
-        let plan: Vec<Planned> = [("a", 4), ("b", 4), ("c", 9), ("d", 1), ("e", 2)].iter().map(|&(n, l)| planned(n, l)).collect();
-        let names = |s: &[&[Planned]]| s.iter().map(|sh| sh.iter().map(|p| p.spec.name.as_str()).collect::<String>()).collect::<Vec<_>>();
+        let plan: Vec<Planned> = [("a", 4), ("b", 4), ("c", 9), ("d", 1), ("e", 2)]
+            .iter()
+            .map(|&(n, l)| planned(n, l))
+            .collect();
+        let names = |s: &[&[Planned]]| {
+            s.iter()
+                .map(|sh| sh.iter().map(|p| p.spec.name.as_str()).collect::<String>())
+                .collect::<Vec<_>>()
+        };
         // A tensor larger than the limit gets a shard of its own.
         assert_eq!(names(&split(&plan, 8)), ["ab", "c", "de"]);
         assert_eq!(names(&split(&plan, 100)), ["abcde"]);

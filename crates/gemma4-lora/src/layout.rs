@@ -34,9 +34,18 @@ impl Layout {
         let mut projections = Vec::new();
         let mut experts = Vec::new();
         for (i, l) in cfg.layers.iter().enumerate() {
-            let (qd, kvd, m) = (cfg.num_attention_heads * l.head_dim, l.num_key_value_heads * l.head_dim, l.intermediate_size);
+            let (qd, kvd, m) = (
+                cfg.num_attention_heads * l.head_dim,
+                l.num_key_value_heads * l.head_dim,
+                l.intermediate_size,
+            );
             let mut push = |proj: ProjName, inp: usize, out: usize| {
-                projections.push(Projection { site: Site { layer: i, proj }, path: format!("{prefix}layers.{i}.{}", proj.hf_path()), in_features: inp, out_features: out });
+                projections.push(Projection {
+                    site: Site { layer: i, proj },
+                    path: format!("{prefix}layers.{i}.{}", proj.hf_path()),
+                    in_features: inp,
+                    out_features: out,
+                });
             };
             push(ProjName::QProj, e, qd);
             if l.kv_donor.is_none() {

@@ -7,8 +7,8 @@
 pub mod adapter;
 pub mod config;
 pub mod error;
-pub mod layout;
 pub mod fuse;
+pub mod layout;
 pub mod peft_io;
 pub mod target;
 

@@ -58,21 +58,30 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<LoraAdapter> {
 pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
     let config = LoraConfig::from_file(&dir.join(CONFIG_FILE))?;
     let path = dir.join(WEIGHTS_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| LoraError::Adapter { path: path.clone(), reason: format!("not a valid safetensors file: {e}") })?;
+    let bytes =
+        std::fs::read(&path).map_err(|source| LoraError::Io { path: path.clone(), source })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| LoraError::Adapter {
+        path: path.clone(),
+        reason: format!("not a valid safetensors file: {e}"),
+    })?;
     let err = |reason: String| LoraError::Adapter { path: path.clone(), reason };
     // PEFT strips the adapter name on save; accept `.lora_A.default.weight` too.
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
     for (key, view) in st.tensors() {
         let unsupported = || err(format!("{key}: dtype {:?} is not supported", view.dtype()));
         let values = decode(view.dtype(), view.data()).ok_or_else(unsupported)?;
-        tensors.insert(key.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."), (view.shape().to_vec(), values));
+        tensors.insert(
+            key.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."),
+            (view.shape().to_vec(), values),
+        );
     }
     let device = &layout.device;
     let mut take = |key: &str, shape: [usize; 2]| -> Result<Option<Tensor<2>>> {
         match tensors.remove(key) {
             None => Ok(None),
-            Some((s, _)) if s != shape => Err(err(format!("tensor {key}: expected shape {shape:?}, found {s:?}"))),
+            Some((s, _)) if s != shape => {
+                Err(err(format!("tensor {key}: expected shape {shape:?}, found {s:?}")))
+            }
             Some((_, v)) => Ok(Some(Tensor::from_data(TensorData::new(v, shape), device))),
         }
     };
@@ -84,7 +93,10 @@ pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
         let b = take(&format!("{key}.lora_B.weight"), [p.out_features, r])?;
         match (a, b) {
             (Some(lora_a), Some(lora_b)) => {
-                modules.insert(ModuleSite::Proj(p.site), LoraModule { key: key.clone(), lora_a, lora_b, num_experts: 1 });
+                modules.insert(
+                    ModuleSite::Proj(p.site),
+                    LoraModule { key: key.clone(), lora_a, lora_b, num_experts: 1 },
+                );
             }
             (None, None) => {}
             _ => return Err(err(format!("{key}: lora_A and lora_B must both be present"))),
@@ -97,7 +109,10 @@ pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
         } else {
             ""
         };
-        return Err(err(format!("{} tensor(s) match no module of the model, e.g. {key} {shape:?}{hint}", tensors.len())));
+        return Err(err(format!(
+            "{} tensor(s) match no module of the model, e.g. {key} {shape:?}{hint}",
+            tensors.len()
+        )));
     }
     if modules.is_empty() {
         return Err(err("the adapter has no LoRA tensors".into()));
@@ -120,7 +135,8 @@ fn load_experts(
         let re = config.r * experts;
         for _ in 0..4 {
             let (ka, kb) = (format!("{key}.lora_A.weight"), format!("{key}.lora_B.weight"));
-            let fits = tensors.get(&ka).is_some_and(|(s, _)| *s == [re, inp]) && tensors.get(&kb).is_some_and(|(s, _)| *s == [outp, re]);
+            let fits = tensors.get(&ka).is_some_and(|(s, _)| *s == [re, inp])
+                && tensors.get(&kb).is_some_and(|(s, _)| *s == [outp, re]);
             if fits {
                 let (_, a) = tensors.remove(&ka).unwrap_or_default();
                 let (_, b) = tensors.remove(&kb).unwrap_or_default();

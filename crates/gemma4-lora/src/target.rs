@@ -23,7 +23,10 @@ pub fn select(model: &Gemma4TextModel, cfg: &LoraConfig) -> Result<Vec<Projectio
     Ok(model
         .projections()
         .into_iter()
-        .filter(|p| matcher.matches(&p.path) && cfg.layers_to_transform.as_ref().is_none_or(|l| l.contains(p.site.layer)))
+        .filter(|p| {
+            matcher.matches(&p.path)
+                && cfg.layers_to_transform.as_ref().is_none_or(|l| l.contains(p.site.layer))
+        })
         .collect())
 }
 
@@ -44,7 +47,8 @@ impl Matcher {
                 ));
             }
             Some(TargetModules::Regex(r)) => Self::Regex(
-                Regex::new(&format!("^(?:{r})$")).map_err(|e| LoraError::Target(format!("target_modules regex {r:?}: {e}")))?,
+                Regex::new(&format!("^(?:{r})$"))
+                    .map_err(|e| LoraError::Target(format!("target_modules regex {r:?}: {e}")))?,
             ),
         })
     }
@@ -52,7 +56,9 @@ impl Matcher {
     fn matches(&self, path: &str) -> bool {
         match self {
             Self::None => false,
-            Self::Names(names) => names.iter().any(|n| path == n || path.ends_with(&format!(".{n}"))),
+            Self::Names(names) => {
+                names.iter().any(|n| path == n || path.ends_with(&format!(".{n}")))
+            }
             Self::Regex(re) => re.is_match(path),
         }
     }
@@ -95,7 +101,15 @@ pub fn init_adapter(model: &Gemma4TextModel, cfg: &LoraConfig, seed: u64) -> Res
     let device = &model.device;
     let mut modules = BTreeMap::new();
     for p in select(model, cfg)? {
-        let m = LoraModule::init(peft_key(&p.path), p.in_features, p.out_features, cfg.r, 1, &mut rng, device);
+        let m = LoraModule::init(
+            peft_key(&p.path),
+            p.in_features,
+            p.out_features,
+            cfg.r,
+            1,
+            &mut rng,
+            device,
+        );
         modules.insert(ModuleSite::Proj(p.site), m);
     }
     // Expert parameters (`target_parameters`; PEFT ignores `layers_to_transform` for them).
@@ -111,7 +125,15 @@ pub fn init_adapter(model: &Gemma4TextModel, cfg: &LoraConfig, seed: u64) -> Res
         let both = params.iter().filter(|p| p.0 == layer && wanted(&p.2)).count();
         let position = if down { both - 1 } else { 0 };
         let experts_path = path.rsplit_once('.').map_or(path.as_str(), |(a, _)| a);
-        let m = LoraModule::init(expert_key(experts_path, position, both), inp, outp, cfg.r, experts, &mut rng, device);
+        let m = LoraModule::init(
+            expert_key(experts_path, position, both),
+            inp,
+            outp,
+            cfg.r,
+            experts,
+            &mut rng,
+            device,
+        );
         modules.insert(ModuleSite::Experts { layer, down }, m);
     }
     if modules.is_empty() {

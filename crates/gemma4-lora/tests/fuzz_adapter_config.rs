@@ -22,11 +22,16 @@ fn fixture(name: &str) -> PathBuf {
 /// moe_keqv: attention, MLP and MoE experts (so `target_parameters` has something to match).
 fn model() -> &'static Gemma4TextModel {
     static M: OnceLock<Gemma4TextModel> = OnceLock::new();
-    M.get_or_init(|| Gemma4TextModel::from_dir(&fixture("moe_keqv"), &Device::flex(), DType::F32).unwrap().0)
+    M.get_or_init(|| {
+        Gemma4TextModel::from_dir(&fixture("moe_keqv"), &Device::flex(), DType::F32).unwrap().0
+    })
 }
 
 fn peft_config() -> Map<String, Value> {
-    serde_json::from_str(&std::fs::read_to_string(fixture("moe_keqv/peft/adapter_config.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(fixture("moe_keqv/peft/adapter_config.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -37,27 +42,71 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
-        proptest::sample::select(&["q_proj", "experts.gate_up_proj", "experts.down_proj", ".*", "(", ".*\\.(q_proj|v_proj)",
-            "layers", "LORA", "CAUSAL_LM", "none", "all", "gaussian", "pissa", "", "ü"][..]).prop_map(Value::from),
+        proptest::sample::select(
+            &[
+                "q_proj",
+                "experts.gate_up_proj",
+                "experts.down_proj",
+                ".*",
+                "(",
+                ".*\\.(q_proj|v_proj)",
+                "layers",
+                "LORA",
+                "CAUSAL_LM",
+                "none",
+                "all",
+                "gaussian",
+                "pissa",
+                "",
+                "ü"
+            ][..]
+        )
+        .prop_map(Value::from),
         "[ -~]{0,10}".prop_map(Value::from),
     ];
     leaf.prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
 const FIELDS: &[&str] = &[
-    "peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "target_parameters", "use_rslora",
-    "layers_to_transform", "layers_pattern", "bias", "use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern",
-    "modules_to_save", "exclude_modules", "inference_mode", "init_lora_weights", "lora_bias", "use_qalora", "unknown_field",
+    "peft_type",
+    "task_type",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "target_parameters",
+    "use_rslora",
+    "layers_to_transform",
+    "layers_pattern",
+    "bias",
+    "use_dora",
+    "fan_in_fan_out",
+    "rank_pattern",
+    "alpha_pattern",
+    "modules_to_save",
+    "exclude_modules",
+    "inference_mode",
+    "init_lora_weights",
+    "lora_bias",
+    "use_qalora",
+    "unknown_field",
 ];
 
 /// PEFT's config with some fields set to arbitrary values and some removed.
 fn arb_config_json() -> impl Strategy<Value = String> {
-    let edited = (proptest::collection::vec((proptest::sample::select(FIELDS), proptest::option::of(arb_json())), 0..5), any::<bool>())
+    let edited = (
+        proptest::collection::vec(
+            (proptest::sample::select(FIELDS), proptest::option::of(arb_json())),
+            0..5,
+        ),
+        any::<bool>(),
+    )
         .prop_map(|(edits, small_r)| {
             let mut c = peft_config();
             if small_r {
@@ -91,8 +140,12 @@ fn same(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
             x == y || (x.to_bits() as i64 - y.to_bits() as i64).abs() <= 1
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
         _ => a == b,
     }
 }

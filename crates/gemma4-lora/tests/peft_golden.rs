@@ -11,7 +11,15 @@ use gemma4_lora::{LoraAdapter, init_adapter, peft_io};
 use gemma4_model::{Gemma4TextModel, NoAdapter, TokenBatch, causal_lm_loss};
 use safetensors::SafeTensors;
 
-const FIXTURES: &[&str] = &["dense", "e2b_like", "moe_keqv", "keqv_bias_untied", "multimodal", "per_layer_config", "bidirectional"];
+const FIXTURES: &[&str] = &[
+    "dense",
+    "e2b_like",
+    "moe_keqv",
+    "keqv_bias_untied",
+    "multimodal",
+    "per_layer_config",
+    "bidirectional",
+];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
@@ -25,8 +33,14 @@ fn golden(name: &str) -> Vec<(String, Vec<usize>, Vec<f64>)> {
         .map(|(k, v)| {
             let d = v.data();
             let vals = match v.dtype() {
-                safetensors::Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-                _ => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                safetensors::Dtype::F32 => d
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                _ => d
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
             };
             (k, v.shape().to_vec(), vals)
         })
@@ -55,7 +69,8 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
         let mut adapter = peft_io::load(&fixture(name).join("peft"), &model).unwrap();
         adapter.map_tensors(|_, t| t.require_grad());
         let gold = golden(name);
-        let get = |k: &str| gold.iter().find(|g| g.0 == k).unwrap_or_else(|| panic!("{name}: no {k}"));
+        let get =
+            |k: &str| gold.iter().find(|g| g.0 == k).unwrap_or_else(|| panic!("{name}: no {k}"));
         let ids = get("input_ids");
         let batch = TokenBatch::new(ids.2.iter().map(|&v| v as u32).collect(), ids.1[0], ids.1[1]);
         let logits = model.logits(model.forward_hidden(&batch, &adapter, false).unwrap().hidden);
@@ -67,7 +82,8 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
         assert!(((l - want) / want).abs() < 1e-5, "{name}: loss {l} vs PEFT {want}");
         let mut checked = 0;
         for (key, t) in adapter.tensors() {
-            let g = values(t.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient for {key}")));
+            let g =
+                values(t.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient for {key}")));
             let want = get(&format!("grad.{key}"));
             let err = rel_l2(&g, &want.2);
             assert!(err < 1e-3, "{name}: gradient of {key}: relative L2 {err:.3e}");
@@ -85,7 +101,9 @@ fn targets_select_exactly_the_modules_peft_adapted() {
         let model = load_model(name, &device);
         let peft = peft_io::load(&fixture(name).join("peft"), &model).unwrap();
         let ours = init_adapter(&model, &peft.config, 0).unwrap();
-        let shapes = |a: &LoraAdapter| a.tensors().into_iter().map(|(k, t)| (k, t.dims().to_vec())).collect::<BTreeSet<_>>();
+        let shapes = |a: &LoraAdapter| {
+            a.tensors().into_iter().map(|(k, t)| (k, t.dims().to_vec())).collect::<BTreeSet<_>>()
+        };
         assert_eq!(shapes(&ours), shapes(&peft), "{name}");
     }
 }
@@ -97,7 +115,8 @@ fn fresh_adapter_is_identity() {
     let peft = peft_io::load(&fixture("moe_keqv").join("peft"), &model).unwrap();
     let fresh = init_adapter(&model, &peft.config, 7).unwrap();
     let batch = TokenBatch::new((0..12).map(|i| 3 + i * 7).collect(), 1, 12);
-    let base = values(model.logits(model.forward_hidden(&batch, &NoAdapter, false).unwrap().hidden));
+    let base =
+        values(model.logits(model.forward_hidden(&batch, &NoAdapter, false).unwrap().hidden));
     let adapted = values(model.logits(model.forward_hidden(&batch, &fresh, false).unwrap().hidden));
     assert_eq!(base, adapted);
     // PEFT's Kaiming-uniform bound for A: 1/sqrt(in).
@@ -142,7 +161,8 @@ fn layout_from_config_equals_layout_from_model() {
     for name in FIXTURES {
         let model = load_model(name, &device);
         let from_model = gemma4_lora::layout::Layout::from_model(&model);
-        let from_config = gemma4_lora::layout::Layout::from_config(&model.config, model.weight_prefix, &device);
+        let from_config =
+            gemma4_lora::layout::Layout::from_config(&model.config, model.weight_prefix, &device);
         assert_eq!(from_model.projections, from_config.projections, "{name}");
         assert_eq!(from_model.experts, from_config.experts, "{name}");
     }

@@ -60,22 +60,47 @@ pub struct AttnInputs {
     pub window: Option<usize>,
 }
 
-fn load_linear(w: &mut Weights, name: &str, i: usize, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+fn load_linear(
+    w: &mut Weights,
+    name: &str,
+    i: usize,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> Result<Linear> {
     let weight = w.get(&format!("layers.{{i}}.self_attn.{name}.weight"), Some(i), [out, inp])?;
-    let bias = if bias { Some(w.get(&format!("layers.{{i}}.self_attn.{name}.bias"), Some(i), [out])?) } else { None };
+    let bias = if bias {
+        Some(w.get(&format!("layers.{{i}}.self_attn.{name}.bias"), Some(i), [out])?)
+    } else {
+        None
+    };
     Ok(Linear { weight, bias })
 }
 
 impl Attention {
-    pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig, spec: &LayerSpec, i: usize) -> Result<Self> {
-        let (e, h, kv, d) = (cfg.hidden_size, cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
+    pub fn load(
+        w: &mut Weights,
+        cfg: &Gemma4TextConfig,
+        spec: &LayerSpec,
+        i: usize,
+    ) -> Result<Self> {
+        let (e, h, kv, d) =
+            (cfg.hidden_size, cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
         let bias = cfg.attention_bias;
         let (eps, off) = (cfg.rms_norm_eps, cfg.norm_weight_offset);
         let kv_proj = if spec.kv_donor.is_none() {
             Some(KvProj {
                 k_proj: load_linear(w, "k_proj", i, kv * d, e, bias)?,
-                v_proj: if spec.k_eq_v { None } else { Some(load_linear(w, "v_proj", i, kv * d, e, bias)?) },
-                k_norm: RmsNorm::with_offset(w.get_f32("layers.{i}.self_attn.k_norm.weight", Some(i), [d])?, eps, off),
+                v_proj: if spec.k_eq_v {
+                    None
+                } else {
+                    Some(load_linear(w, "v_proj", i, kv * d, e, bias)?)
+                },
+                k_norm: RmsNorm::with_offset(
+                    w.get_f32("layers.{i}.self_attn.k_norm.weight", Some(i), [d])?,
+                    eps,
+                    off,
+                ),
                 v_norm: cfg.v_norm.then(|| RmsNorm::without_scale(eps)),
             })
         } else {
@@ -84,7 +109,11 @@ impl Attention {
         Ok(Self {
             layer: i,
             q_proj: load_linear(w, "q_proj", i, h * d, e, bias)?,
-            q_norm: RmsNorm::with_offset(w.get_f32("layers.{i}.self_attn.q_norm.weight", Some(i), [d])?, eps, off),
+            q_norm: RmsNorm::with_offset(
+                w.get_f32("layers.{i}.self_attn.q_norm.weight", Some(i), [d])?,
+                eps,
+                off,
+            ),
             kv: kv_proj,
             o_proj: load_linear(w, "o_proj", i, e, h * d, bias)?,
             num_heads: h,
@@ -102,13 +131,21 @@ impl Attention {
     ///
     /// # Shapes
     /// - x: `[b, s, e]` → `([b, kv, s, d], [b, kv, s, d])`
-    pub fn key_value(&self, x: &Tensor<3>, inp: &AttnInputs, adapter: &dyn Adapter) -> Option<KeyValue> {
+    pub fn key_value(
+        &self,
+        x: &Tensor<3>,
+        inp: &AttnInputs,
+        adapter: &dyn Adapter,
+    ) -> Option<KeyValue> {
         let kv = self.kv.as_ref()?;
         let [b, s, _] = x.dims();
         let shape = [b, s, self.num_kv_heads, self.head_dim];
-        let k_raw = kv.k_proj.forward(x.clone(), self.site(ProjName::KProj), adapter).reshape(shape); // [b, s, kv, d]
+        let k_raw =
+            kv.k_proj.forward(x.clone(), self.site(ProjName::KProj), adapter).reshape(shape); // [b, s, kv, d]
         let v_raw = match &kv.v_proj {
-            Some(v_proj) => v_proj.forward(x.clone(), self.site(ProjName::VProj), adapter).reshape(shape),
+            Some(v_proj) => {
+                v_proj.forward(x.clone(), self.site(ProjName::VProj), adapter).reshape(shape)
+            }
             None => k_raw.clone(), // k_eq_v: V from the raw K projection
         };
         let k = apply_rotary(kv.k_norm.forward(k_raw), &inp.cos, &inp.sin);
@@ -123,7 +160,13 @@ impl Attention {
     ///
     /// # Shapes
     /// - x: `[b, s, e]`, k/v: `[b, kv, t, d]` → `[b, s, e]`
-    pub fn attend(&self, x: Tensor<3>, (k, v): &KeyValue, inp: &AttnInputs, adapter: &dyn Adapter) -> Tensor<3> {
+    pub fn attend(
+        &self,
+        x: Tensor<3>,
+        (k, v): &KeyValue,
+        inp: &AttnInputs,
+        adapter: &dyn Adapter,
+    ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, d) = (self.num_heads, self.head_dim);
         let q = self.q_proj.forward(x, self.site(ProjName::QProj), adapter).reshape([b, s, h, d]);
@@ -144,7 +187,14 @@ impl Attention {
 ///
 /// # Shapes
 /// - q: `[b, h, s, d]`, k/v: `[b, kv, s, d]`, mask: `[b or 1, 1, s, s]` → `[b, h, s, d]`
-pub fn windowed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>, scale: f64, w: usize) -> Tensor<4> {
+pub fn windowed(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: &Tensor<4, Bool>,
+    scale: f64,
+    w: usize,
+) -> Tensor<4> {
     let s = q.dims()[2];
     let blocks: Vec<Tensor<4>> = (0..s)
         .step_by(w)
@@ -153,7 +203,13 @@ pub fn windowed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>
             let first = start.saturating_sub(w - 1);
             let keys = start + len - first;
             let m = mask.clone().narrow(2, start, len).narrow(3, first, keys);
-            scaled_dot_product(q.clone().narrow(2, start, len), k.clone().narrow(2, first, keys), v.clone().narrow(2, first, keys), m, scale)
+            scaled_dot_product(
+                q.clone().narrow(2, start, len),
+                k.clone().narrow(2, first, keys),
+                v.clone().narrow(2, first, keys),
+                m,
+                scale,
+            )
         })
         .collect();
     Tensor::cat(blocks, 2)
@@ -163,7 +219,13 @@ pub fn windowed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4, Bool>
 ///
 /// # Shapes
 /// - q: `[b, h, s, d]`, k/v: `[b, kv, t, d]`, mask: `[b or 1, 1, s, t]` → `[b, h, s, d]`
-pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4, Bool>, scale: f64) -> Tensor<4> {
+pub fn scaled_dot_product(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Tensor<4, Bool>,
+    scale: f64,
+) -> Tensor<4> {
     let [b, h, s, d] = q.dims();
     let [_, kv, t, _] = k.dims();
     let g = h / kv;
@@ -177,7 +239,8 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor
     // constant, so the tape keeps nothing for it (a `mask_fill` would keep a mask expanded to
     // the scores' size in every layer). −1e30 absorbs any score, and keeps fully masked rows
     // (padding queries) finite instead of NaN.
-    let bias = Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
+    let bias =
+        Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
     let scores = scores.reshape([b, kv * g, s, t]) + bias; // [b, kv·g, s, t]
     let probs = softmax(scores, 3).cast(dtype).reshape([b, kv, g * s, t]);
     probs.matmul(v).reshape([b, h, s, d])
@@ -194,16 +257,32 @@ mod tests {
         let device = Device::flex();
         let (b, h, kv, s, d) = (2, 4, 2, 37, 8);
         for w in [1, 5, 16] {
-            let spec = MaskSpec { offset: 0, queries: s, key_start: 0, keys: s, window: Some(w), causal: true };
+            let spec = MaskSpec {
+                offset: 0,
+                queries: s,
+                key_start: 0,
+                keys: s,
+                window: Some(w),
+                causal: true,
+            };
             let padding: Vec<Vec<bool>> = vec![vec![true; s], (0..s).map(|t| t < 30).collect()]; // row 2 right-padded
-            let mask = build_mask(&spec, RowMasks { padding: Some(&padding), segments: None }, &device);
+            let mask =
+                build_mask(&spec, RowMasks { padding: Some(&padding), segments: None }, &device);
             let q = Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device);
             let k = Tensor::<4>::random([b, kv, s, d], Distribution::Normal(0.0, 1.0), &device);
             let v = Tensor::<4>::random([b, kv, s, d], Distribution::Normal(0.0, 1.0), &device);
             let full = scaled_dot_product(q.clone(), k.clone(), v.clone(), mask.clone(), 0.7);
             let blocked = windowed(q, k, v, &mask, 0.7, w);
             // Padding queries (fully masked rows) are free to differ: nothing reads them.
-            let real = |t: Tensor<4>| Tensor::cat(vec![t.clone().narrow(0, 0, 1), t.narrow(0, 1, 1).narrow(2, 0, 30).pad((0, 0, 0, s - 30), 0.0)], 0);
+            let real = |t: Tensor<4>| {
+                Tensor::cat(
+                    vec![
+                        t.clone().narrow(0, 0, 1),
+                        t.narrow(0, 1, 1).narrow(2, 0, 30).pad((0, 0, 0, s - 30), 0.0),
+                    ],
+                    0,
+                )
+            };
             let err = (real(full) - real(blocked)).abs().max().into_scalar::<f32>();
             assert!(err < 1e-5, "window {w}: max difference {err}");
         }

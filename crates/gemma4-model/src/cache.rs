@@ -50,7 +50,8 @@ impl LayerCache {
             None => total,
         };
         let drop = total - keep;
-        self.kv = (keep > 0).then(|| (k_all.clone().narrow(2, drop, keep), v_all.clone().narrow(2, drop, keep)));
+        self.kv = (keep > 0)
+            .then(|| (k_all.clone().narrow(2, drop, keep), v_all.clone().narrow(2, drop, keep)));
         let seen_from = self.key_start;
         self.key_start += drop;
         debug_assert!(seen_from <= self.key_start);

@@ -71,7 +71,11 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// A checkpoint from its parts (the GGUF reader builds one).
-    pub(crate) fn from_parts(dir: PathBuf, tensors: BTreeMap<String, TensorInfo>, storage: Storage) -> Self {
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        tensors: BTreeMap<String, TensorInfo>,
+        storage: Storage,
+    ) -> Self {
         Self { dir, tensors, storage: Arc::new(storage) }
     }
 
@@ -115,7 +119,9 @@ impl Checkpoint {
     pub fn random(cfg: &Gemma4TextConfig, init: RandomInit) -> Self {
         let tensors = expected_tensors(cfg, "model.")
             .into_iter()
-            .map(|(name, shape)| (name, TensorInfo { dtype: Dtype::F32, shape, file: 0, start: 0, end: 0 }))
+            .map(|(name, shape)| {
+                (name, TensorInfo { dtype: Dtype::F32, shape, file: 0, start: 0, end: 0 })
+            })
             .collect();
         let dir = PathBuf::from(format!("<random weights, seed {}>", init.seed));
         Self::from_parts(dir, tensors, Storage::Random(init))
@@ -142,19 +148,24 @@ impl Checkpoint {
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.into(), dir: self.dir.clone() })
     }
 
     /// Decode a tensor to f32 values (row-major), from f32, f16, bf16 or a ggml type.
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self.info(name)?;
         match &*self.storage {
-            Storage::Safetensors { .. } => decode_f32(name, info.dtype, self.bytes(name).unwrap_or_default()),
+            Storage::Safetensors { .. } => {
+                decode_f32(name, info.dtype, self.bytes(name).unwrap_or_default())
+            }
             Storage::Gguf { file, types } => {
-                let (ty, minus_one) = types.get(name).copied().ok_or_else(|| ModelError::Tensor {
-                    name: name.into(),
-                    reason: format!("no ggml type recorded in {}", file.path.display()),
-                })?;
+                let (ty, minus_one) =
+                    types.get(name).copied().ok_or_else(|| ModelError::Tensor {
+                        name: name.into(),
+                        reason: format!("no ggml type recorded in {}", file.path.display()),
+                    })?;
                 let mut v = dequantize(ty, &file.map[info.start..info.end]);
                 if minus_one {
                     v.iter_mut().for_each(|x| *x -= 1.0);
@@ -171,10 +182,17 @@ impl Checkpoint {
         let info = self.info(name)?;
         let (rows, cols) = match info.shape.as_slice() {
             [r, c] => (*r, *c),
-            s => return Err(ModelError::Tensor { name: name.into(), reason: format!("expected 2 dims, found {s:?}") }),
+            s => {
+                return Err(ModelError::Tensor {
+                    name: name.into(),
+                    reason: format!("expected 2 dims, found {s:?}"),
+                });
+            }
         };
         if let Some(&id) = ids.iter().find(|&&id| id >= rows) {
-            return Err(ModelError::Input(format!("token id {id} out of range for {name} ({rows} rows)")));
+            return Err(ModelError::Input(format!(
+                "token id {id} out of range for {name} ({rows} rows)"
+            )));
         }
         // Rows in parallel: on E2B a batch of 8192 tokens gathers 73 M values per step.
         let mut out = vec![0f32; ids.len() * cols];
@@ -184,26 +202,37 @@ impl Checkpoint {
                 let width = dtype_size(name, info.dtype)?;
                 let bytes = self.bytes(name).unwrap_or_default();
                 let dtype = info.dtype;
-                rows_out.for_each(|(row, &id)| decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row));
+                rows_out.for_each(|(row, &id)| {
+                    decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row)
+                });
             }
             Storage::Gguf { .. } => {
                 let all = self.to_f32(name)?;
-                rows_out.for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
+                rows_out
+                    .for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
             }
-            Storage::Random(init) => rows_out.for_each(|(row, &id)| init.fill(name, id * cols, row)),
+            Storage::Random(init) => {
+                rows_out.for_each(|(row, &id)| init.fill(name, id * cols, row))
+            }
         }
         Ok(out)
     }
 }
 
 /// Add the tensors of the safetensors file `path` (file `fi`, mapped as `map`) to `tensors`.
-fn list_tensors(map: &Mmap, path: &Path, fi: usize, tensors: &mut BTreeMap<String, TensorInfo>) -> Result<()> {
+fn list_tensors(
+    map: &Mmap,
+    path: &Path,
+    fi: usize,
+    tensors: &mut BTreeMap<String, TensorInfo>,
+) -> Result<()> {
     let st = SafeTensors::deserialize(map)
         .map_err(|e| ModelError::Safetensors { path: path.to_owned(), reason: e.to_string() })?;
     for (name, view) in st.tensors() {
         let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
         let end = start + view.data().len();
-        let info = TensorInfo { dtype: view.dtype(), shape: view.shape().to_vec(), file: fi, start, end };
+        let info =
+            TensorInfo { dtype: view.dtype(), shape: view.shape().to_vec(), file: fi, start, end };
         if tensors.insert(name.clone(), info).is_some() {
             let reason = format!("stored twice (again in {})", path.display());
             return Err(ModelError::Tensor { name, reason });
@@ -216,16 +245,28 @@ fn dtype_size(name: &str, dtype: Dtype) -> Result<usize> {
     match dtype {
         Dtype::F32 => Ok(4),
         Dtype::F16 | Dtype::BF16 => Ok(2),
-        other => Err(ModelError::Tensor { name: name.into(), reason: format!("dtype {other:?} is not supported (expected F32, F16 or BF16)") }),
+        other => Err(ModelError::Tensor {
+            name: name.into(),
+            reason: format!("dtype {other:?} is not supported (expected F32, F16 or BF16)"),
+        }),
     }
 }
 
 /// Decode little-endian f32/f16/bf16 `bytes` (a checked dtype) into `out`.
 fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
     match dtype {
-        Dtype::F32 => bytes.chunks_exact(4).zip(out).for_each(|(c, v)| *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        Dtype::F16 => bytes.chunks_exact(2).zip(out).for_each(|(c, v)| *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-        _ => bytes.chunks_exact(2).zip(out).for_each(|(c, v)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .zip(out)
+            .for_each(|(c, v)| *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .zip(out)
+            .for_each(|(c, v)| *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        _ => bytes
+            .chunks_exact(2)
+            .zip(out)
+            .for_each(|(c, v)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
     }
 }
 
@@ -236,7 +277,8 @@ fn decode_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
 }
 
 pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
+    let file =
+        File::open(path).map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
     // SAFETY: the mapping is read-only; a checkpoint modified while we read it is outside our
     // contract (as for every mmap-based loader: safetensors, candle, mlx).
     unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.to_owned(), source })
@@ -244,13 +286,13 @@ pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
 
 /// The shard files (deduplicated, sorted) and the name → file map of an index.
 fn read_index(index: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>)> {
-    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io { path: index.to_owned(), source })?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.to_owned(), source })?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| ModelError::Safetensors { path: index.to_owned(), reason: "no `weight_map` object".into() })?;
+    let text = std::fs::read_to_string(index)
+        .map_err(|source| ModelError::Io { path: index.to_owned(), source })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|source| ModelError::Json { path: index.to_owned(), source })?;
+    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+        ModelError::Safetensors { path: index.to_owned(), reason: "no `weight_map` object".into() }
+    })?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut names = BTreeMap::new();
     let mut files = BTreeSet::new();
@@ -260,7 +302,12 @@ fn read_index(index: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>)> 
             reason: format!("weight_map entry for {name} is not a file name"),
         })?;
         if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-            return Err(ModelError::Safetensors { path: index.to_owned(), reason: format!("shard name {file:?} must be a plain file name in the model directory") });
+            return Err(ModelError::Safetensors {
+                path: index.to_owned(),
+                reason: format!(
+                    "shard name {file:?} must be a plain file name in the model directory"
+                ),
+            });
         }
         files.insert(file.to_owned());
         names.insert(name.clone(), file.to_owned());

@@ -33,7 +33,12 @@ impl Gemma4TextModel {
     ///
     /// # Shapes
     /// - batch: `[b, s]` ids → `Outputs.hidden` `[b, s, e]`
-    pub fn forward_hidden(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool) -> Result<Outputs> {
+    pub fn forward_hidden(
+        &self,
+        batch: &TokenBatch,
+        adapter: &dyn Adapter,
+        capture: bool,
+    ) -> Result<Outputs> {
         self.forward_inner(batch, adapter, capture, None)
     }
 
@@ -41,7 +46,12 @@ impl Gemma4TextModel {
     ///
     /// # Shapes
     /// - batch: `[b, n]` new ids → hidden `[b, n, e]`
-    pub fn forward_cached(&self, batch: &TokenBatch, cache: &mut KvCache, adapter: &dyn Adapter) -> Result<Tensor<3>> {
+    pub fn forward_cached(
+        &self,
+        batch: &TokenBatch,
+        cache: &mut KvCache,
+        adapter: &dyn Adapter,
+    ) -> Result<Tensor<3>> {
         if batch.segments.is_some() || batch.positions.is_some() {
             return Err(ModelError::Input("packed batches cannot use a KV cache".into()));
         }
@@ -49,7 +59,13 @@ impl Gemma4TextModel {
         Ok(out.hidden)
     }
 
-    fn forward_inner(&self, batch: &TokenBatch, adapter: &dyn Adapter, capture: bool, mut cache: Option<&mut KvCache>) -> Result<Outputs> {
+    fn forward_inner(
+        &self,
+        batch: &TokenBatch,
+        adapter: &dyn Adapter,
+        capture: bool,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Outputs> {
         let pro = self.prologue(batch, cache.as_deref())?;
         let mut kv_store: BTreeMap<LayerType, KeyValue> = BTreeMap::new();
         let mut layer_outputs = Vec::new();
@@ -72,7 +88,12 @@ impl Gemma4TextModel {
         }
         let hidden = self.norm.forward(h);
         let Prologue { h0, ple, .. } = pro;
-        Ok(Outputs { hidden, embeddings: capture.then_some(h0), per_layer_inputs: if capture { ple } else { None }, layer_outputs })
+        Ok(Outputs {
+            hidden,
+            embeddings: capture.then_some(h0),
+            per_layer_inputs: if capture { ple } else { None },
+            layer_outputs,
+        })
     }
 
     /// What every layer of a forward pass shares: scaled embeddings, PLE inputs, RoPE tables
@@ -82,7 +103,10 @@ impl Gemma4TextModel {
         let (b, s) = (batch.batch, batch.seq);
         let ids = self.check_ids(batch)?;
         // HF multiplies by √H cast to the weight dtype (bf16: √1536 → 39.25).
-        let h0 = self.embed_tokens.lookup(&ids, b, s, &self.device).mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
+        let h0 = self
+            .embed_tokens
+            .lookup(&ids, b, s, &self.device)
+            .mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
         let ple = match &self.ple {
             Some(p) => Some(p.inputs(&ids, &h0)?),
             None => None,
@@ -115,7 +139,12 @@ impl Gemma4TextModel {
 
     pub(crate) fn check_ids(&self, batch: &TokenBatch) -> Result<Vec<usize>> {
         if batch.ids.len() != batch.batch * batch.seq || batch.seq == 0 {
-            return Err(ModelError::Input(format!("token batch: {} ids for shape [{}, {}]", batch.ids.len(), batch.batch, batch.seq)));
+            return Err(ModelError::Input(format!(
+                "token batch: {} ids for shape [{}, {}]",
+                batch.ids.len(),
+                batch.batch,
+                batch.seq
+            )));
         }
         let vocab = self.config.vocab_size;
         batch
@@ -123,21 +152,42 @@ impl Gemma4TextModel {
             .iter()
             .map(|&id| {
                 let id = id as usize;
-                if id < vocab { Ok(id) } else { Err(ModelError::Input(format!("token id {id} out of range (vocab_size {vocab})"))) }
+                if id < vocab {
+                    Ok(id)
+                } else {
+                    Err(ModelError::Input(format!(
+                        "token id {id} out of range (vocab_size {vocab})"
+                    )))
+                }
             })
             .collect()
     }
 
     /// RoPE tables and masks, once per layer type present.
-    fn attention_inputs(&self, batch: &TokenBatch, cache: Option<&KvCache>) -> BTreeMap<LayerType, AttnInputs> {
+    fn attention_inputs(
+        &self,
+        batch: &TokenBatch,
+        cache: Option<&KvCache>,
+    ) -> BTreeMap<LayerType, AttnInputs> {
         let s = batch.seq;
         let offset = cache.map_or(0, |c| c.offset);
         let mut out = BTreeMap::new();
         for (lt, rope) in &self.rope {
-            let window = (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
+            let window =
+                (*lt == LayerType::Sliding).then_some(self.config.effective_sliding_window());
             let (key_start, cached) = cache.map_or((0, 0), |c| c.span(&self.config, *lt));
-            let spec = MaskSpec { offset, queries: s, key_start, keys: cached + s, window, causal: !self.config.bidirectional };
-            let rows = RowMasks { padding: batch.attention_mask.as_deref(), segments: batch.segments.as_deref() };
+            let spec = MaskSpec {
+                offset,
+                queries: s,
+                key_start,
+                keys: cached + s,
+                window,
+                causal: !self.config.bidirectional,
+            };
+            let rows = RowMasks {
+                padding: batch.attention_mask.as_deref(),
+                segments: batch.segments.as_deref(),
+            };
             let mask = build_mask(&spec, rows, &self.device);
             let (cos, sin) = match &batch.positions {
                 Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),

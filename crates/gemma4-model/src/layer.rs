@@ -60,7 +60,11 @@ impl DecoderLayer {
         let spec = cfg.layers[i].clone();
         let (e, eps, off) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_weight_offset);
         let mut norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm::with_offset(w.get_f32(&format!("layers.{{i}}.{name}.weight"), Some(i), [e])?, eps, off))
+            Ok(RmsNorm::with_offset(
+                w.get_f32(&format!("layers.{{i}}.{name}.weight"), Some(i), [e])?,
+                eps,
+                off,
+            ))
         };
         let input_layernorm = norm("input_layernorm")?;
         let post_attention_layernorm = norm("post_attention_layernorm")?;
@@ -80,9 +84,18 @@ impl DecoderLayer {
         let d = cfg.hidden_size_per_layer_input;
         let per_layer_input = if d > 0 {
             Some(PerLayerInput {
-                per_layer_input_gate: Linear { weight: w.get("layers.{i}.per_layer_input_gate.weight", Some(i), [d, e])?, bias: None },
-                per_layer_projection: Linear { weight: w.get("layers.{i}.per_layer_projection.weight", Some(i), [e, d])?, bias: None },
-                post_per_layer_input_norm: RmsNorm::new(w.get_f32("layers.{i}.post_per_layer_input_norm.weight", Some(i), [e])?, eps),
+                per_layer_input_gate: Linear {
+                    weight: w.get("layers.{i}.per_layer_input_gate.weight", Some(i), [d, e])?,
+                    bias: None,
+                },
+                per_layer_projection: Linear {
+                    weight: w.get("layers.{i}.per_layer_projection.weight", Some(i), [e, d])?,
+                    bias: None,
+                },
+                post_per_layer_input_norm: RmsNorm::new(
+                    w.get_f32("layers.{i}.post_per_layer_input_norm.weight", Some(i), [e])?,
+                    eps,
+                ),
             })
         } else {
             None
@@ -96,7 +109,11 @@ impl DecoderLayer {
             post_feedforward_layernorm,
             moe,
             per_layer_input,
-            layer_scalar: if cfg.layer_scalar { Some(w.get_f32("layers.{i}.layer_scalar", Some(i), [1])?) } else { None },
+            layer_scalar: if cfg.layer_scalar {
+                Some(w.get_f32("layers.{i}.layer_scalar", Some(i), [1])?)
+            } else {
+                None
+            },
             spec,
         })
     }
@@ -124,7 +141,10 @@ impl DecoderLayer {
         let kv = match (&own_kv, shared_kv) {
             (Some(kv), _) | (None, Some(kv)) => kv,
             (None, None) => {
-                return Err(crate::error::ModelError::Input(format!("layer {} is KV-shared but got no donor K/V", self.self_attn.layer)));
+                return Err(crate::error::ModelError::Input(format!(
+                    "layer {} is KV-shared but got no donor K/V",
+                    self.self_attn.layer
+                )));
             }
         };
         let a = self.self_attn.attend(a, kv, inp, adapter);
@@ -137,13 +157,16 @@ impl DecoderLayer {
             let (weights, idx) = moe.router.forward(flat.clone()); // router sees the un-normed residual
             let x2 = moe.pre_feedforward_layernorm_2.forward(flat);
             let m = moe.experts.forward(x2, weights, idx, adapter)?.reshape([b, s, e]);
-            f = moe.post_feedforward_layernorm_1.forward(f.clone()) + moe.post_feedforward_layernorm_2.forward(m).cast(f.dtype());
+            f = moe.post_feedforward_layernorm_1.forward(f.clone())
+                + moe.post_feedforward_layernorm_2.forward(m).cast(f.dtype());
         }
         let mut h = h.clone() + self.post_feedforward_layernorm.forward(f).cast(h.dtype());
 
         if let (Some(ple), Some(p)) = (&self.per_layer_input, per_layer_input) {
             let w = ple.per_layer_input_gate.weight.clone();
-            let g = gelu_approximate(burn::tensor::module::linear(h.clone().cast(w.dtype()), w, None)) * p.cast(ple.per_layer_projection.weight.dtype());
+            let g =
+                gelu_approximate(burn::tensor::module::linear(h.clone().cast(w.dtype()), w, None))
+                    * p.cast(ple.per_layer_projection.weight.dtype());
             let g = burn::tensor::module::linear(g, ple.per_layer_projection.weight.clone(), None);
             h = h.clone() + ple.post_per_layer_input_norm.forward(g).cast(h.dtype());
         }

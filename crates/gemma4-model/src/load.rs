@@ -49,7 +49,11 @@ impl Gemma4TextModel {
     ///
     /// `dir` may also be a `.gguf` file, or a directory holding one `.gguf` and no
     /// `config.json`: the config then comes from the GGUF metadata (Gemma 3 only).
-    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Self, LoadReport, Vec<String>)> {
+    pub fn from_dir(
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<(Self, LoadReport, Vec<String>)> {
         Self::from_dir_with(dir, device, LoadOptions::new(dtype))
     }
 
@@ -86,7 +90,12 @@ impl Gemma4TextModel {
 
     /// Build the model from an opened checkpoint, weights in `dtype`, pieces of at most
     /// [`MAX_PIECE_BYTES`]; every tensor is used or explicitly dropped.
-    pub fn load(config: Gemma4TextConfig, ckpt: &Checkpoint, device: &Device, dtype: DType) -> Result<(Self, LoadReport)> {
+    pub fn load(
+        config: Gemma4TextConfig,
+        ckpt: &Checkpoint,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<(Self, LoadReport)> {
         Self::load_with(config, ckpt, device, LoadOptions::new(dtype))
     }
 
@@ -98,17 +107,32 @@ impl Gemma4TextModel {
         options: LoadOptions,
     ) -> Result<(Self, LoadReport)> {
         if !device.supports_dtype(options.dtype) {
-            return Err(ModelError::Input(format!("the device does not support dtype {:?}", options.dtype)));
+            return Err(ModelError::Input(format!(
+                "the device does not support dtype {:?}",
+                options.dtype
+            )));
         }
         let mut w = Weights::new(ckpt, device, &options)?;
         let (v, e) = (config.vocab_size, config.hidden_size);
-        let embed_tokens = Embedding { pieces: w.get_pieces("embed_tokens.weight", None, [v, e], false)? };
-        let ple = if config.hidden_size_per_layer_input > 0 { Some(Ple::load(&mut w, &config)?) } else { None };
-        let layers = (0..config.num_hidden_layers).map(|i| DecoderLayer::load(&mut w, &config, i)).collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::with_offset(w.get_f32("norm.weight", None, [e])?, config.rms_norm_eps, config.norm_weight_offset);
+        let embed_tokens =
+            Embedding { pieces: w.get_pieces("embed_tokens.weight", None, [v, e], false)? };
+        let ple = if config.hidden_size_per_layer_input > 0 {
+            Some(Ple::load(&mut w, &config)?)
+        } else {
+            None
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::load(&mut w, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::with_offset(
+            w.get_f32("norm.weight", None, [e])?,
+            config.rms_norm_eps,
+            config.norm_weight_offset,
+        );
         // The head as a contiguous `[e, v]`: `lm_head`, or for tied heads a transposed copy of
         // `embed_tokens` (memory for speed: a strided view is copied on every matmul).
-        let head = if config.tie_word_embeddings { "embed_tokens.weight" } else { "lm_head.weight" };
+        let head =
+            if config.tie_word_embeddings { "embed_tokens.weight" } else { "lm_head.weight" };
         let lm_head = Head { pieces: w.get_pieces(head, None, [v, e], true)? };
         let weight_prefix = w.prefix;
         let report = w.finish(&config)?;
@@ -122,7 +146,18 @@ impl Gemma4TextModel {
             .collect();
         let device = device.clone();
         let piece_bytes = options.piece_bytes;
-        let model = Self { config, embed_tokens, ple, layers, norm, lm_head, rope, device, weight_prefix, piece_bytes };
+        let model = Self {
+            config,
+            embed_tokens,
+            ple,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            device,
+            weight_prefix,
+            piece_bytes,
+        };
         Ok((model, report))
     }
 }

@@ -60,22 +60,35 @@ pub fn build_mask(spec: &MaskSpec, rows: RowMasks, device: &Device) -> Tensor<4,
     let shape = [b, 1, nq, nk];
     // The position rule from two index vectors, on the device: no `[b, q, k]` loop or upload
     // (a training batch of 4 × 2048 is 16.8 M entries per layer type).
-    let q = Tensor::<1, Int>::arange(spec.offset as i64..(spec.offset + nq) as i64, device).reshape([1, 1, nq, 1]).expand(shape);
-    let k = Tensor::<1, Int>::arange(spec.key_start as i64..(spec.key_start + nk) as i64, device).reshape([1, 1, 1, nk]).expand(shape);
+    let q = Tensor::<1, Int>::arange(spec.offset as i64..(spec.offset + nq) as i64, device)
+        .reshape([1, 1, nq, 1])
+        .expand(shape);
+    let k = Tensor::<1, Int>::arange(spec.key_start as i64..(spec.key_start + nk) as i64, device)
+        .reshape([1, 1, 1, nk])
+        .expand(shape);
     let mut mask = match (spec.causal, spec.window) {
         (true, None) => k.greater(q),
-        (true, Some(w)) => k.clone().greater(q.clone()).bool_or((q - k).greater_equal_elem(w as i64)),
+        (true, Some(w)) => {
+            k.clone().greater(q.clone()).bool_or((q - k).greater_equal_elem(w as i64))
+        }
         (false, Some(w)) => (q - k).abs().greater_elem(w as i64),
         (false, None) => Tensor::<4, Bool>::zeros(shape, device),
     };
     if let Some(pad) = rows.padding {
-        let hidden: Vec<bool> = pad.iter().flat_map(|v| (0..nk).map(|j| !v.get(j).copied().unwrap_or(true))).collect();
-        mask = mask.bool_or(Tensor::<4, Bool>::from_data(TensorData::new(hidden, [b, 1, 1, nk]), device).expand(shape));
+        let hidden: Vec<bool> =
+            pad.iter().flat_map(|v| (0..nk).map(|j| !v.get(j).copied().unwrap_or(true))).collect();
+        mask = mask.bool_or(
+            Tensor::<4, Bool>::from_data(TensorData::new(hidden, [b, 1, 1, nk]), device)
+                .expand(shape),
+        );
     }
     if let Some(seg) = rows.segments {
         // A missing index reads as -1 on both sides (as `Option` compares: None = None ≠ Some).
         let ids = |n: usize, dims: [usize; 4]| {
-            let v: Vec<i64> = seg.iter().flat_map(|s| (0..n).map(|i| s.get(i).map_or(-1, |&x| x as i64))).collect();
+            let v: Vec<i64> = seg
+                .iter()
+                .flat_map(|s| (0..n).map(|i| s.get(i).map_or(-1, |&x| x as i64)))
+                .collect();
             Tensor::<4, Int>::from_data(TensorData::new(v, dims), device).expand(shape)
         };
         mask = mask.bool_or(ids(nq, [b, 1, nq, 1]).not_equal(ids(nk, [b, 1, 1, nk])));
@@ -94,7 +107,14 @@ mod tests {
     #[test]
     fn sliding_window_includes_the_query_itself() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 0, queries: 4, key_start: 0, keys: 4, window: Some(2), causal: true };
+        let spec = MaskSpec {
+            offset: 0,
+            queries: 4,
+            key_start: 0,
+            keys: 4,
+            window: Some(2),
+            causal: true,
+        };
         let m = grid(build_mask(&spec, RowMasks::default(), &device));
         #[rustfmt::skip]
         let want = [false, true, true, true,
@@ -107,18 +127,24 @@ mod tests {
     #[test]
     fn causal_mask_with_offset_and_padding() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None, causal: true };
+        let spec =
+            MaskSpec { offset: 2, queries: 1, key_start: 0, keys: 3, window: None, causal: true };
         let pad = vec![vec![true, true, true], vec![true, false, true]];
         let m = grid(build_mask(&spec, RowMasks { padding: Some(&pad), segments: None }, &device));
         assert_eq!(m, [false, false, false, false, true, false]);
-        let spec = MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None, causal: true };
-        assert_eq!(grid(build_mask(&spec, RowMasks::default(), &device)), [false, true, false, false]);
+        let spec =
+            MaskSpec { offset: 0, queries: 2, key_start: 0, keys: 2, window: None, causal: true };
+        assert_eq!(
+            grid(build_mask(&spec, RowMasks::default(), &device)),
+            [false, true, false, false]
+        );
     }
 
     #[test]
     fn packed_segments_do_not_attend_to_each_other() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 0, queries: 3, key_start: 0, keys: 3, window: None, causal: true };
+        let spec =
+            MaskSpec { offset: 0, queries: 3, key_start: 0, keys: 3, window: None, causal: true };
         let seg = vec![vec![0, 0, 1]];
         let m = grid(build_mask(&spec, RowMasks { padding: None, segments: Some(&seg) }, &device));
         #[rustfmt::skip]
@@ -131,7 +157,14 @@ mod tests {
     #[test]
     fn bidirectional_window_is_symmetric_and_inclusive() {
         let device = Device::flex();
-        let spec = MaskSpec { offset: 0, queries: 3, key_start: 0, keys: 3, window: Some(1), causal: false };
+        let spec = MaskSpec {
+            offset: 0,
+            queries: 3,
+            key_start: 0,
+            keys: 3,
+            window: Some(1),
+            causal: false,
+        };
         #[rustfmt::skip]
         let want = [false, false, true,
                     false, false, false,

@@ -17,12 +17,25 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig, spec: &LayerSpec, i: usize) -> Result<Self> {
+    pub fn load(
+        w: &mut Weights,
+        cfg: &Gemma4TextConfig,
+        spec: &LayerSpec,
+        i: usize,
+    ) -> Result<Self> {
         let (e, m) = (cfg.hidden_size, spec.intermediate_size);
         let mut lin = |name: &str, shape: [usize; 2]| -> Result<Linear> {
-            Ok(Linear { weight: w.get(&format!("layers.{{i}}.mlp.{name}.weight"), Some(i), shape)?, bias: None })
+            Ok(Linear {
+                weight: w.get(&format!("layers.{{i}}.mlp.{name}.weight"), Some(i), shape)?,
+                bias: None,
+            })
         };
-        Ok(Self { layer: i, gate_proj: lin("gate_proj", [m, e])?, up_proj: lin("up_proj", [m, e])?, down_proj: lin("down_proj", [e, m])? })
+        Ok(Self {
+            layer: i,
+            gate_proj: lin("gate_proj", [m, e])?,
+            up_proj: lin("up_proj", [m, e])?,
+            down_proj: lin("down_proj", [e, m])?,
+        })
     }
 
     /// # Shapes
@@ -32,14 +45,22 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone(), site(ProjName::GateProj), adapter);
         let up = self.up_proj.forward(x, site(ProjName::UpProj), adapter);
         if gate.dtype() != DType::F16 {
-            return self.down_proj.forward(gelu_approximate(gate) * up, site(ProjName::DownProj), adapter);
+            return self.down_proj.forward(
+                gelu_approximate(gate) * up,
+                site(ProjName::DownProj),
+                adapter,
+            );
         }
         // f16: the product gelu(gate)·up can exceed f16's range. Form it in f32 and scale it by a
         // power of two into range for the f16 down_proj (its LoRA term is linear too), then undo
         // the scale in f32: exact, whatever the activations' size. Output f32 (the residual dtype).
         let act = gelu_approximate(gate.cast(DType::F32)) * up.cast(DType::F32);
         let scale = f16_scale(&act);
-        let y = self.down_proj.forward(act.div(scale.clone()).cast(DType::F16), site(ProjName::DownProj), adapter);
+        let y = self.down_proj.forward(
+            act.div(scale.clone()).cast(DType::F16),
+            site(ProjName::DownProj),
+            adapter,
+        );
         y.cast(DType::F32).mul(scale)
     }
 }
@@ -52,5 +73,12 @@ impl Mlp {
 fn f16_scale(x: &Tensor<3>) -> Tensor<3> {
     let amax = x.clone().detach().abs().max_dim(2);
     let ln2 = std::f64::consts::LN_2;
-    amax.div_scalar(16384.0).log().div_scalar(ln2).ceil().clamp_min(0.0).mul_scalar(ln2).exp().round()
+    amax.div_scalar(16384.0)
+        .log()
+        .div_scalar(ln2)
+        .ceil()
+        .clamp_min(0.0)
+        .mul_scalar(ln2)
+        .exp()
+        .round()
 }

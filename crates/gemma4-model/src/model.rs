@@ -135,7 +135,6 @@ impl Gemma4TextModel {
             None => logits,
         }
     }
-
 }
 
 /// `√x` rounded to the weight dtype, as HF's `embed_scale.to(weight.dtype)`.

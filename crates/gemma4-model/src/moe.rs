@@ -6,7 +6,11 @@
 //! it and run `down(gelu_tanh(gate(x)) ⊙ up(x))` with `gate_up_proj` rows `[0, I)` = gate,
 //! `[I, 2I)` = up; outputs are weighted and scattered back (index-add).
 
-use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor, TensorData, activation::{gelu_approximate, softmax}, module::linear};
+use burn::tensor::{
+    DType, IndexingUpdateOp, Int, Tensor, TensorData,
+    activation::{gelu_approximate, softmax},
+    module::linear,
+};
 
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
@@ -54,11 +58,17 @@ impl Router {
     pub fn forward(&self, h: Tensor<2>) -> (Tensor<2>, Tensor<2, Int>) {
         let [n, e] = h.dims();
         let dtype = self.proj.dtype();
-        let z = self.norm.forward(h).cast(DType::F32) * self.scale.clone().unsqueeze::<2>() * (e as f64).powf(-0.5);
+        let z = self.norm.forward(h).cast(DType::F32)
+            * self.scale.clone().unsqueeze::<2>()
+            * (e as f64).powf(-0.5);
         let logits = linear(z.cast(dtype), self.proj.clone(), None).cast(DType::F32); // [n, E]
         let (top, idx) = softmax(logits, 1).topk_with_indices(self.top_k, 1); // [n, k]
         let top = top.clone() / top.sum_dim(1);
-        let scale = self.per_expert_scale.clone().select(0, idx.clone().reshape([n * self.top_k])).reshape([n, self.top_k]);
+        let scale = self
+            .per_expert_scale
+            .clone()
+            .select(0, idx.clone().reshape([n * self.top_k]))
+            .reshape([n, self.top_k]);
         (top * scale, idx)
     }
 }
@@ -68,7 +78,12 @@ impl Experts {
         let (e, n, m) = (cfg.hidden_size, cfg.num_experts, cfg.moe_intermediate_size);
         Ok(Self {
             layer: i,
-            gate_up_proj: w.get_pieces("layers.{i}.experts.gate_up_proj", Some(i), [n, 2 * m, e], false)?,
+            gate_up_proj: w.get_pieces(
+                "layers.{i}.experts.gate_up_proj",
+                Some(i),
+                [n, 2 * m, e],
+                false,
+            )?,
             down_proj: w.get_pieces("layers.{i}.experts.down_proj", Some(i), [n, e, m], false)?,
         })
     }
@@ -90,7 +105,13 @@ impl Experts {
 
     /// # Shapes
     /// - x: `[n, e]`, weights: `[n, k]`, idx: `[n, k]` → `[n, e]`
-    pub fn forward(&self, x: Tensor<2>, weights: Tensor<2>, idx: Tensor<2, Int>, adapter: &dyn Adapter) -> Result<Tensor<2>> {
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        weights: Tensor<2>,
+        idx: Tensor<2, Int>,
+        adapter: &dyn Adapter,
+    ) -> Result<Tensor<2>> {
         let x = x.cast(self.gate_up_proj[0].dtype());
         let [n, e] = x.dims();
         let [num_experts, _, two_m] = self.gate_up_dims();
@@ -104,7 +125,8 @@ impl Experts {
         let weights = weights.cast(x.dtype()).reshape([n * k]);
         let mut out = Tensor::<2>::zeros([n, e], (&device, x.dtype()));
         for expert in 0..num_experts {
-            let slots: Vec<i64> = (0..n * k).filter(|&p| idx[p] == expert as i64).map(|p| p as i64).collect();
+            let slots: Vec<i64> =
+                (0..n * k).filter(|&p| idx[p] == expert as i64).map(|p| p as i64).collect();
             if slots.is_empty() {
                 continue;
             }
@@ -116,9 +138,17 @@ impl Experts {
             let gate_up_w = one_expert(&self.gate_up_proj, expert)?.reshape([e, two_m]);
             let down_w = one_expert(&self.down_proj, expert)?.reshape([m, e]);
             let site = |proj| Site { layer: self.layer, proj };
-            let gu = adapter.adapt(site(ProjName::ExpertsGateUp(expert)), &xe, linear(xe.clone(), gate_up_w, None)); // [1, c, 2m]
+            let gu = adapter.adapt(
+                site(ProjName::ExpertsGateUp(expert)),
+                &xe,
+                linear(xe.clone(), gate_up_w, None),
+            ); // [1, c, 2m]
             let act = gelu_approximate(gu.clone().narrow(2, 0, m)) * gu.narrow(2, m, m); // [1, c, m]
-            let y = adapter.adapt(site(ProjName::ExpertsDown(expert)), &act, linear(act.clone(), down_w, None));
+            let y = adapter.adapt(
+                site(ProjName::ExpertsDown(expert)),
+                &act,
+                linear(act.clone(), down_w, None),
+            );
             let we = weights.clone().select(0, slots).reshape([count, 1]);
             out = out.select_assign(0, tokens, y.reshape([count, e]) * we, IndexingUpdateOp::Add);
         }
@@ -136,5 +166,8 @@ fn one_expert(groups: &[Tensor<3>], expert: usize) -> Result<Tensor<3>> {
         }
         index -= n;
     }
-    Err(ModelError::Input(format!("expert {expert} beyond the stack of {} experts", expert - index)))
+    Err(ModelError::Input(format!(
+        "expert {expert} beyond the stack of {} experts",
+        expert - index
+    )))
 }

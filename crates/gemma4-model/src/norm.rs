@@ -51,9 +51,11 @@ mod tests {
     #[test]
     fn scale_is_w_not_one_plus_w() {
         let device = Device::flex();
-        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]), &device);
+        let x =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]), &device);
         let w = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, 1.5, 2.0, 0.25], [4]), &device);
-        let y: Vec<f32> = RmsNorm::new(w, 1e-6).forward(x).into_data().try_to_vec_as::<f32>().unwrap();
+        let y: Vec<f32> =
+            RmsNorm::new(w, 1e-6).forward(x).into_data().try_to_vec_as::<f32>().unwrap();
         // mean(x²) = 7.5 → x / sqrt(7.5 + 1e-6) · w
         let r = 1.0 / (7.5f64 + 1e-6).sqrt();
         let want = [0.5 * r, 2.0 * 1.5 * r, 3.0 * 2.0 * r, 4.0 * 0.25 * r];
@@ -65,9 +67,14 @@ mod tests {
     #[test]
     fn gemma3_offset_scales_by_one_plus_w() {
         let device = Device::flex();
-        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]), &device);
+        let x =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 4]), &device);
         let w = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, -1.5, 2.0, 0.0], [4]), &device);
-        let y: Vec<f32> = RmsNorm::with_offset(w, 1e-6, 1.0).forward(x).into_data().try_to_vec_as::<f32>().unwrap();
+        let y: Vec<f32> = RmsNorm::with_offset(w, 1e-6, 1.0)
+            .forward(x)
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .unwrap();
         let r = 1.0 / (7.5f64 + 1e-6).sqrt();
         let want = [1.5 * r, 2.0 * -0.5 * r, 3.0 * 3.0 * r, 4.0 * r];
         for (a, b) in y.iter().zip(want) {
@@ -78,8 +85,12 @@ mod tests {
     #[test]
     fn norm_without_scale_has_unit_rms() {
         let device = Device::flex();
-        let x = Tensor::<3>::from_data(TensorData::new(vec![3.0f32, -4.0, 1.0, 1.0], [1, 2, 2]), &device);
-        let y: Vec<f32> = RmsNorm::without_scale(0.0).forward(x).into_data().try_to_vec_as::<f32>().unwrap();
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![3.0f32, -4.0, 1.0, 1.0], [1, 2, 2]),
+            &device,
+        );
+        let y: Vec<f32> =
+            RmsNorm::without_scale(0.0).forward(x).into_data().try_to_vec_as::<f32>().unwrap();
         let r = (12.5f32).sqrt();
         assert!((y[0] - 3.0 / r).abs() < 1e-6 && (y[1] + 4.0 / r).abs() < 1e-6);
         assert!((y[2] - 1.0).abs() < 1e-6 && (y[3] - 1.0).abs() < 1e-6);

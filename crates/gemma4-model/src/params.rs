@@ -19,7 +19,8 @@ pub struct ParamCounts {
 
 impl ParamCounts {
     pub fn from_config(c: &Gemma4TextConfig) -> Self {
-        let (v, e, l, d) = (c.vocab_size, c.hidden_size, c.num_hidden_layers, c.hidden_size_per_layer_input);
+        let (v, e, l, d) =
+            (c.vocab_size, c.hidden_size, c.num_hidden_layers, c.hidden_size_per_layer_input);
         let bias = |n: usize| if c.attention_bias { n } else { 0 };
         let embed_tokens = v * e;
         let ple_table = if d > 0 { c.vocab_size_per_layer_input * l * d } else { 0 };
@@ -51,7 +52,8 @@ impl ParamCounts {
             }
         }
         total += experts;
-        let idle = if c.enable_moe_block { l * (c.num_experts - c.top_k_experts) * per_expert } else { 0 };
+        let idle =
+            if c.enable_moe_block { l * (c.num_experts - c.top_k_experts) * per_expert } else { 0 };
         Self { total, ple_table, embed_tokens, experts, active_per_token: total - idle }
     }
 }

@@ -41,7 +41,10 @@ pub fn resplit<const D: usize>(
     }
     let full = Tensor::cat(pieces, dim);
     let v = full.dims()[dim];
-    Ok((0..v).step_by(rows).map(|start| full.clone().narrow(dim, start, rows.min(v - start))).collect())
+    Ok((0..v)
+        .step_by(rows)
+        .map(|start| full.clone().narrow(dim, start, rows.min(v - start)))
+        .collect())
 }
 
 #[cfg(test)]

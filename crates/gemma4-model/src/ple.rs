@@ -32,12 +32,23 @@ pub struct Ple {
 impl Ple {
     pub fn load(w: &mut Weights, cfg: &Gemma4TextConfig) -> Result<Self> {
         let (l, d, e) = (cfg.num_hidden_layers, cfg.hidden_size_per_layer_input, cfg.hidden_size);
-        let table_name = w.check("embed_tokens_per_layer.weight", None, &[cfg.vocab_size_per_layer_input, l * d])?;
+        let table_name = w.check(
+            "embed_tokens_per_layer.weight",
+            None,
+            &[cfg.vocab_size_per_layer_input, l * d],
+        )?;
         Ok(Self {
             table: w.ckpt.clone(),
             table_name,
-            per_layer_model_projection: w.get("per_layer_model_projection.weight", None, [l * d, e])?,
-            per_layer_projection_norm: RmsNorm::new(w.get_f32("per_layer_projection_norm.weight", None, [d])?, cfg.rms_norm_eps),
+            per_layer_model_projection: w.get(
+                "per_layer_model_projection.weight",
+                None,
+                [l * d, e],
+            )?,
+            per_layer_projection_norm: RmsNorm::new(
+                w.get_f32("per_layer_projection_norm.weight", None, [d])?,
+                cfg.rms_norm_eps,
+            ),
             num_layers: l,
             dim: d,
         })
@@ -50,12 +61,17 @@ impl Ple {
         let (l, d) = (self.num_layers, self.dim);
         let dtype = self.per_layer_model_projection.dtype();
         let rows = self.table.gather_rows_f32(&self.table_name, ids)?;
-        let token = Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
-            .mul_scalar((d as f32).sqrt())
-            .cast(dtype);
-        let context = burn::tensor::module::linear(h0.clone().cast(dtype), self.per_layer_model_projection.clone(), None)
-            .mul_scalar((e as f64).powf(-0.5))
-            .reshape([b, s, l, d]);
+        let token =
+            Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
+                .mul_scalar((d as f32).sqrt())
+                .cast(dtype);
+        let context = burn::tensor::module::linear(
+            h0.clone().cast(dtype),
+            self.per_layer_model_projection.clone(),
+            None,
+        )
+        .mul_scalar((e as f64).powf(-0.5))
+        .reshape([b, s, l, d]);
         let context = self.per_layer_projection_norm.forward(context);
         Ok((context + token).mul_scalar(0.5f64.sqrt()))
     }

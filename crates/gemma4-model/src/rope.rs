@@ -23,7 +23,9 @@ impl Rope {
         let half = head_dim / 2;
         let rotated = match cfg.rope_type.as_str() {
             // int(p * d // 2) in Python: floor of (p·d) / 2.
-            "proportional" => ((cfg.partial_rotary_factor * head_dim as f64).floor() as usize / 2).min(half),
+            "proportional" => {
+                ((cfg.partial_rotary_factor * head_dim as f64).floor() as usize / 2).min(half)
+            }
             _ => half,
         };
         let theta = cfg.rope_theta as f32;
@@ -53,7 +55,12 @@ impl Rope {
     ///
     /// # Shapes
     /// - positions: `rows · s` values → `([rows, s, 1, d], [rows, s, 1, d])`
-    pub fn tables_at(&self, positions: &[u32], rows: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    pub fn tables_at(
+        &self,
+        positions: &[u32],
+        rows: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let d = 2 * half;
         let len = positions.len() / rows.max(1);
@@ -67,7 +74,8 @@ impl Rope {
                 sin.extend(angles.iter().map(|a| a.sin()));
             }
         }
-        let mk = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [rows, len, 1, d]), device);
+        let mk =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [rows, len, 1, d]), device);
         (mk(cos), mk(sin))
     }
 }
@@ -90,7 +98,12 @@ mod tests {
     use super::*;
 
     fn cfg(rope_type: &str, p: f64, factor: f64) -> RopeConfig {
-        RopeConfig { rope_type: rope_type.into(), rope_theta: 1_000_000.0, partial_rotary_factor: p, factor }
+        RopeConfig {
+            rope_type: rope_type.into(),
+            rope_theta: 1_000_000.0,
+            partial_rotary_factor: p,
+            factor,
+        }
     }
 
     #[test]
@@ -117,12 +130,28 @@ mod tests {
     #[test]
     fn rotation_pairs_j_with_j_plus_half() {
         let device = Device::flex();
-        let r = Rope::new(&RopeConfig { rope_type: "default".into(), rope_theta: 10_000.0, partial_rotary_factor: 1.0, factor: 1.0 }, 4);
+        let r = Rope::new(
+            &RopeConfig {
+                rope_type: "default".into(),
+                rope_theta: 10_000.0,
+                partial_rotary_factor: 1.0,
+                factor: 1.0,
+            },
+            4,
+        );
         let (cos, sin) = r.tables(3, 1, &device);
-        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]),
+            &device,
+        );
         let y: Vec<f32> = apply_rotary(x, &cos, &sin).into_data().try_to_vec_as::<f32>().unwrap();
         let (a0, a1) = (3.0f32, 3.0f32 * 0.01);
-        let want = [1.0 * a0.cos() - 3.0 * a0.sin(), 2.0 * a1.cos() - 4.0 * a1.sin(), 3.0 * a0.cos() + 1.0 * a0.sin(), 4.0 * a1.cos() + 2.0 * a1.sin()];
+        let want = [
+            1.0 * a0.cos() - 3.0 * a0.sin(),
+            2.0 * a1.cos() - 4.0 * a1.sin(),
+            3.0 * a0.cos() + 1.0 * a0.sin(),
+            4.0 * a1.cos() + 2.0 * a1.sin(),
+        ];
         for (a, b) in y.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
         }

@@ -49,7 +49,9 @@ impl CheckpointSource {
                 let header = gguf::parse(&map_file(path)?, path)?;
                 Gemma4TextConfig::from_json(&gguf::config_json(&header, path)?)
             }
-            Self::Random { config, .. } => Ok(LoadedConfig { config: (**config).clone(), warnings: Vec::new() }),
+            Self::Random { config, .. } => {
+                Ok(LoadedConfig { config: (**config).clone(), warnings: Vec::new() })
+            }
         }
     }
 
@@ -80,7 +82,9 @@ mod tests {
     /// `[4, 2]` and `output_norm.weight` `[2]` (stored as llama.cpp does: `1 + w`), in F32.
     fn tiny_gguf() -> Vec<u8> {
         let string = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
-        let mut kv: Vec<u8> = [string("general.architecture"), 8u32.to_le_bytes().to_vec(), string("gemma3")].concat();
+        let mut kv: Vec<u8> =
+            [string("general.architecture"), 8u32.to_le_bytes().to_vec(), string("gemma3")]
+                .concat();
         let keys = [
             ("embedding_length", 2u32),
             ("block_count", 1),
@@ -91,14 +95,28 @@ mod tests {
             ("context_length", 8),
         ];
         for (k, v) in keys {
-            kv.extend([string(&format!("gemma3.{k}")), 4u32.to_le_bytes().to_vec(), v.to_le_bytes().to_vec()].concat());
+            kv.extend(
+                [
+                    string(&format!("gemma3.{k}")),
+                    4u32.to_le_bytes().to_vec(),
+                    v.to_le_bytes().to_vec(),
+                ]
+                .concat(),
+            );
         }
         let tensor = |name: &str, dims: &[u64], offset: u64| {
             let mut t = [string(name), (dims.len() as u32).to_le_bytes().to_vec()].concat();
             dims.iter().for_each(|d| t.extend(d.to_le_bytes()));
             [t, 0u32.to_le_bytes().to_vec(), offset.to_le_bytes().to_vec()].concat()
         };
-        let mut out = [b"GGUF".to_vec(), 3u32.to_le_bytes().to_vec(), 2u64.to_le_bytes().to_vec(), (1 + keys.len() as u64).to_le_bytes().to_vec(), kv].concat();
+        let mut out = [
+            b"GGUF".to_vec(),
+            3u32.to_le_bytes().to_vec(),
+            2u64.to_le_bytes().to_vec(),
+            (1 + keys.len() as u64).to_le_bytes().to_vec(),
+            kv,
+        ]
+        .concat();
         // ggml lists dims innermost first: [2, 4] is HF's [4, 2].
         out.extend(tensor("token_embd.weight", &[2, 4], 0));
         out.extend(tensor("output_norm.weight", &[2], 32));
@@ -120,10 +138,24 @@ mod tests {
             assert_eq!(loaded.config, source.config().unwrap().config);
             assert_eq!((loaded.config.vocab_size, loaded.config.hidden_size), (4, 2));
             assert_eq!(ckpt.tensors["model.embed_tokens.weight"].shape, [4, 2]);
-            assert_eq!(ckpt.to_f32("model.embed_tokens.weight").unwrap(), (0..8).map(|i| i as f32).collect::<Vec<_>>());
-            assert_eq!(ckpt.gather_rows_f32("model.embed_tokens.weight", &[3, 0]).unwrap(), [6.0, 7.0, 0.0, 1.0]);
-            assert_eq!(ckpt.to_f32("model.norm.weight").unwrap(), [0.5, -0.75], "the folded-in 1 is subtracted");
-            assert_eq!(ckpt.bytes("model.norm.weight"), None, "ggml blocks are not safetensors bytes");
+            assert_eq!(
+                ckpt.to_f32("model.embed_tokens.weight").unwrap(),
+                (0..8).map(|i| i as f32).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                ckpt.gather_rows_f32("model.embed_tokens.weight", &[3, 0]).unwrap(),
+                [6.0, 7.0, 0.0, 1.0]
+            );
+            assert_eq!(
+                ckpt.to_f32("model.norm.weight").unwrap(),
+                [0.5, -0.75],
+                "the folded-in 1 is subtracted"
+            );
+            assert_eq!(
+                ckpt.bytes("model.norm.weight"),
+                None,
+                "ggml blocks are not safetensors bytes"
+            );
             assert_eq!(ckpt.file_of("model.norm.weight"), Some(file.as_path()));
         }
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
@@ -137,9 +169,13 @@ mod tests {
 
     #[test]
     fn random_sources_draw_every_tensor_of_their_config() {
-        let dense = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dense/config.json");
+        let dense =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dense/config.json");
         let config = Box::new(Gemma4TextConfig::from_file(&dense).unwrap().config);
-        let source = CheckpointSource::Random { config: config.clone(), init: RandomInit { seed: 3, std: 0.02 } };
+        let source = CheckpointSource::Random {
+            config: config.clone(),
+            init: RandomInit { seed: 3, std: 0.02 },
+        };
         let (loaded, ckpt) = source.open().unwrap();
         assert_eq!(loaded.config, *config);
         assert_eq!(ckpt.tensors.len(), crate::weights::expected_tensors(&config, "model.").len());

@@ -82,7 +82,11 @@ impl Head {
     /// - hidden: `[b, s, e]` → `[b, s, V]`
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
         let hidden = hidden.cast(self.pieces[0].dtype());
-        let mut parts: Vec<Tensor<3>> = self.pieces.iter().map(|w| burn::tensor::module::linear(hidden.clone(), w.clone(), None)).collect();
+        let mut parts: Vec<Tensor<3>> = self
+            .pieces
+            .iter()
+            .map(|w| burn::tensor::module::linear(hidden.clone(), w.clone(), None))
+            .collect();
         if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 2) }
     }
 
@@ -105,16 +109,27 @@ mod tests {
             let rows = rows_per_piece(MAX_PIECE_BYTES, e, dtype);
             assert!(rows * e * dtype.size() <= MAX_PIECE_BYTES);
             let pieces = v.div_ceil(rows);
-            assert_eq!(pieces > 1, v * e * dtype.size() > MAX_PIECE_BYTES, "e={e} {dtype:?}: {pieces} pieces");
+            assert_eq!(
+                pieces > 1,
+                v * e * dtype.size() > MAX_PIECE_BYTES,
+                "e={e} {dtype:?}: {pieces} pieces"
+            );
         }
-        assert_eq!(rows_per_piece(MAX_PIECE_BYTES, 1 << 40, DType::F32), 1, "a row wider than the limit is still one row");
+        assert_eq!(
+            rows_per_piece(MAX_PIECE_BYTES, 1 << 40, DType::F32),
+            1,
+            "a row wider than the limit is still one row"
+        );
     }
 
     #[test]
     fn lookup_and_head_across_pieces_equal_one_piece() {
         let device = Device::flex();
         let (v, e) = (11, 3);
-        let table = Tensor::<2>::from_data(TensorData::new((0..v * e).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>(), [v, e]), &device);
+        let table = Tensor::<2>::from_data(
+            TensorData::new((0..v * e).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>(), [v, e]),
+            &device,
+        );
         let ids = [10usize, 0, 4, 4, 7, 3];
         let one = Embedding { pieces: vec![table.clone()] };
         let split = one.clone().split_rows(4).unwrap();
@@ -124,9 +139,13 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(&a[..3], &[11.0, 11.5, 12.0], "row 10 first");
         let head = Head { pieces: vec![table.transpose()] };
-        let hidden = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.25, 3.0, 0.5, -1.0], [1, 2, 3]), &device);
+        let hidden = Tensor::<3>::from_data(
+            TensorData::new(vec![1.0f32, -2.0, 0.25, 3.0, 0.5, -1.0], [1, 2, 3]),
+            &device,
+        );
         let a = head.clone().forward(hidden.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let b = head.split_rows(5).unwrap().forward(hidden).into_data().try_to_vec::<f32>().unwrap();
+        let b =
+            head.split_rows(5).unwrap().forward(hidden).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(a.len(), 2 * v);
         assert_eq!(a, b);
         assert!(Embedding { pieces: vec![] }.split_rows(0).is_err());

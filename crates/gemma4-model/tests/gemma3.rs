@@ -12,7 +12,8 @@ use gemma4_model::{Gemma4TextConfig, Gemma4TextModel, LayerType, NoAdapter};
 const TOL: f64 = 1e-4;
 
 fn check_fixture(name: &str) {
-    let (_, report, warnings) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
+    let (_, report, warnings) =
+        Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(report.dropped.is_empty(), "{:?}", report.dropped);
     let model = check_against_goldens(name, TOL);
@@ -21,7 +22,8 @@ fn check_fixture(name: &str) {
     // Right padding: real positions equal HF's.
     let mask = &golden["pad_attention_mask"];
     let padded = common::batch(&golden["pad_input_ids"], Some(mask));
-    let ours = to_vec(model.logits(model.forward_hidden(&padded, &NoAdapter, false).unwrap().hidden));
+    let ours =
+        to_vec(model.logits(model.forward_hidden(&padded, &NoAdapter, false).unwrap().hidden));
     let v = model.config.vocab_size;
     let err = rel_l2(&ours, &golden["pad_logits"].values, |i| mask.values[i / v] != 0.0);
     assert!(err < TOL, "{name}: padded logits relative L2 {err:.3e}");
@@ -62,18 +64,34 @@ fn gemma3_legacy_config_spelling_resolves_identically() {
 #[test]
 fn gemma3_cached_decoding_equals_the_full_forward() {
     let golden = load_golden("gemma3_dense");
-    let (model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join("gemma3_dense"), &device(), DType::F32).unwrap();
+    let (model, _, _) =
+        Gemma4TextModel::from_dir(&fixtures_dir().join("gemma3_dense"), &device(), DType::F32)
+            .unwrap();
     let ids: Vec<u32> = golden["input_ids"].values.iter().map(|&v| v as u32).collect();
     let (b, s) = (golden["input_ids"].shape[0], golden["input_ids"].shape[1]);
-    let want = to_vec(model.logits(model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden));
+    let want = to_vec(model.logits(
+        model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden,
+    ));
     let v = model.config.vocab_size;
     let mut cache = gemma4_model::KvCache::new(&model.config);
     let mut got = vec![0.0; b * s * v];
     for (start, n) in [(0usize, 7usize)].into_iter().chain((7..s).map(|t| (t, 1))) {
-        let step: Vec<u32> = (0..b).flat_map(|r| ids[r * s + start..r * s + start + n].to_vec()).collect();
-        let l = to_vec(model.logits(model.forward_cached(&gemma4_model::TokenBatch::new(step, b, n), &mut cache, &NoAdapter).unwrap()));
+        let step: Vec<u32> =
+            (0..b).flat_map(|r| ids[r * s + start..r * s + start + n].to_vec()).collect();
+        let l = to_vec(
+            model.logits(
+                model
+                    .forward_cached(
+                        &gemma4_model::TokenBatch::new(step, b, n),
+                        &mut cache,
+                        &NoAdapter,
+                    )
+                    .unwrap(),
+            ),
+        );
         for r in 0..b {
-            got[(r * s + start) * v..(r * s + start + n) * v].copy_from_slice(&l[r * n * v..(r + 1) * n * v]);
+            got[(r * s + start) * v..(r * s + start + n) * v]
+                .copy_from_slice(&l[r * n * v..(r + 1) * n * v]);
         }
     }
     assert!(rel_l2(&got, &want, |_| true) < 1e-5);
@@ -81,7 +99,10 @@ fn gemma3_cached_decoding_equals_the_full_forward() {
 
 #[test]
 fn gemma3_attn_softcap_is_a_clear_error() {
-    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join("gemma3_dense/config.json")).unwrap()).unwrap();
+    let mut j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("gemma3_dense/config.json")).unwrap(),
+    )
+    .unwrap();
     j["attn_logit_softcapping"] = serde_json::json!(50.0);
     let e = Gemma4TextConfig::from_json(&j).unwrap_err().to_string();
     assert!(e.contains("attn_logit_softcapping"), "{e}");

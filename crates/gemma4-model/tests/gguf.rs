@@ -15,7 +15,18 @@ fn every_block_type_dequantises_like_gguf_py() {
     let want = {
         let b = std::fs::read(dir.join("expected.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&b).unwrap();
-        st.tensors().into_iter().map(|(n, v)| (n, v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<f32>>())).collect::<std::collections::BTreeMap<_, _>>()
+        st.tensors()
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    n,
+                    v.data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect::<Vec<f32>>(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
     };
     assert_eq!(header.tensors.len(), 9);
     for t in &header.tensors {
@@ -24,7 +35,11 @@ fn every_block_type_dequantises_like_gguf_py() {
         let theirs = &want[&t.name];
         assert_eq!(ours.len(), theirs.len(), "{}", t.name);
         for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{} [{i}]: {a} vs gguf-py {b}", t.name);
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{} [{i}]: {a} vs gguf-py {b}",
+                t.name
+            );
         }
     }
     let m = &header.metadata;
@@ -33,7 +48,10 @@ fn every_block_type_dequantises_like_gguf_py() {
     assert_eq!(m["test.f32"], MetaValue::Float(0.5));
     assert_eq!(m["test.bool"], MetaValue::Bool(true));
     assert_eq!(m["test.str"].as_str(), Some("héllo"));
-    assert_eq!(m["test.arr"], MetaValue::Array(vec![MetaValue::Int(1), MetaValue::Int(2), MetaValue::Int(3)]));
+    assert_eq!(
+        m["test.arr"],
+        MetaValue::Array(vec![MetaValue::Int(1), MetaValue::Int(2), MetaValue::Int(3)])
+    );
     assert_eq!(m["general.architecture"].as_str(), Some("gemma3"));
 }
 

@@ -54,11 +54,15 @@ fn per_layer_config_spelling_matches_transformers() {
 fn weights_in_pieces_match_transformers() {
     for name in ["e2b_like", "keqv_bias_untied", "moe_keqv"] {
         let golden = load_golden(name);
-        let (mut model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
+        let (mut model, _, _) =
+            Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
         let v = model.config.vocab_size;
         model.embed_tokens = model.embed_tokens.split_rows(v / 5 + 3).unwrap();
         model.lm_head = model.lm_head.split_rows(v / 3 + 1).unwrap();
-        assert!(model.embed_tokens.pieces.len() >= 5 && model.lm_head.pieces.len() >= 3, "{name}: the test must use several pieces");
+        assert!(
+            model.embed_tokens.pieces.len() >= 5 && model.lm_head.pieces.len() >= 3,
+            "{name}: the test must use several pieces"
+        );
         for layer in &mut model.layers {
             if let Some(moe) = layer.moe.take() {
                 let n = moe.experts.gate_up_dims()[0];
@@ -67,7 +71,10 @@ fn weights_in_pieces_match_transformers() {
                 layer.moe = Some(gemma4_model::MoeBlock { experts, ..moe });
             }
         }
-        let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
+        let hidden = model
+            .forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false)
+            .unwrap()
+            .hidden;
         let err = rel_l2(&to_vec(model.logits(hidden)), &golden["logits"].values, |_| true);
         assert!(err < TOL, "{name}: logits with the weights in pieces, relative L2 {err:.3e}");
     }
@@ -87,10 +94,19 @@ fn a_low_piece_limit_loads_in_pieces_that_match_transformers() {
         let options = LoadOptions::new(DType::F32).with_piece_bytes(bytes);
         let (model, _, _) = Gemma4TextModel::from_dir_with(&dir, &device(), options).unwrap();
         assert_eq!(model.piece_bytes(), bytes);
-        assert!(model.embed_tokens.pieces.len() >= 3 && model.lm_head.pieces.len() >= 3, "{name}: pieces");
-        let hidden = model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden;
+        assert!(
+            model.embed_tokens.pieces.len() >= 3 && model.lm_head.pieces.len() >= 3,
+            "{name}: pieces"
+        );
+        let hidden = model
+            .forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false)
+            .unwrap()
+            .hidden;
         let err = rel_l2(&to_vec(model.logits(hidden)), &golden["logits"].values, |_| true);
-        assert!(err < TOL, "{name}: logits loaded in pieces of {bytes} bytes, relative L2 {err:.3e}");
+        assert!(
+            err < TOL,
+            "{name}: logits loaded in pieces of {bytes} bytes, relative L2 {err:.3e}"
+        );
     }
 }
 
@@ -99,7 +115,8 @@ fn a_low_piece_limit_loads_in_pieces_that_match_transformers() {
 fn right_padded_batch_matches_transformers_at_real_positions() {
     for name in FIXTURES {
         let golden = load_golden(name);
-        let (model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
+        let (model, _, _) =
+            Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
         let mask = &golden["pad_attention_mask"];
         let batch = batch(&golden["pad_input_ids"], Some(mask));
         let hidden = model.forward_hidden(&batch, &NoAdapter, false).unwrap().hidden;
@@ -120,19 +137,27 @@ fn bidirectional_attention_all_matches_transformers() {
 #[test]
 fn packed_samples_do_not_see_each_other() {
     let golden = load_golden("e2b_like");
-    let (model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join("e2b_like"), &device(), DType::F32).unwrap();
+    let (model, _, _) =
+        Gemma4TextModel::from_dir(&fixtures_dir().join("e2b_like"), &device(), DType::F32).unwrap();
     let ids: Vec<u32> = golden["input_ids"].values.iter().map(|&v| v as u32).collect();
     let s = golden["input_ids"].shape[1];
     let (n0, n1) = (s / 2, s - s / 2);
     let packed_ids: Vec<u32> = ids[..n0].iter().chain(&ids[s..s + n1]).copied().collect();
     let segments = vec![(0..s).map(|t| if t < n0 { 0 } else { 1 }).collect::<Vec<u32>>()];
-    let positions = vec![(0..s).map(|t| if t < n0 { t as u32 } else { (t - n0) as u32 }).collect::<Vec<u32>>()];
-    let packed = gemma4_model::TokenBatch { segments: Some(segments), positions: Some(positions), ..gemma4_model::TokenBatch::new(packed_ids, 1, s) };
-    let packed_logits = to_vec(model.logits(model.forward_hidden(&packed, &NoAdapter, false).unwrap().hidden));
+    let positions =
+        vec![(0..s).map(|t| if t < n0 { t as u32 } else { (t - n0) as u32 }).collect::<Vec<u32>>()];
+    let packed = gemma4_model::TokenBatch {
+        segments: Some(segments),
+        positions: Some(positions),
+        ..gemma4_model::TokenBatch::new(packed_ids, 1, s)
+    };
+    let packed_logits =
+        to_vec(model.logits(model.forward_hidden(&packed, &NoAdapter, false).unwrap().hidden));
     let v = model.config.vocab_size;
     for (row, start, n) in [(0usize, 0usize, n0), (1, n0, n1)] {
         let single = gemma4_model::TokenBatch::new(ids[row * s..row * s + n].to_vec(), 1, n);
-        let want = to_vec(model.logits(model.forward_hidden(&single, &NoAdapter, false).unwrap().hidden));
+        let want =
+            to_vec(model.logits(model.forward_hidden(&single, &NoAdapter, false).unwrap().hidden));
         let got = &packed_logits[start * v..(start + n) * v];
         assert!(rel_l2(got, &want, |_| true) < 1e-5, "packed sample {row}");
     }
@@ -145,20 +170,36 @@ fn packed_samples_do_not_see_each_other() {
 fn cached_decoding_equals_the_full_forward() {
     for name in FIXTURES.iter().filter(|n| **n != "bidirectional") {
         let golden = load_golden(name);
-        let (model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
+        let (model, _, _) =
+            Gemma4TextModel::from_dir(&fixtures_dir().join(name), &device(), DType::F32).unwrap();
         let ids: Vec<u32> = golden["input_ids"].values.iter().map(|&v| v as u32).collect();
         let (b, s) = (golden["input_ids"].shape[0], golden["input_ids"].shape[1]);
-        let want = to_vec(model.logits(model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden));
+        let want = to_vec(
+            model.logits(
+                model
+                    .forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false)
+                    .unwrap()
+                    .hidden,
+            ),
+        );
         let v = model.config.vocab_size;
         let mut cache = gemma4_model::KvCache::new(&model.config);
         let mut got = vec![0.0; b * s * v];
         let chunks = [(0usize, 5usize), (5, 4)].into_iter().chain((9..s).map(|t| (t, 1)));
         for (start, n) in chunks {
-            let step_ids: Vec<u32> = (0..b).flat_map(|r| ids[r * s + start..r * s + start + n].to_vec()).collect();
-            let hidden = model.forward_cached(&gemma4_model::TokenBatch::new(step_ids, b, n), &mut cache, &NoAdapter).unwrap();
+            let step_ids: Vec<u32> =
+                (0..b).flat_map(|r| ids[r * s + start..r * s + start + n].to_vec()).collect();
+            let hidden = model
+                .forward_cached(
+                    &gemma4_model::TokenBatch::new(step_ids, b, n),
+                    &mut cache,
+                    &NoAdapter,
+                )
+                .unwrap();
             let l = to_vec(model.logits(hidden));
             for r in 0..b {
-                got[(r * s + start) * v..(r * s + start + n) * v].copy_from_slice(&l[r * n * v..(r + 1) * n * v]);
+                got[(r * s + start) * v..(r * s + start + n) * v]
+                    .copy_from_slice(&l[r * n * v..(r + 1) * n * v]);
             }
         }
         assert_eq!(cache.offset, s);
@@ -171,14 +212,18 @@ fn cached_decoding_equals_the_full_forward() {
 #[test]
 fn batch_of_two_equals_two_single_runs() {
     let golden = load_golden("moe_keqv");
-    let (model, _, _) = Gemma4TextModel::from_dir(&fixtures_dir().join("moe_keqv"), &device(), DType::F32).unwrap();
-    let both = to_vec(model.logits(model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden));
+    let (model, _, _) =
+        Gemma4TextModel::from_dir(&fixtures_dir().join("moe_keqv"), &device(), DType::F32).unwrap();
+    let both = to_vec(model.logits(
+        model.forward_hidden(&batch(&golden["input_ids"], None), &NoAdapter, false).unwrap().hidden,
+    ));
     let s = golden["input_ids"].shape[1];
     let ids: Vec<u32> = golden["input_ids"].values.iter().map(|&v| v as u32).collect();
     let n = both.len() / 2;
     for r in 0..2 {
         let one = gemma4_model::TokenBatch::new(ids[r * s..(r + 1) * s].to_vec(), 1, s);
-        let single = to_vec(model.logits(model.forward_hidden(&one, &NoAdapter, false).unwrap().hidden));
+        let single =
+            to_vec(model.logits(model.forward_hidden(&one, &NoAdapter, false).unwrap().hidden));
         assert!(rel_l2(&single, &both[r * n..(r + 1) * n], |_| true) < 1e-6, "row {r}");
     }
 }

@@ -12,16 +12,25 @@ use gemma4_model::{Checkpoint, Gemma4TextConfig, Gemma4TextModel, ParamCounts};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 /// Copy a fixture to a temp dir, letting `edit` rewrite the tensors of `model.safetensors`.
-fn edited_copy(fixture: &str, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> tempfile::TempDir {
+fn edited_copy(
+    fixture: &str,
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+) -> tempfile::TempDir {
     let src = fixtures_dir().join(fixture);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
     edit(&mut tensors);
-    let views: HashMap<String, TensorView> =
-        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let views: HashMap<String, TensorView> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
     safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
     dir
 }
@@ -35,7 +44,8 @@ fn load_err(dir: &Path) -> String {
 
 #[test]
 fn missing_tensor_is_named() {
-    let dir = edited_copy("dense", |t| t.retain(|(n, ..)| n != "model.layers.1.mlp.up_proj.weight"));
+    let dir =
+        edited_copy("dense", |t| t.retain(|(n, ..)| n != "model.layers.1.mlp.up_proj.weight"));
     let e = load_err(dir.path());
     assert!(e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"), "{e}");
 }
@@ -48,12 +58,19 @@ fn wrong_shape_names_tensor_expected_and_found() {
         entry.2.reverse();
     });
     let e = load_err(dir.path());
-    assert!(e.contains("model.layers.0.mlp.up_proj.weight") && e.contains("expected") && e.contains("found"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.up_proj.weight")
+            && e.contains("expected")
+            && e.contains("found"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unexpected_tensor_is_an_error_not_silently_ignored() {
-    let dir = edited_copy("dense", |t| t.push(("model.layers.0.mlp.extra_proj.weight".into(), Dtype::F32, vec![2], vec![0; 8])));
+    let dir = edited_copy("dense", |t| {
+        t.push(("model.layers.0.mlp.extra_proj.weight".into(), Dtype::F32, vec![2], vec![0; 8]))
+    });
     let e = load_err(dir.path());
     assert!(e.contains("model.layers.0.mlp.extra_proj.weight"), "{e}");
 }
@@ -93,9 +110,13 @@ fn unsupported_config_value_is_named() {
 #[test]
 fn missing_checkpoint_files_name_the_directory() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixtures_dir().join("dense/config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(fixtures_dir().join("dense/config.json"), dir.path().join("config.json"))
+        .unwrap();
     let e = load_err(dir.path());
-    assert!(e.contains("model.safetensors") && e.contains(&dir.path().display().to_string()), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains(&dir.path().display().to_string()),
+        "{e}"
+    );
 }
 
 /// The multimodal fixture holds a stray `consolidated.safetensors` and vision/audio towers:
@@ -103,11 +124,18 @@ fn missing_checkpoint_files_name_the_directory() {
 #[test]
 fn sharded_checkpoint_reads_only_indexed_files_and_drops_towers() {
     let ckpt = Checkpoint::open(&fixtures_dir().join("multimodal")).unwrap();
-    assert!(ckpt.tensors.keys().all(|n| ckpt.file_of(n).unwrap().file_name().unwrap() != "consolidated.safetensors"));
-    let cfg = Gemma4TextConfig::from_file(&fixtures_dir().join("multimodal/config.json")).unwrap().config;
+    assert!(
+        ckpt.tensors
+            .keys()
+            .all(|n| ckpt.file_of(n).unwrap().file_name().unwrap() != "consolidated.safetensors")
+    );
+    let cfg =
+        Gemma4TextConfig::from_file(&fixtures_dir().join("multimodal/config.json")).unwrap().config;
     let (_, report) = Gemma4TextModel::load(cfg, &ckpt, &device(), DType::F32).unwrap();
     assert!(!report.dropped.is_empty());
-    assert!(report.dropped.iter().all(|n| n.starts_with("model.vision_tower.") || n.starts_with("model.audio_tower.") || n.starts_with("model.embed_")));
+    assert!(report.dropped.iter().all(|n| n.starts_with("model.vision_tower.")
+        || n.starts_with("model.audio_tower.")
+        || n.starts_with("model.embed_")));
 }
 
 /// Early exports carried k/v/k_norm for KV-shared layers; they are dropped, nothing else is.
@@ -119,7 +147,11 @@ fn kv_shared_layer_projections_are_dropped() {
     assert!(!report.dropped.is_empty());
     for n in &report.dropped {
         let layer: usize = n.split('.').nth(2).unwrap().parse().unwrap();
-        assert!(layer >= first && (n.contains("k_proj") || n.contains("v_proj") || n.contains("k_norm")), "{n}");
+        assert!(
+            layer >= first
+                && (n.contains("k_proj") || n.contains("v_proj") || n.contains("k_norm")),
+            "{n}"
+        );
     }
     assert!(model.layers[first..].iter().all(|l| l.self_attn.kv.is_none()));
 }
@@ -153,7 +185,10 @@ fn minimal_config_resolves_with_hf_defaults() {
     let b = Gemma4TextConfig::from_file(&dir.join("config_minimal.json")).unwrap().config;
     assert_eq!(a.layers, b.layers);
     assert_eq!(a.rope_parameters, b.rope_parameters);
-    assert_eq!((a.sliding_window, a.final_logit_softcapping, a.vocab_size_per_layer_input), (b.sliding_window, b.final_logit_softcapping, b.vocab_size_per_layer_input));
+    assert_eq!(
+        (a.sliding_window, a.final_logit_softcapping, a.vocab_size_per_layer_input),
+        (b.sliding_window, b.final_logit_softcapping, b.vocab_size_per_layer_input)
+    );
 }
 
 /// `weights::expected_tensors` lists exactly what every fixture stores (minus dropped tensors).
@@ -165,9 +200,14 @@ fn expected_tensors_match_every_fixture() {
         let cfg = Gemma4TextConfig::from_file(&dir.join("config.json")).unwrap().config;
         let prefix = if cfg.multimodal { "model.language_model." } else { "model." };
         let (_, report) = Gemma4TextModel::load(cfg.clone(), &ckpt, &device(), DType::F32).unwrap();
-        let stored: std::collections::BTreeMap<String, Vec<usize>> =
-            ckpt.tensors.iter().filter(|(n, _)| !report.dropped.contains(n)).map(|(n, t)| (n.clone(), t.shape.clone())).collect();
-        let expected: std::collections::BTreeMap<String, Vec<usize>> = gemma4_model::expected_tensors(&cfg, prefix).into_iter().collect();
+        let stored: std::collections::BTreeMap<String, Vec<usize>> = ckpt
+            .tensors
+            .iter()
+            .filter(|(n, _)| !report.dropped.contains(n))
+            .map(|(n, t)| (n.clone(), t.shape.clone()))
+            .collect();
+        let expected: std::collections::BTreeMap<String, Vec<usize>> =
+            gemma4_model::expected_tensors(&cfg, prefix).into_iter().collect();
         assert_eq!(stored, expected, "{name}");
     }
 }

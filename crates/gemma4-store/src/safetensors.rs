@@ -85,7 +85,9 @@ impl StreamingWriter {
         let header = header_bytes(path, &specs, metadata)?;
         let mut file = AtomicFile::create(path)?;
         let len = (header.len() as u64).to_le_bytes();
-        file.write_all(&len).and_then(|()| file.write_all(&header)).map_err(StoreError::io(path))?;
+        file.write_all(&len)
+            .and_then(|()| file.write_all(&header))
+            .map_err(StoreError::io(path))?;
         Ok(Self { file, specs, current: 0, written: 0 })
     }
 

@@ -44,7 +44,13 @@ fn err(path: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 /// Save a snapshot for `state.step` under `root` and prune old ones. Returns its directory.
-pub fn save(root: &Path, adapter: &LoraAdapter, opt: &AdamW, state: &TrainerState, keep_last: usize) -> Result<PathBuf> {
+pub fn save(
+    root: &Path,
+    adapter: &LoraAdapter,
+    opt: &AdamW,
+    state: &TrainerState,
+    keep_last: usize,
+) -> Result<PathBuf> {
     let final_dir = root.join(format!("{:07}", state.step));
     // Half-written snapshots of a run killed while saving (never complete: never renamed).
     gemma4_store::recover(root);
@@ -87,8 +93,10 @@ fn prune(root: &Path, keep: usize) {
 /// Load a snapshot: adapter (on the model's device), optimizer and state.
 pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<(LoraAdapter, AdamW, TrainerState)> {
     let state_path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|source| TrainError::Io { path: state_path.clone(), source })?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| err(&state_path, e.to_string()))?;
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|source| TrainError::Io { path: state_path.clone(), source })?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| err(&state_path, e.to_string()))?;
     let adapter = gemma4_lora::peft_io::load(dir, model)?;
     let opt = read_optimizer(&dir.join("optimizer.safetensors"), model, state.step as u64)?;
     Ok((adapter, opt, state))
@@ -99,7 +107,11 @@ fn write_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
     for (prefix, map) in [("m", &opt.m), ("v", &opt.v)] {
         for (k, t) in map {
             let shape = t.dims().to_vec();
-            let v = t.clone().into_data().try_to_vec_as::<f32>().map_err(|e| err(path, format!("{k}: {e:?}")))?;
+            let v = t
+                .clone()
+                .into_data()
+                .try_to_vec_as::<f32>()
+                .map_err(|e| err(path, format!("{k}: {e:?}")))?;
             tensors.push((format!("{prefix}.{k}"), shape, v));
         }
     }
@@ -111,14 +123,22 @@ fn write_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
 }
 
 fn read_optimizer(path: &Path, model: &Gemma4TextModel, step: u64) -> Result<AdamW> {
-    let bytes = std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
     let mut m = BTreeMap::new();
     let mut v = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let [a, b] = view.shape()[..] else { return Err(err(path, format!("{name}: expected 2 dims"))) };
-        let t = Tensor::<2>::from_data(TensorData::new(values, [a, b]), &model.device).without_autodiff();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let [a, b] = view.shape()[..] else {
+            return Err(err(path, format!("{name}: expected 2 dims")));
+        };
+        let t = Tensor::<2>::from_data(TensorData::new(values, [a, b]), &model.device)
+            .without_autodiff();
         match name.split_once('.') {
             Some(("m", k)) => m.insert(k.to_owned(), t),
             Some(("v", k)) => v.insert(k.to_owned(), t),

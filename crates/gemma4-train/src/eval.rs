@@ -12,7 +12,13 @@ use crate::step::token_batch;
 
 /// Mean loss per target token over `split` (`max_batches` = 0: all batches); `adapter`
 /// `None` evaluates the base model.
-pub fn evaluate(model: &Gemma4TextModel, adapter: Option<&LoraAdapter>, split: &Split, recipe: &Recipe, max_batches: usize) -> Result<f64> {
+pub fn evaluate(
+    model: &Gemma4TextModel,
+    adapter: Option<&LoraAdapter>,
+    split: &Split,
+    recipe: &Recipe,
+    max_batches: usize,
+) -> Result<f64> {
     let frozen = adapter.map(|a| {
         let mut f = a.clone();
         f.training = false;
@@ -23,7 +29,9 @@ pub fn evaluate(model: &Gemma4TextModel, adapter: Option<&LoraAdapter>, split: &
         Some(f) => f,
         None => &gemma4_model::NoAdapter,
     };
-    let batches = Batcher::new(split, recipe.train.batch_size, recipe.data.packing, recipe.data.max_seq_len)?.epoch(0, recipe.train.seed);
+    let batches =
+        Batcher::new(split, recipe.train.batch_size, recipe.data.packing, recipe.data.max_seq_len)?
+            .epoch(0, recipe.train.seed);
     let take = if max_batches == 0 { batches.len() } else { max_batches.min(batches.len()) };
     let (mut sum, mut tokens) = (0.0f64, 0usize);
     for b in &batches[..take] {
@@ -33,7 +41,10 @@ pub fn evaluate(model: &Gemma4TextModel, adapter: Option<&LoraAdapter>, split: &
         tokens += n;
     }
     if tokens == 0 {
-        return Err(TrainError::Run(format!("{}: no target tokens to evaluate", split.path.display())));
+        return Err(TrainError::Run(format!(
+            "{}: no target tokens to evaluate",
+            split.path.display()
+        )));
     }
     Ok(sum / tokens as f64)
 }

@@ -23,7 +23,12 @@ pub fn chunk_rows(vocab: usize, piece_bytes: usize) -> usize {
 ///
 /// # Shapes
 /// - hidden: `[b, s, e]` (after the final norm), ids/target: `b·s` → `[1]` (f32)
-pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], target: &[bool]) -> (Tensor<1>, usize) {
+pub fn target_loss_sum(
+    model: &Gemma4TextModel,
+    hidden: Tensor<3>,
+    ids: &[u32],
+    target: &[bool],
+) -> (Tensor<1>, usize) {
     let [b, s, e] = hidden.dims();
     let device = hidden.device();
     let (rows, labels) = target_rows(b, s, ids, target);
@@ -33,8 +38,14 @@ pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], 
     let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
-        let lab = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + n].to_vec(), [n, 1]), &device);
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(rows[start..start + n].to_vec(), [n]),
+            &device,
+        );
+        let lab = Tensor::<2, Int>::from_data(
+            TensorData::new(labels[start..start + n].to_vec(), [n, 1]),
+            &device,
+        );
         let h = flat.clone().select(0, idx).reshape([1, n, e]);
         let logits = model.logits(h).reshape([n, model.config.vocab_size]); // f32, softcapped
         let picked = log_softmax(logits, 1).gather(1, lab); // [n, 1]
@@ -52,7 +63,13 @@ pub fn target_loss_sum(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], 
 ///
 /// # Shapes
 /// - hidden: `[b, s, e]` → grad `[b, s, e]`
-pub fn target_loss_and_grad(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u32], target: &[bool], scale: f64) -> (f64, usize, Tensor<3>) {
+pub fn target_loss_and_grad(
+    model: &Gemma4TextModel,
+    hidden: Tensor<3>,
+    ids: &[u32],
+    target: &[bool],
+    scale: f64,
+) -> (f64, usize, Tensor<3>) {
     let [b, s, e] = hidden.dims();
     let device = hidden.device();
     let (rows, labels) = target_rows(b, s, ids, target);
@@ -63,8 +80,14 @@ pub fn target_loss_and_grad(model: &Gemma4TextModel, hidden: Tensor<3>, ids: &[u
     let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows[start..start + n].to_vec(), [n]), &device);
-        let lab = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + n].to_vec(), [n, 1]), &device);
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(rows[start..start + n].to_vec(), [n]),
+            &device,
+        );
+        let lab = Tensor::<2, Int>::from_data(
+            TensorData::new(labels[start..start + n].to_vec(), [n, 1]),
+            &device,
+        );
         let h = leaf.clone().reshape([b * s, e]).select(0, idx).reshape([1, n, e]);
         let logits = model.logits(h).reshape([n, model.config.vocab_size]);
         let chunk = log_softmax(logits, 1).gather(1, lab).sum().neg(); // [1]

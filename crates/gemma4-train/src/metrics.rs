@@ -45,7 +45,11 @@ impl MetricsLog {
         }
         // Rewrite without records from beyond the resume point (they will be produced again).
         gemma4_store::write_atomic(&path, kept.as_bytes())?;
-        let file = OpenOptions::new().append(true).create(true).open(&path).map_err(|source| TrainError::Io { path: path.clone(), source })?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|source| TrainError::Io { path: path.clone(), source })?;
         Ok(Self { path, file, train, valid })
     }
 
@@ -56,12 +60,22 @@ impl MetricsLog {
         if let (Some(s), Some(l)) = (v["step"].as_u64(), v["val_loss"].as_f64()) {
             self.valid.push((s as usize, l));
         }
-        writeln!(self.file, "{v}").and_then(|_| self.file.flush()).map_err(|source| TrainError::Io { path: self.path.clone(), source })
+        writeln!(self.file, "{v}")
+            .and_then(|_| self.file.flush())
+            .map_err(|source| TrainError::Io { path: self.path.clone(), source })
     }
 }
 
 /// A train report as a JSON record.
-pub fn train_record(step: usize, loss: f64, lr: f64, grad_norm: f64, tokens_per_s: f64, trained_tokens: usize, elapsed_s: f64) -> Value {
+pub fn train_record(
+    step: usize,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens_per_s: f64,
+    trained_tokens: usize,
+    elapsed_s: f64,
+) -> Value {
     json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
            "trained_tokens": trained_tokens, "elapsed_s": elapsed_s})
 }
@@ -71,7 +85,8 @@ pub fn write_plot(path: &Path, train: &[(usize, f64)], valid: &[(usize, f64)]) -
     let (w, h, pad) = (720.0, 420.0, 56.0);
     let all = train.iter().chain(valid);
     let max_x = all.clone().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
-    let (mut lo, mut hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (mut lo, mut hi) =
+        all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
@@ -81,24 +96,44 @@ pub fn write_plot(path: &Path, train: &[(usize, f64)], valid: &[(usize, f64)]) -
     let x = |s: f64| pad + s / max_x * (w - 2.0 * pad);
     let y = |l: f64| h - pad - (l - lo) / (hi - lo) * (h - 2.0 * pad);
     let line = |pts: &[(usize, f64)], color: &str| {
-        let p: Vec<String> = pts.iter().map(|&(s, l)| format!("{:.1},{:.1}", x(s as f64), y(l))).collect();
-        format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", p.join(" "))
+        let p: Vec<String> =
+            pts.iter().map(|&(s, l)| format!("{:.1},{:.1}", x(s as f64), y(l))).collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            p.join(" ")
+        )
     };
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-    svg += &format!("<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n", h - pad, w - pad, h - pad, h - pad);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    svg += &format!(
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad
+    );
     for i in 0..=4 {
         let l = lo + (hi - lo) * i as f64 / 4.0;
         svg += &format!("<text x=\"4\" y=\"{:.1}\">{l:.3}</text>\n", y(l) + 4.0);
         let s = max_x * i as f64 / 4.0;
         svg += &format!("<text x=\"{:.1}\" y=\"{}\">{s:.0}</text>\n", x(s) - 8.0, h - pad + 18.0);
     }
-    svg += &format!("<text x=\"{}\" y=\"{}\">step</text>\n<text x=\"{pad}\" y=\"20\">loss — train (blue), valid (orange)</text>\n", w / 2.0, h - 12.0);
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\">step</text>\n<text x=\"{pad}\" y=\"20\">loss — train (blue), valid (orange)</text>\n",
+        w / 2.0,
+        h - 12.0
+    );
     svg += &line(train, "#1f77b4");
     svg += "\n";
     svg += &line(valid, "#ff7f0e");
     svg += "\n";
     for &(s, l) in valid {
-        svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#ff7f0e\"/>\n", x(s as f64), y(l));
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#ff7f0e\"/>\n",
+            x(s as f64),
+            y(l)
+        );
     }
     svg += "</svg>\n";
     gemma4_store::write_atomic(path, svg.as_bytes())?;
@@ -118,7 +153,10 @@ mod tests {
         std::fs::write(dir.path().join("metrics.jsonl"), old).unwrap();
         let log = MetricsLog::open(dir.path(), Some(1)).unwrap();
         assert_eq!((log.train.clone(), log.valid.clone()), (vec![(1, 2.0)], vec![(0, 3.0)]));
-        assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count(), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count(),
+            2
+        );
         let log = MetricsLog::open(dir.path(), None).unwrap();
         assert!(log.train.is_empty() && log.valid.is_empty());
         assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(), "");

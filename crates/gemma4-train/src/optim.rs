@@ -20,7 +20,14 @@ pub struct AdamW {
 
 impl AdamW {
     /// One update of `param` (key `key`) with gradient `grad`; returns the new value.
-    pub fn update(&mut self, cfg: &OptimSection, lr: f64, key: &str, param: Tensor<2>, grad: Tensor<2>) -> Tensor<2> {
+    pub fn update(
+        &mut self,
+        cfg: &OptimSection,
+        lr: f64,
+        key: &str,
+        param: Tensor<2>,
+        grad: Tensor<2>,
+    ) -> Tensor<2> {
         let (b1, b2) = (cfg.beta1, cfg.beta2);
         let m = match self.m.remove(key) {
             Some(m) => m.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1),
@@ -33,7 +40,11 @@ impl AdamW {
         let t = self.step as i32;
         let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
         let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
-        let decayed = if cfg.weight_decay > 0.0 { param.mul_scalar(1.0 - lr * cfg.weight_decay) } else { param };
+        let decayed = if cfg.weight_decay > 0.0 {
+            param.mul_scalar(1.0 - lr * cfg.weight_decay)
+        } else {
+            param
+        };
         let new = decayed - m_hat.div(v_hat.sqrt().add_scalar(cfg.eps)).mul_scalar(lr);
         self.m.insert(key.to_owned(), m);
         self.v.insert(key.to_owned(), v);
@@ -49,7 +60,11 @@ pub fn global_norm(grads: &BTreeMap<String, Tensor<2>>) -> f64 {
 
 /// Keys of the gradients holding a non-finite value (one read-back per tensor: for diagnostics).
 pub fn nonfinite_keys(grads: &BTreeMap<String, Tensor<2>>) -> Vec<String> {
-    grads.iter().filter(|(_, g)| !(*g).clone().abs().max().into_scalar::<f32>().is_finite()).map(|(k, _)| k.clone()).collect()
+    grads
+        .iter()
+        .filter(|(_, g)| !(*g).clone().abs().max().into_scalar::<f32>().is_finite())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Dynamic loss scaling under f16 weights (the rule of `torch.amp.GradScaler`).
@@ -119,7 +134,10 @@ mod tests {
         }
         assert_eq!(s.scale, LossScale::INIT, "doubles after the growth interval of good steps");
         let mut off = LossScale::new(DType::F32);
-        assert!(off.unscale(f64::NAN, 1.0).is_some(), "inert without f16: a non-finite norm is the caller's to handle");
+        assert!(
+            off.unscale(f64::NAN, 1.0).is_some(),
+            "inert without f16: a non-finite norm is the caller's to handle"
+        );
         assert_eq!(off.scale, 1.0);
     }
 
@@ -128,7 +146,14 @@ mod tests {
         // torch.optim.AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01), p = [1, -2], g = [0.5, 0.25] twice:
         // step 1: p = [0.899, -2.098]; step 2 with the same g: p = [0.798101, -2.195902]
         let device = Device::flex();
-        let cfg = OptimSection { lr: 0.1, weight_decay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, max_grad_norm: 0.0 };
+        let cfg = OptimSection {
+            lr: 0.1,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            max_grad_norm: 0.0,
+        };
         let mut opt = AdamW::default();
         let mut p = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0], [1, 2]), &device);
         let g = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 0.25], [1, 2]), &device);
@@ -136,7 +161,10 @@ mod tests {
             opt.step += 1;
             p = opt.update(&cfg, 0.1, "p", p, g.clone());
             let got: Vec<f32> = p.clone().into_data().try_to_vec_as::<f32>().unwrap();
-            assert!((got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5, "{got:?} vs {want:?}");
+            assert!(
+                (got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5,
+                "{got:?} vs {want:?}"
+            );
         }
     }
 }

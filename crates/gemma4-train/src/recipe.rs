@@ -137,7 +137,14 @@ pub struct CheckpointSection {
 
 impl Default for OptimSection {
     fn default() -> Self {
-        Self { lr: 2e-4, weight_decay: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8, max_grad_norm: 1.0 }
+        Self {
+            lr: 2e-4,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            max_grad_norm: 1.0,
+        }
     }
 }
 impl Default for ScheduleSection {
@@ -147,7 +154,16 @@ impl Default for ScheduleSection {
 }
 impl Default for TrainSection {
     fn default() -> Self {
-        Self { iters: 1000, batch_size: 4, grad_accum: 1, seed: 0, report_every: 10, out_dir: PathBuf::from("runs/default"), skip_nonfinite: false, gradient_checkpointing: false }
+        Self {
+            iters: 1000,
+            batch_size: 4,
+            grad_accum: 1,
+            seed: 0,
+            report_every: 10,
+            out_dir: PathBuf::from("runs/default"),
+            skip_nonfinite: false,
+            gradient_checkpointing: false,
+        }
     }
 }
 impl Default for EvalSection {
@@ -166,16 +182,22 @@ impl Recipe {
     /// are strings), parse it verbatim, then resolve it once: bounds checked, relative paths
     /// joined to the recipe's directory.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
-        let mut tree: toml::Table = toml::from_str(&text).map_err(|e| TrainError::Recipe { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
+        let mut tree: toml::Table = toml::from_str(&text)
+            .map_err(|e| TrainError::Recipe { path: path.to_owned(), reason: e.to_string() })?;
         for o in overrides {
-            apply_override(&mut tree, o).map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason: format!("--set {o}: {reason}") })?;
+            apply_override(&mut tree, o).map_err(|reason| TrainError::Recipe {
+                path: path.to_owned(),
+                reason: format!("--set {o}: {reason}"),
+            })?;
         }
-        let recipe: Recipe = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
-            // A wrong value in the file itself: parse the text again for toml's line and snippet.
-            let reason = toml::from_str::<Recipe>(&text).err().unwrap_or(e).to_string();
-            TrainError::Recipe { path: path.to_owned(), reason }
-        })?;
+        let recipe: Recipe =
+            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+                // A wrong value in the file itself: parse the text again for toml's line and snippet.
+                let reason = toml::from_str::<Recipe>(&text).err().unwrap_or(e).to_string();
+                TrainError::Recipe { path: path.to_owned(), reason }
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         recipe.resolve(base).map_err(|reason| TrainError::Recipe { path: path.to_owned(), reason })
     }
@@ -207,7 +229,9 @@ impl Recipe {
                 let how = "set `path` (a checkpoint directory) or `builtin = \"tiny\"`";
                 return Err(format!("[model]: {how}"));
             }
-            (Some(_), Some(_)) => return Err("[model]: set either `path` or `builtin`, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err("[model]: set either `path` or `builtin`, not both".into());
+            }
             _ => {}
         }
         let t = &self.train;
@@ -308,7 +332,11 @@ mod tests {
     fn overrides_go_through_the_same_parser_and_paths_resolve() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), MINIMAL);
-        let r = Recipe::load(&p, &["optim.lr=3e-4".into(), "schedule.kind=linear".into(), "train.iters=7".into()]).unwrap();
+        let r = Recipe::load(
+            &p,
+            &["optim.lr=3e-4".into(), "schedule.kind=linear".into(), "train.iters=7".into()],
+        )
+        .unwrap();
         assert_eq!((r.optim.lr, r.schedule.kind, r.train.iters), (3e-4, ScheduleKind::Linear, 7));
         assert_eq!(r.data.train, dir.path().join("d/train.jsonl"));
         let e = Recipe::load(&p, &["optim.lr=\"fast\"".into()]).unwrap_err().to_string();
@@ -323,7 +351,8 @@ mod tests {
         let r = Recipe::load(&write(dir.path(), MINIMAL), &[]).unwrap();
         assert_eq!(r.lora, LoraConfig::default());
         assert_eq!((r.lora.r, r.lora.lora_alpha, r.lora.lora_dropout), (8, 16.0, 0.0));
-        let p = write(dir.path(), &format!("{MINIMAL}[lora]\nr = 4\nlayers_to_transform = [0, 2]\n"));
+        let p =
+            write(dir.path(), &format!("{MINIMAL}[lora]\nr = 4\nlayers_to_transform = [0, 2]\n"));
         let r = Recipe::load(&p, &[]).unwrap();
         assert_eq!((r.lora.r, r.lora.lora_alpha), (4, 16.0));
         assert_eq!(r.lora_config("base").base_model_name_or_path.as_deref(), Some("base"));
@@ -370,7 +399,8 @@ mod tests {
             let e = Recipe::load(&p, &[set.into()]).unwrap_err().to_string();
             assert!(e.contains(needle), "{set}: {e}");
         }
-        let r = Recipe::load(&p, &["model.dtype=bf16".into(), "data.max_seq_len=2".into()]).unwrap();
+        let r =
+            Recipe::load(&p, &["model.dtype=bf16".into(), "data.max_seq_len=2".into()]).unwrap();
         assert_eq!((r.model.dtype, r.model.builtin), (WeightDtype::Bf16, Some(BuiltinModel::Tiny)));
     }
 }

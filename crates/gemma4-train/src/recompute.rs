@@ -52,7 +52,8 @@ pub fn layerwise_gradients(
     let pro = model.prologue(batch, None)?;
     phases.mark("prologue");
     let n = model.layers.len();
-    let is_donor: Vec<bool> = (0..n).map(|i| model.layers.iter().any(|l| l.spec.kv_donor == Some(i))).collect();
+    let is_donor: Vec<bool> =
+        (0..n).map(|i| model.layers.iter().any(|l| l.spec.kv_donor == Some(i))).collect();
 
     // Pass 1: off the tape.
     let (mut inputs, mut donor_kv) = (Vec::with_capacity(n), BTreeMap::<usize, KeyValue>::new());
@@ -73,7 +74,8 @@ pub fn layerwise_gradients(
     // The final norm and the loss.
     let top = h.detach().require_grad();
     let hidden = model.norm.forward(top.clone());
-    let (loss_sum, _, g_hidden) = target_loss_and_grad(model, hidden.clone().detach(), &batch.ids, target, scale);
+    let (loss_sum, _, g_hidden) =
+        target_loss_and_grad(model, hidden.clone().detach(), &batch.ids, target, scale);
     let grads = (hidden.cast(DType::F32) * g_hidden).sum().backward();
     let mut g = grad_or_zeros(top.grad(&grads), &top);
     phases.mark("loss");
@@ -81,16 +83,20 @@ pub fn layerwise_gradients(
     // Pass 2: each layer on the tape, top down.
     let lora_tensors = adapter.tensors(); // keyed once, not per layer
     // ∂loss/∂K and ∂loss/∂V of each donor, summed over the KV-shared layers that read them.
-    let (mut k_grads, mut v_grads) = (BTreeMap::<usize, Tensor<4>>::new(), BTreeMap::<usize, Tensor<4>>::new());
+    let (mut k_grads, mut v_grads) =
+        (BTreeMap::<usize, Tensor<4>>::new(), BTreeMap::<usize, Tensor<4>>::new());
     for i in (0..n).rev() {
         let x = inputs.pop().unwrap_or_else(|| pro.h0.clone()).detach().require_grad();
         let donor = model.layers[i].spec.kv_donor;
-        let shared = donor.and_then(|d| donor_kv.get(&d)).map(|(k, v)| (k.clone().detach().require_grad(), v.clone().detach().require_grad()));
+        let shared = donor
+            .and_then(|d| donor_kv.get(&d))
+            .map(|(k, v)| (k.clone().detach().require_grad(), v.clone().detach().require_grad()));
         device.seed(seed ^ i as u64);
         let (out, own) = model.layer_forward(i, x.clone(), &pro, shared.as_ref(), None, adapter)?;
         let mut surrogate = (out.cast(DType::F32) * g).sum();
         if let (Some((k, v)), Some(gk), Some(gv)) = (own, k_grads.remove(&i), v_grads.remove(&i)) {
-            surrogate = surrogate + (k.cast(DType::F32) * gk).sum() + (v.cast(DType::F32) * gv).sum();
+            surrogate =
+                surrogate + (k.cast(DType::F32) * gk).sum() + (v.cast(DType::F32) * gv).sum();
         }
         let grads = surrogate.backward();
         if let (Some(d), Some((k, v))) = (donor, &shared) {

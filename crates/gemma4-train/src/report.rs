@@ -37,13 +37,7 @@ impl Reporter {
     /// Reports of a run of `iters` steps starting after `step`, a step line every `report_every`.
     pub fn new(log: MetricsLog, step: usize, iters: usize, report_every: usize) -> Self {
         tracing::info!(target: PROGRESS, step, iters, "");
-        Self {
-            log,
-            iters,
-            report_every,
-            t0: Instant::now(),
-            window: (0, Instant::now()),
-        }
+        Self { log, iters, report_every, t0: Instant::now(), window: (0, Instant::now()) }
     }
 
     /// An update at `step`: progress, and every `report_every` steps a line and a record.
@@ -81,12 +75,8 @@ impl Reporter {
 
     /// A validation loss at `step`.
     pub fn validation(&mut self, step: usize, val: f64) -> Result<()> {
-        say(format_args!(
-            "step {step:>5} | val_loss {val:.4} | val_ppl {:.2}",
-            val.exp()
-        ));
-        self.log
-            .record(json!({"step": step, "val_loss": val, "val_ppl": val.exp()}))
+        say(format_args!("step {step:>5} | val_loss {val:.4} | val_ppl {:.2}", val.exp()));
+        self.log.record(json!({"step": step, "val_loss": val, "val_ppl": val.exp()}))
     }
 
     /// The loop is over (the CLI clears its bar).

@@ -27,7 +27,9 @@ pub fn learning_rate(s: &ScheduleSection, lr: f64, step: usize, total: usize) ->
     let span = total.saturating_sub(s.warmup_steps).max(1) as f64;
     let t = ((step.saturating_sub(s.warmup_steps)) as f64 / span).clamp(0.0, 1.0);
     match s.kind {
-        ScheduleKind::Cosine => floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+        ScheduleKind::Cosine => {
+            floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        }
         ScheduleKind::Linear => floor + (lr - floor) * (1.0 - t),
         ScheduleKind::Constant => lr,
     }
@@ -44,7 +46,8 @@ mod tests {
         assert!((learning_rate(&s, 1.0, 10, 110) - 1.0).abs() < 1e-12);
         assert!((learning_rate(&s, 1.0, 60, 110) - 0.55).abs() < 1e-12);
         assert!((learning_rate(&s, 1.0, 110, 110) - 0.1).abs() < 1e-12);
-        let c = ScheduleSection { kind: ScheduleKind::Constant, warmup_steps: 0, min_lr_ratio: 0.0 };
+        let c =
+            ScheduleSection { kind: ScheduleKind::Constant, warmup_steps: 0, min_lr_ratio: 0.0 };
         assert_eq!(learning_rate(&c, 0.3, 77, 100), 0.3);
         let l = ScheduleSection { kind: ScheduleKind::Linear, warmup_steps: 0, min_lr_ratio: 0.0 };
         assert!((learning_rate(&l, 1.0, 25, 100) - 0.75).abs() < 1e-12);

@@ -37,10 +37,7 @@ pub fn start(
     resume: Option<&Path>,
 ) -> Result<Started> {
     let out = &recipe.train.out_dir;
-    std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
-        path: out.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
     for dir in [out.clone(), out.join("base_model")] {
         gemma4_store::recover(&dir);
     }
@@ -61,27 +58,11 @@ pub fn start(
         base.dir.display()
     ));
     let (train, data) = (&recipe.train, &recipe.data);
-    let batcher = Batcher::new(
-        &train_split,
-        train.batch_size,
-        data.packing,
-        data.max_seq_len,
-    )?;
+    let batcher = Batcher::new(&train_split, train.batch_size, data.packing, data.max_seq_len)?;
     let log = MetricsLog::open(out, resume.map(|_| state.step))?;
     let stream = MicroBatches::new(batcher, train.seed, &state, data.train.clone());
-    let trainer = Trainer::new(
-        base.model,
-        adapter,
-        opt,
-        state,
-        StepSettings::from_recipe(recipe),
-    );
-    Ok(Started {
-        trainer,
-        valid,
-        stream,
-        log,
-    })
+    let trainer = Trainer::new(base.model, adapter, opt, state, StepSettings::from_recipe(recipe));
+    Ok(Started { trainer, valid, stream, log })
 }
 
 /// The tokenised training and validation splits, each with target tokens.
@@ -101,15 +82,9 @@ fn splits(base: &Base, recipe: &Recipe) -> Result<(Split, Option<Split>)> {
             )));
         }
     }
-    say(format_args!(
-        "train {}",
-        gemma4_data::format_stats(&train_split.stats)
-    ));
+    say(format_args!("train {}", gemma4_data::format_stats(&train_split.stats)));
     if let Some(v) = &valid_split {
-        say(format_args!(
-            "valid {}",
-            gemma4_data::format_stats(&v.stats)
-        ));
+        say(format_args!("valid {}", gemma4_data::format_stats(&v.stats)));
     }
     Ok((train_split, valid_split))
 }
@@ -125,14 +100,7 @@ fn start_state(
         None => {
             let cfg = recipe.lora_config(&base.dir.display().to_string());
             let adapter = gemma4_lora::init_adapter(&base.model, &cfg, recipe.train.seed)?;
-            Ok((
-                adapter,
-                AdamW::default(),
-                TrainerState {
-                    fingerprint: fp,
-                    ..Default::default()
-                },
-            ))
+            Ok((adapter, AdamW::default(), TrainerState { fingerprint: fp, ..Default::default() }))
         }
         Some(dir) => {
             let (adapter, opt, state) = checkpoint::load(dir, &base.model)?;
@@ -142,11 +110,7 @@ fn start_state(
                     reason: "written by a different recipe (model, data, LoRA, optimizer, schedule, batch or seed differ); resume needs the same recipe".into(),
                 });
             }
-            say(format_args!(
-                "resuming from {} at step {}",
-                dir.display(),
-                state.step
-            ));
+            say(format_args!("resuming from {} at step {}", dir.display(), state.step));
             Ok((adapter, opt, state))
         }
     }

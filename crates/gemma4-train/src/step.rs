@@ -12,9 +12,9 @@ use gemma4_model::{Gemma4TextModel, TokenBatch};
 
 use crate::error::{Result, TrainError};
 use crate::loss::target_loss_and_grad;
-use crate::recompute::{Layerwise, layerwise_gradients};
 use crate::optim::AdamW;
 use crate::recipe::OptimSection;
+use crate::recompute::{Layerwise, layerwise_gradients};
 
 /// Optional per-phase wall times of a step (`bench --profile`): each mark waits for the device,
 /// so it perturbs what it measures a little; off (no syncs) in training.
@@ -99,7 +99,8 @@ pub fn accumulate_gradients(
         let hidden = model.forward_hidden(&token_batch(mb), adapter, false)?.hidden;
         phases.mark("forward");
         // The loss and its gradient chunk by chunk, then one backward pass through the model.
-        let (sum, _, g) = target_loss_and_grad(model, hidden.clone().detach(), &mb.ids, &mb.target, scale);
+        let (sum, _, g) =
+            target_loss_and_grad(model, hidden.clone().detach(), &mb.ids, &mb.target, scale);
         phases.mark("loss");
         let g = (hidden.cast(DType::F32) * g).sum().backward();
         loss_sum += sum;
@@ -114,7 +115,11 @@ pub fn accumulate_gradients(
 }
 
 /// Add `g` to the gradient accumulated under `key`.
-pub fn add_gradient<K: Ord, const D: usize>(acc: &mut BTreeMap<K, Tensor<D>>, key: K, g: Tensor<D>) {
+pub fn add_gradient<K: Ord, const D: usize>(
+    acc: &mut BTreeMap<K, Tensor<D>>,
+    key: K,
+    g: Tensor<D>,
+) {
     let sum = match acc.remove(&key) {
         Some(a) => a + g,
         None => g,
@@ -123,10 +128,20 @@ pub fn add_gradient<K: Ord, const D: usize>(acc: &mut BTreeMap<K, Tensor<D>>, ke
 }
 
 /// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`).
-pub fn apply_update(adapter: &mut LoraAdapter, opt: &mut AdamW, cfg: &OptimSection, lr: f64, mut grads: BTreeMap<String, Tensor<2>>, factor: f64) {
+pub fn apply_update(
+    adapter: &mut LoraAdapter,
+    opt: &mut AdamW,
+    cfg: &OptimSection,
+    lr: f64,
+    mut grads: BTreeMap<String, Tensor<2>>,
+    factor: f64,
+) {
     opt.step += 1;
     adapter.map_tensors(|key, p| match grads.remove(key) {
-        Some(g) => opt.update(cfg, lr, key, p.without_autodiff(), g.mul_scalar(factor)).autodiff().require_grad(),
+        Some(g) => opt
+            .update(cfg, lr, key, p.without_autodiff(), g.mul_scalar(factor))
+            .autodiff()
+            .require_grad(),
         None => p,
     });
 }

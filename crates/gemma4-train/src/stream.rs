@@ -23,12 +23,7 @@ impl MicroBatches {
     /// The stream at `state`'s epoch (its position is read and advanced in [`Self::next_step`]).
     pub fn new(batcher: Batcher, seed: u64, state: &TrainerState, path: PathBuf) -> Self {
         let epoch = batcher.epoch(state.epoch, seed);
-        Self {
-            batcher,
-            seed,
-            epoch,
-            path,
-        }
+        Self { batcher, seed, epoch, path }
     }
 
     /// The next `count` micro-batches (one optimizer step's), advancing `state`'s data position
@@ -39,9 +34,7 @@ impl MicroBatches {
             if state.batch_index >= self.epoch.len() {
                 if self.epoch.is_empty() {
                     let path = self.path.display();
-                    return Err(TrainError::Run(format!(
-                        "{path}: no batch with target tokens"
-                    )));
+                    return Err(TrainError::Run(format!("{path}: no batch with target tokens")));
                 }
                 state.epoch += 1;
                 state.batch_index = 0;

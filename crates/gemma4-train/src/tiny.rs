@@ -6,8 +6,8 @@ use std::path::Path;
 
 use gemma4_model::Gemma4TextConfig;
 use gemma4_model::expected_tensors;
-use rand::{Rng, SeedableRng};
 use gemma4_store::F32Tensor;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Result, TrainError};
@@ -48,7 +48,10 @@ pub fn tiny_config(vocab: usize) -> serde_json::Value {
 /// embeddings normal(0, 0.5) — at HF's 0.02 the tied head bounds every logit near ±1 and no
 /// adapter could move the loss far from uniform.
 pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
-    if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() && dir.join("tokenizer.json").is_file() {
+    if dir.join("model.safetensors").is_file()
+        && dir.join("config.json").is_file()
+        && dir.join("tokenizer.json").is_file()
+    {
         return Ok(());
     }
     let io = |path: &Path| {
@@ -66,7 +69,8 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
         let n: usize = shape.iter().product();
         let is_scale = name.ends_with("norm.weight") || name.ends_with("layer_scalar");
         let std = if name.contains("embed_tokens") { 0.5 } else { 0.05 };
-        let values: Vec<f32> = (0..n).map(|_| if is_scale { 1.0 } else { std * normal(&mut rng) }).collect();
+        let values: Vec<f32> =
+            (0..n).map(|_| if is_scale { 1.0 } else { std * normal(&mut rng) }).collect();
         tensors.push((name, shape, values));
     }
     let views: Vec<F32Tensor> =

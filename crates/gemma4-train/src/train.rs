@@ -43,12 +43,8 @@ pub fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
     // Free to change on resume: length, reporting, where outputs go, the non-finite policy,
     // gradient checkpointing (memory only).
-    (
-        r.train.iters,
-        r.train.report_every,
-        r.train.skip_nonfinite,
-        r.train.gradient_checkpointing,
-    ) = (0, 0, false, false);
+    (r.train.iters, r.train.report_every, r.train.skip_nonfinite, r.train.gradient_checkpointing) =
+        (0, 0, false, false);
     r.train.out_dir = PathBuf::new();
     r.eval = Default::default();
     r.checkpoint = Default::default();
@@ -76,23 +72,11 @@ pub fn train_until(
     resume: Option<&Path>,
     interrupt: &AtomicBool,
 ) -> Result<Summary> {
-    let Started {
-        trainer,
-        valid,
-        mut stream,
-        log,
-    } = start(recipe, device, piece_bytes, resume)?;
+    let Started { trainer, valid, mut stream, log } = start(recipe, device, piece_bytes, resume)?;
     let (step, iters) = (trainer.state.step, recipe.train.iters);
     let report = Reporter::new(log, step, iters, recipe.train.report_every);
-    let mut run = Run {
-        recipe,
-        trainer,
-        valid,
-        report,
-        last_loss: None,
-        first_val: None,
-        last_val: None,
-    };
+    let mut run =
+        Run { recipe, trainer, valid, report, last_loss: None, first_val: None, last_val: None };
     if step == 0 {
         run.first_val = run.validate(0)?;
     }
@@ -140,46 +124,25 @@ impl Run<'_> {
     ) -> Result<bool> {
         let state = &self.trainer.state;
         match outcome {
-            StepOutcome::Updated {
-                loss,
-                grad_norm,
-                tokens,
-            } => {
+            StepOutcome::Updated { loss, grad_norm, tokens } => {
                 self.last_loss = Some(loss);
-                self.report
-                    .updated(step, lr, loss, grad_norm, (tokens, state.trained_tokens))?;
+                self.report.updated(step, lr, loss, grad_norm, (tokens, state.trained_tokens))?;
                 return Ok(true);
             }
-            StepOutcome::Overflow {
-                first,
-                count,
-                scale,
-                ..
-            } => say(format_args!(
+            StepOutcome::Overflow { first, count, scale, .. } => say(format_args!(
                 "step {step:>5} | f16 gradient overflow in {} (+{} more): step skipped, loss scale now {scale}",
                 first.as_deref().unwrap_or("-"),
                 count.saturating_sub(1)
             )),
-            StepOutcome::NonFinite {
-                loss,
-                grad_norm,
-                skipped: true,
-            } => say(format_args!(
+            StepOutcome::NonFinite { loss, grad_norm, skipped: true } => say(format_args!(
                 "step {step:>5} | skipped: non-finite loss {loss} / grad norm {grad_norm} ({} skipped so far)",
                 state.skipped_steps
             )),
-            StepOutcome::NonFinite {
-                loss,
-                grad_norm,
-                skipped: false,
-            } => {
+            StepOutcome::NonFinite { loss, grad_norm, skipped: false } => {
                 return Err(TrainError::Run(format!(
                     "step {step}: non-finite {} (loss {loss}, grad norm {grad_norm}) on samples at lines {:?} of {}; the last checkpoint is intact (set train.skip_nonfinite = true to skip such steps)",
                     if loss.is_finite() { "gradient" } else { "loss" },
-                    micro
-                        .iter()
-                        .flat_map(|b| b.lines.iter().copied())
-                        .collect::<Vec<_>>(),
+                    micro.iter().flat_map(|b| b.lines.iter().copied()).collect::<Vec<_>>(),
                     self.recipe.data.train.display()
                 )));
             }
@@ -193,13 +156,7 @@ impl Run<'_> {
             return Ok(None);
         };
         let (model, adapter) = (&self.trainer.model, &self.trainer.adapter);
-        let val = evaluate(
-            model,
-            Some(adapter),
-            v,
-            self.recipe,
-            self.recipe.eval.batches,
-        )?;
+        let val = evaluate(model, Some(adapter), v, self.recipe, self.recipe.eval.batches)?;
         self.report.validation(step, val)?;
         self.last_val = Some(val);
         Ok(Some(val))
@@ -208,8 +165,8 @@ impl Run<'_> {
     /// Validate when due; a new best adapter is saved. True: stop early (patience exhausted).
     fn evaluate(&mut self, step: usize) -> Result<bool> {
         let recipe = self.recipe;
-        let due =
-            recipe.eval.every > 0 && step.is_multiple_of(recipe.eval.every) || step == recipe.train.iters;
+        let due = recipe.eval.every > 0 && step.is_multiple_of(recipe.eval.every)
+            || step == recipe.train.iters;
         let Some(val) = (if due { self.validate(step)? } else { None }) else {
             return Ok(false);
         };
@@ -281,14 +238,8 @@ impl Run<'_> {
         self.report.finish();
         let out = &self.recipe.train.out_dir;
         gemma4_lora::peft_io::save(&self.trainer.adapter, &out.join("adapter"))?;
-        write_plot(
-            &out.join("loss.svg"),
-            &self.report.log.train,
-            &self.report.log.valid,
-        )?;
-        self.first_val = self
-            .first_val
-            .or_else(|| self.report.log.valid.first().map(|v| v.1));
+        write_plot(&out.join("loss.svg"), &self.report.log.train, &self.report.log.valid)?;
+        self.first_val = self.first_val.or_else(|| self.report.log.valid.first().map(|v| v.1));
         Ok(self.summary(self.trainer.state.step, false))
     }
 }

@@ -74,11 +74,7 @@ pub enum StepOutcome {
     },
     /// A non-finite loss or gradient norm: no update. `skipped` under `skip_nonfinite` (the
     /// step counts as done); otherwise the caller stops.
-    NonFinite {
-        loss: f64,
-        grad_norm: f64,
-        skipped: bool,
-    },
+    NonFinite { loss: f64, grad_norm: f64, skipped: bool },
 }
 
 /// The model, the adapter being trained and everything an optimizer step updates.
@@ -108,10 +104,7 @@ impl Trainer {
         state: TrainerState,
         settings: StepSettings,
     ) -> Self {
-        let loss_scale = state
-            .loss_scale
-            .clone()
-            .unwrap_or_else(|| LossScale::new(model.dtype()));
+        let loss_scale = state.loss_scale.clone().unwrap_or_else(|| LossScale::new(model.dtype()));
         adapter.map_tensors(|_, t| t.autodiff().require_grad());
         Self {
             model,
@@ -131,11 +124,7 @@ impl Trainer {
     pub fn step(&mut self, micro: &[Batch], lr: f64) -> Result<StepOutcome> {
         let step = self.state.step + 1;
         let tokens: usize = micro.iter().map(|b| b.target_tokens).sum();
-        let mut phases = if self.profile {
-            Phases::on(&self.model.device)
-        } else {
-            Phases::off()
-        };
+        let mut phases = if self.profile { Phases::on(&self.model.device) } else { Phases::off() };
         let pass = Accumulate {
             tokens,
             seed: self.settings.seed ^ ((step as u64) << 16), // dropout masks
@@ -173,29 +162,14 @@ impl Trainer {
                 self.state.skipped_steps += 1;
                 self.state.step = step;
             }
-            return Ok(StepOutcome::NonFinite {
-                loss,
-                grad_norm,
-                skipped,
-            });
+            return Ok(StepOutcome::NonFinite { loss, grad_norm, skipped });
         }
-        apply_update(
-            &mut self.adapter,
-            &mut self.opt,
-            &self.settings.optim,
-            lr,
-            grads,
-            factor,
-        );
+        apply_update(&mut self.adapter, &mut self.opt, &self.settings.optim, lr, grads, factor);
         phases.mark("clip + optimizer");
         self.phases = phases.times;
         self.state.step = step;
         self.state.trained_tokens += tokens;
-        Ok(StepOutcome::Updated {
-            loss,
-            grad_norm,
-            tokens,
-        })
+        Ok(StepOutcome::Updated { loss, grad_norm, tokens })
     }
 
     /// The weights' dtype (f16 turns on loss scaling).
@@ -214,9 +188,7 @@ mod tests {
     /// The tiny built-in model with random weights, and a batch of one short row.
     fn tiny(dtype: DType) -> (Trainer, Batch) {
         let json = crate::tiny::tiny_config(64);
-        let cfg = gemma4_model::Gemma4TextConfig::from_json(&json)
-            .expect("config")
-            .config;
+        let cfg = gemma4_model::Gemma4TextConfig::from_json(&json).expect("config").config;
         let device = Device::flex().autodiff();
         let ckpt = Checkpoint::random(&cfg, RandomInit { seed: 1, std: 0.02 });
         let (model, _) = Gemma4TextModel::load(cfg, &ckpt, &device, dtype).expect("model");
@@ -230,19 +202,10 @@ mod tests {
             eps: 1e-8,
             max_grad_norm: 1.0,
         };
-        let settings = StepSettings {
-            optim,
-            gradient_checkpointing: false,
-            skip_nonfinite: false,
-            seed: 0,
-        };
-        let trainer = Trainer::new(
-            model,
-            adapter,
-            AdamW::default(),
-            TrainerState::default(),
-            settings,
-        );
+        let settings =
+            StepSettings { optim, gradient_checkpointing: false, skip_nonfinite: false, seed: 0 };
+        let trainer =
+            Trainer::new(model, adapter, AdamW::default(), TrainerState::default(), settings);
         let (b, s) = (1, 8);
         let batch = Batch {
             ids: (0..s as u32).map(|i| i * 7 % 64).collect(),
@@ -262,22 +225,12 @@ mod tests {
     fn a_finite_step_updates_and_counts_tokens() {
         let (mut t, batch) = tiny(DType::F32);
         let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
-        let StepOutcome::Updated {
-            loss,
-            grad_norm,
-            tokens,
-        } = out
-        else {
-            panic!("{out:?}")
-        };
+        let StepOutcome::Updated { loss, grad_norm, tokens } = out else { panic!("{out:?}") };
         assert!(
             loss.is_finite() && grad_norm.is_finite() && tokens == 7,
             "{loss} {grad_norm} {tokens}"
         );
-        assert_eq!(
-            (t.state.step, t.state.trained_tokens, t.opt.step),
-            (1, 7, 1)
-        );
+        assert_eq!((t.state.step, t.state.trained_tokens, t.opt.step), (1, 7, 1));
     }
 
     #[test]
@@ -285,47 +238,23 @@ mod tests {
         let (mut t, batch) = tiny(DType::F16);
         t.loss_scale.scale = 1e300; // the scaled f16 gradients cannot hold this
         let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
-        let StepOutcome::Overflow {
-            first,
-            count,
-            scale,
-            ..
-        } = out
-        else {
-            panic!("{out:?}")
-        };
-        assert!(
-            first.is_some() && count > 0 && scale == 5e299,
-            "{first:?} {count} {scale}"
-        );
-        assert_eq!(
-            (t.state.step, t.opt.step, t.state.trained_tokens),
-            (1, 0, 0),
-            "no update"
-        );
+        let StepOutcome::Overflow { first, count, scale, .. } = out else { panic!("{out:?}") };
+        assert!(first.is_some() && count > 0 && scale == 5e299, "{first:?} {count} {scale}");
+        assert_eq!((t.state.step, t.opt.step, t.state.trained_tokens), (1, 0, 0), "no update");
     }
 
     #[test]
     fn a_non_finite_step_stops_or_is_skipped() {
         let (mut t, batch) = tiny(DType::F32);
         t.adapter.map_tensors(|_, p| {
-            p.without_autodiff()
-                .mul_scalar(f64::NAN)
-                .autodiff()
-                .require_grad()
+            p.without_autodiff().mul_scalar(f64::NAN).autodiff().require_grad()
         });
         let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
-        assert!(
-            matches!(out, StepOutcome::NonFinite { skipped: false, .. }),
-            "{out:?}"
-        );
+        assert!(matches!(out, StepOutcome::NonFinite { skipped: false, .. }), "{out:?}");
         assert_eq!(t.state.step, 0, "a stop does not count the step");
         t.settings.skip_nonfinite = true;
         let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
-        assert!(
-            matches!(out, StepOutcome::NonFinite { skipped: true, .. }),
-            "{out:?}"
-        );
+        assert!(matches!(out, StepOutcome::NonFinite { skipped: true, .. }), "{out:?}");
         assert_eq!((t.state.step, t.state.skipped_steps, t.opt.step), (1, 1, 0));
     }
 }

@@ -16,13 +16,47 @@ fn quickstart() -> String {
 }
 
 const KEYS: &[&str] = &[
-    "model.builtin", "model.path", "model.dtype", "lora.r", "lora.lora_alpha", "lora.lora_dropout", "lora.target_modules",
-    "lora.target_parameters", "lora.layers_to_transform", "lora.use_rslora", "data.train", "data.valid", "data.max_seq_len",
-    "data.mask_prompt", "data.packing", "data.text_key", "optim.lr", "optim.beta1", "optim.beta2", "optim.eps",
-    "optim.max_grad_norm", "optim.weight_decay", "schedule.kind", "schedule.warmup_steps", "schedule.min_lr_ratio",
-    "train.iters", "train.batch_size", "train.grad_accum", "train.seed", "train.out_dir", "train.skip_nonfinite",
-    "eval.every", "eval.batches", "eval.early_stopping_patience", "checkpoint.every", "checkpoint.keep_last",
-    "model", "lora", "x.y", "train.iters.z", "a.b.c.d",
+    "model.builtin",
+    "model.path",
+    "model.dtype",
+    "lora.r",
+    "lora.lora_alpha",
+    "lora.lora_dropout",
+    "lora.target_modules",
+    "lora.target_parameters",
+    "lora.layers_to_transform",
+    "lora.use_rslora",
+    "data.train",
+    "data.valid",
+    "data.max_seq_len",
+    "data.mask_prompt",
+    "data.packing",
+    "data.text_key",
+    "optim.lr",
+    "optim.beta1",
+    "optim.beta2",
+    "optim.eps",
+    "optim.max_grad_norm",
+    "optim.weight_decay",
+    "schedule.kind",
+    "schedule.warmup_steps",
+    "schedule.min_lr_ratio",
+    "train.iters",
+    "train.batch_size",
+    "train.grad_accum",
+    "train.seed",
+    "train.out_dir",
+    "train.skip_nonfinite",
+    "eval.every",
+    "eval.batches",
+    "eval.early_stopping_patience",
+    "checkpoint.every",
+    "checkpoint.keep_last",
+    "model",
+    "lora",
+    "x.y",
+    "train.iters.z",
+    "a.b.c.d",
 ];
 
 /// TOML values (and things that are not quite).
@@ -31,10 +65,41 @@ fn arb_value() -> impl Strategy<Value = String> {
         any::<i64>().prop_map(|i| i.to_string()),
         (-3i64..3).prop_map(|i| i.to_string()),
         any::<f64>().prop_map(|f| format!("{f:?}")),
-        proptest::sample::select(&["nan", "-nan", "inf", "-inf", "1e999", "0", "-0.0", "1_000", "0x10", "true", "false",
-            "\"tiny\"", "\"f16\"", "\"cosine\"", "\"\"", "[]", "[1, 2]", "[\"q_proj\", 3]", "\"q_proj|k_proj\"", "\"(\"",
-            "{}", "{ a = 1 }", "1979-05-27T07:32:00Z", "'''x'''", "\"\\u0000\"", "\"ten\"", "ten", "=", "[[x]]", "\"",
-        ][..]).prop_map(String::from),
+        proptest::sample::select(
+            &[
+                "nan",
+                "-nan",
+                "inf",
+                "-inf",
+                "1e999",
+                "0",
+                "-0.0",
+                "1_000",
+                "0x10",
+                "true",
+                "false",
+                "\"tiny\"",
+                "\"f16\"",
+                "\"cosine\"",
+                "\"\"",
+                "[]",
+                "[1, 2]",
+                "[\"q_proj\", 3]",
+                "\"q_proj|k_proj\"",
+                "\"(\"",
+                "{}",
+                "{ a = 1 }",
+                "1979-05-27T07:32:00Z",
+                "'''x'''",
+                "\"\\u0000\"",
+                "\"ten\"",
+                "ten",
+                "=",
+                "[[x]]",
+                "\"",
+            ][..]
+        )
+        .prop_map(String::from),
         "[ -~]{0,12}",
     ]
 }
@@ -55,8 +120,20 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
         any::<usize>().prop_map(Edit::DeleteLine),
         any::<usize>().prop_map(Edit::DuplicateLine),
         (any::<usize>(), arb_value()).prop_map(|(i, v)| Edit::SetValue(i, v)),
-        (any::<usize>(), (proptest::sample::select(KEYS), arb_value()).prop_map(|(k, v)| format!("{} = {v}", k.rsplit('.').next().unwrap_or(k)))).prop_map(|(i, l)| Edit::InsertLine(i, l)),
-        (any::<usize>(), proptest::sample::select(&["[model]", "[lora]", "[extra]", "[train.sub]", "[[train]]", "["][..]).prop_map(String::from)).prop_map(|(i, l)| Edit::InsertLine(i, l)),
+        (
+            any::<usize>(),
+            (proptest::sample::select(KEYS), arb_value())
+                .prop_map(|(k, v)| format!("{} = {v}", k.rsplit('.').next().unwrap_or(k)))
+        )
+            .prop_map(|(i, l)| Edit::InsertLine(i, l)),
+        (
+            any::<usize>(),
+            proptest::sample::select(
+                &["[model]", "[lora]", "[extra]", "[train.sub]", "[[train]]", "["][..]
+            )
+            .prop_map(String::from)
+        )
+            .prop_map(|(i, l)| Edit::InsertLine(i, l)),
         any::<usize>().prop_map(Edit::Truncate),
         (any::<usize>(), any::<char>()).prop_map(|(i, c)| Edit::InsertChar(i, c)),
     ]
@@ -70,7 +147,9 @@ fn apply(text: &str, edits: &[Edit]) -> String {
             Edit::DeleteLine(i) if !lines.is_empty() => {
                 lines.remove(i % n);
             }
-            Edit::DuplicateLine(i) if !lines.is_empty() => lines.insert(i % n, lines[i % n].clone()),
+            Edit::DuplicateLine(i) if !lines.is_empty() => {
+                lines.insert(i % n, lines[i % n].clone())
+            }
             Edit::SetValue(i, v) if !lines.is_empty() => {
                 let line = &mut lines[i % n];
                 if let Some((k, _)) = line.split_once('=') {
@@ -80,12 +159,18 @@ fn apply(text: &str, edits: &[Edit]) -> String {
             Edit::InsertLine(i, l) => lines.insert(i % (lines.len() + 1), l.clone()),
             Edit::Truncate(i) => {
                 let joined = lines.join("\n");
-                let cut = joined.char_indices().nth(i % (joined.chars().count() + 1)).map_or(joined.len(), |(b, _)| b);
+                let cut = joined
+                    .char_indices()
+                    .nth(i % (joined.chars().count() + 1))
+                    .map_or(joined.len(), |(b, _)| b);
                 lines = joined[..cut].lines().map(String::from).collect();
             }
             Edit::InsertChar(i, c) if !lines.is_empty() => {
                 let line = &mut lines[i % n];
-                let at = line.char_indices().nth(i % (line.chars().count() + 1)).map_or(line.len(), |(b, _)| b);
+                let at = line
+                    .char_indices()
+                    .nth(i % (line.chars().count() + 1))
+                    .map_or(line.len(), |(b, _)| b);
                 line.insert(at, *c);
             }
             _ => {}
@@ -108,12 +193,29 @@ fn check(text: &str, overrides: &[String]) -> Result<(), TestCaseError> {
     let path = dir.path().join("fuzz.toml");
     std::fs::write(&path, text).unwrap();
     match Recipe::load(&path, overrides) {
-        Err(e) => prop_assert!(e.to_string().starts_with(&format!("recipe {}", path.display())), "{e}"),
+        Err(e) => {
+            prop_assert!(e.to_string().starts_with(&format!("recipe {}", path.display())), "{e}")
+        }
         Ok(r) => {
-            prop_assert!(r.train.iters > 0 && r.train.batch_size > 0 && r.lora.r > 0 && r.data.max_seq_len > 0);
+            prop_assert!(
+                r.train.iters > 0
+                    && r.train.batch_size > 0
+                    && r.lora.r > 0
+                    && r.data.max_seq_len > 0
+            );
             let o = &r.optim;
-            let floats = [o.lr, o.weight_decay, o.eps, o.max_grad_norm, r.schedule.min_lr_ratio, r.lora.lora_alpha];
-            prop_assert!(floats.iter().all(|f| f.is_finite()) && o.lr > 0.0, "non-finite or bad float loaded: {floats:?}");
+            let floats = [
+                o.lr,
+                o.weight_decay,
+                o.eps,
+                o.max_grad_norm,
+                r.schedule.min_lr_ratio,
+                r.lora.lora_alpha,
+            ];
+            prop_assert!(
+                floats.iter().all(|f| f.is_finite()) && o.lr > 0.0,
+                "non-finite or bad float loaded: {floats:?}"
+            );
             prop_assert!(r.data.train.is_absolute() && r.train.out_dir.is_absolute());
             prop_assert!(r.lora_config("base").validate().is_ok());
             let toml = r.to_toml();
@@ -168,7 +270,14 @@ fn r_fuzz_non_finite_floats_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.toml");
     std::fs::write(&path, quickstart()).unwrap();
-    for key in ["optim.lr", "optim.eps", "optim.weight_decay", "optim.max_grad_norm", "schedule.min_lr_ratio", "lora.lora_alpha"] {
+    for key in [
+        "optim.lr",
+        "optim.eps",
+        "optim.weight_decay",
+        "optim.max_grad_norm",
+        "schedule.min_lr_ratio",
+        "lora.lora_alpha",
+    ] {
         for value in ["nan", "inf", "-inf"] {
             let e = Recipe::load(&path, &[format!("{key}={value}")]).unwrap_err().to_string();
             let name = key.rsplit('.').next().unwrap();

@@ -24,7 +24,17 @@ fn batch(vocab: u32) -> Batch {
     let attention_mask: Vec<bool> = (0..b * s).map(|i| i < s || i % s < 17).collect();
     let target: Vec<bool> = (0..b * s).map(|i| i % s != 0 && attention_mask[i]).collect();
     let target_tokens = target.iter().filter(|t| **t).count();
-    Batch { ids, target, batch: b, seq: s, attention_mask, segments: None, positions: None, target_tokens, lines: vec![1, 2] }
+    Batch {
+        ids,
+        target,
+        batch: b,
+        seq: s,
+        attention_mask,
+        segments: None,
+        positions: None,
+        target_tokens,
+        lines: vec![1, 2],
+    }
 }
 
 /// Burn's CPU backend has one process-wide RNG (seeded for the random LoRA B below): the tests
@@ -32,14 +42,29 @@ fn batch(vocab: u32) -> Batch {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn adapter(model: &Gemma4TextModel) -> LoraAdapter {
-    let mut cfg = LoraConfig::new(4, 8.0, TargetModules::List(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec()));
+    let mut cfg = LoraConfig::new(
+        4,
+        8.0,
+        TargetModules::List(
+            ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                .map(String::from)
+                .to_vec(),
+        ),
+    );
     if model.config.enable_moe_block {
-        cfg.target_parameters = Some(vec!["experts.gate_up_proj".into(), "experts.down_proj".into()]);
+        cfg.target_parameters =
+            Some(vec!["experts.gate_up_proj".into(), "experts.down_proj".into()]);
     }
     let mut a = gemma4_lora::init_adapter(model, &cfg, 3).expect("adapter");
     model.device.seed(5);
     // Non-zero B, so that A gets gradients too.
-    a.map_tensors(|key, t| if key.contains("lora_B") { Tensor::random(t.shape(), Distribution::Normal(0.0, 0.05), &t.device()) } else { t });
+    a.map_tensors(|key, t| {
+        if key.contains("lora_B") {
+            Tensor::random(t.shape(), Distribution::Normal(0.0, 0.05), &t.device())
+        } else {
+            t
+        }
+    });
     a.map_tensors(|_, t| t.require_grad());
     a
 }
@@ -54,17 +79,20 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for name in ["e2b_like", "moe_keqv"] {
         let device = Device::flex().autodiff();
-        let (model, _, _) = Gemma4TextModel::from_dir(&fixture(name), &device, DType::F32).expect("fixture");
+        let (model, _, _) =
+            Gemma4TextModel::from_dir(&fixture(name), &device, DType::F32).expect("fixture");
         let mut adapter = adapter(&model);
         let mb = batch(model.config.vocab_size as u32);
         let tokens = mb.target_tokens;
 
         // Reference: autodiff straight through the whole loss.
-        let hidden = model.forward_hidden(&token_batch(&mb), &adapter, false).expect("forward").hidden;
+        let hidden =
+            model.forward_hidden(&token_batch(&mb), &adapter, false).expect("forward").hidden;
         let (sum, _) = target_loss_sum(&model, hidden, &mb.ids, &mb.target);
         let g = sum.clone().div_scalar(tokens as f64).backward();
         let want_loss = sum.into_scalar::<f32>() as f64;
-        let want: BTreeMap<String, Tensor<2>> = adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
+        let want: BTreeMap<String, Tensor<2>> =
+            adapter.tensors().into_iter().map(|(k, t)| (k, t.grad(&g).expect("grad"))).collect();
 
         // The vocabulary matrices and expert stacks in several device pieces (as the 31B f16
         // embedding, E4B's f32 head or 26B-A4B's f32 experts load; `pieces::MAX_PIECE_BYTES`)
@@ -82,9 +110,19 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
         }
         for (m, vocab) in [(&model, "one piece"), (&split, "pieces")] {
             for checkpointing in [false, true] {
-                let (loss, got) = accumulate_gradients(m, &mut adapter, std::slice::from_ref(&mb), &Accumulate { tokens, seed: 9, checkpointing, loss_scale: 1.0 }, &mut gemma4_train::step::Phases::off()).expect("step");
+                let (loss, got) = accumulate_gradients(
+                    m,
+                    &mut adapter,
+                    std::slice::from_ref(&mb),
+                    &Accumulate { tokens, seed: 9, checkpointing, loss_scale: 1.0 },
+                    &mut gemma4_train::step::Phases::off(),
+                )
+                .expect("step");
                 let at = format!("{name} checkpointing={checkpointing} vocabulary in {vocab}");
-                assert!((loss - want_loss).abs() < 1e-4 * want_loss.abs(), "{at}: loss {loss} vs {want_loss}");
+                assert!(
+                    (loss - want_loss).abs() < 1e-4 * want_loss.abs(),
+                    "{at}: loss {loss} vs {want_loss}"
+                );
                 assert_eq!(got.len(), want.len(), "{at}: every adapter tensor gets a gradient");
                 for (key, w) in &want {
                     let e = rel(&got[key], w);
@@ -104,14 +142,23 @@ fn f16_gradients_with_loss_scaling_track_f32() {
     use gemma4_train::optim::LossScale;
     let device = Device::flex().autodiff();
     let tokens = 1 << 20;
-    let load = |dtype: DType| Gemma4TextModel::from_dir(&fixture("e2b_like"), &device, dtype).expect("fixture").0;
+    let load = |dtype: DType| {
+        Gemma4TextModel::from_dir(&fixture("e2b_like"), &device, dtype).expect("fixture").0
+    };
     // One adapter (f32 factors) for every run: the device RNG is shared with concurrent tests.
     let base = adapter(&load(DType::F32));
     let grads = |dtype: DType, loss_scale: f64| {
         let model = load(dtype);
         let mut adapter = base.clone();
         let mb = batch(model.config.vocab_size as u32);
-        let (_, g) = accumulate_gradients(&model, &mut adapter, std::slice::from_ref(&mb), &Accumulate { tokens, seed: 9, checkpointing: false, loss_scale }, &mut gemma4_train::step::Phases::off()).expect("step");
+        let (_, g) = accumulate_gradients(
+            &model,
+            &mut adapter,
+            std::slice::from_ref(&mb),
+            &Accumulate { tokens, seed: 9, checkpointing: false, loss_scale },
+            &mut gemma4_train::step::Phases::off(),
+        )
+        .expect("step");
         g
     };
     let want = grads(DType::F32, 1.0);
@@ -123,7 +170,13 @@ fn f16_gradients_with_loss_scaling_track_f32() {
     for (key, w) in &want {
         let e_scaled = rel(&scaled[key].clone().mul_scalar(factor), w);
         let e_plain = rel(&plain[key], w);
-        assert!(e_scaled < 5e-2, "{key}: loss-scaled f16 gradient relative error {e_scaled} vs f32");
-        assert!(e_plain > 2.0 * e_scaled, "{key}: the test must exercise f16 underflow (unscaled error {e_plain}, scaled {e_scaled})");
+        assert!(
+            e_scaled < 5e-2,
+            "{key}: loss-scaled f16 gradient relative error {e_scaled} vs f32"
+        );
+        assert!(
+            e_plain > 2.0 * e_scaled,
+            "{key}: the test must exercise f16 underflow (unscaled error {e_plain}, scaled {e_scaled})"
+        );
     }
 }

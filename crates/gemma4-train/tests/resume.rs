@@ -51,7 +51,8 @@ keep_last = 2
     );
     let path = dir.join("r.toml");
     std::fs::write(&path, text).unwrap();
-    Recipe::load(&path, &[format!("train.iters={iters}"), format!("model.dtype={dtype:?}")]).unwrap()
+    Recipe::load(&path, &[format!("train.iters={iters}"), format!("model.dtype={dtype:?}")])
+        .unwrap()
 }
 
 /// Burn's CPU backend seeds one process-wide RNG (dropout masks): runs in this binary take turns.
@@ -87,18 +88,27 @@ fn resume_equals_uninterrupted(dtype: &str) {
     assert_eq!(first.final_train_loss, full.final_train_loss, "two fresh runs are identical");
     let snapshot = b.path().join("run/checkpoints/0000004");
     assert!(snapshot.is_dir(), "step-4 checkpoint kept");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(snapshot.join("trainer_state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot.join("trainer_state.json")).unwrap())
+            .unwrap();
     if dtype == "f16" {
         assert_eq!(state["loss_scale"]["scale"], gemma4_train::optim::LossScale::INIT, "{state}");
-        assert_eq!(state["loss_scale"]["good_steps"], 4, "four good steps counted towards the next doubling: {state}");
+        assert_eq!(
+            state["loss_scale"]["good_steps"], 4,
+            "four good steps counted towards the next doubling: {state}"
+        );
     }
     std::fs::remove_dir_all(b.path().join("run/adapter")).unwrap();
-    let resumed = gemma4_train::train(&recipe_with(b.path(), 8, dtype), &device, Some(&snapshot)).unwrap();
+    let resumed =
+        gemma4_train::train(&recipe_with(b.path(), 8, dtype), &device, Some(&snapshot)).unwrap();
     assert_eq!(resumed.steps, 8);
     assert_eq!(resumed.final_train_loss, full.final_train_loss);
     assert_eq!(resumed.final_val_loss, full.final_val_loss);
     assert_eq!(adapter_bytes(&a.path().join("run")), adapter_bytes(&b.path().join("run")));
-    assert_eq!(checkpoint::latest(&b.path().join("run/checkpoints")).unwrap().file_name().unwrap(), "0000008");
+    assert_eq!(
+        checkpoint::latest(&b.path().join("run/checkpoints")).unwrap().file_name().unwrap(),
+        "0000008"
+    );
 }
 
 #[test]
@@ -126,7 +136,14 @@ fn validation_loss_falls_on_the_quickstart_task() {
     let (first, last) = (s.first_val_loss.unwrap(), s.final_val_loss.unwrap());
     assert!(last < 0.5 * first, "valid loss {first} → {last}");
     let out = a.path().join("run");
-    for f in ["adapter/adapter_model.safetensors", "adapter/adapter_config.json", "best/adapter_model.safetensors", "metrics.jsonl", "loss.svg", "recipe.resolved.toml"] {
+    for f in [
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "best/adapter_model.safetensors",
+        "metrics.jsonl",
+        "loss.svg",
+        "recipe.resolved.toml",
+    ] {
         assert!(out.join(f).is_file(), "{f} written");
     }
 }

@@ -21,7 +21,8 @@ pub enum Backend {
 /// `--dtype f32|f16|bf16`: weight/activation dtype (norms, softmax, softcap and loss always run
 /// in f32). Help and errors list the choices.
 pub fn dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
-    PossibleValuesParser::new(WeightDtype::ALL.map(WeightDtype::name)).try_map(|s| s.parse::<WeightDtype>())
+    PossibleValuesParser::new(WeightDtype::ALL.map(WeightDtype::name))
+        .try_map(|s| s.parse::<WeightDtype>())
 }
 
 /// The default backend: the GPU one when compiled in, else the CPU.
@@ -47,7 +48,10 @@ pub fn device(backend: Backend) -> Result<(Device, usize)> {
         #[cfg(feature = "vulkan")]
         Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
         #[allow(unreachable_patterns)]
-        other => bail!("backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)", format!("{other:?}").to_lowercase()),
+        other => bail!(
+            "backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)",
+            format!("{other:?}").to_lowercase()
+        ),
     };
     let piece_bytes = gemma4_model::piece_limit(largest_buffer(&device));
     Ok((device, piece_bytes))
@@ -57,7 +61,9 @@ pub fn device(backend: Backend) -> Result<(Device, usize)> {
 pub fn largest_buffer(device: &Device) -> Option<u64> {
     match device.as_dispatch() {
         #[cfg(feature = "wgpu")]
-        burn::backend::DispatchDevice::Cube(d) => Some(d.client().properties().memory.max_page_size),
+        burn::backend::DispatchDevice::Cube(d) => {
+            Some(d.client().properties().memory.max_page_size)
+        }
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -17,9 +17,17 @@ pub struct Demo {
 
 impl Demo {
     pub fn write() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("gemma4-tune-demo").tempdir().context("creating a temporary directory")?;
-        for (name, bytes) in [("config.json", CONFIG), ("model.safetensors", WEIGHTS), ("golden.safetensors", GOLDEN)] {
-            std::fs::write(dir.path().join(name), bytes).with_context(|| format!("writing {name} to {}", dir.path().display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("gemma4-tune-demo")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        for (name, bytes) in [
+            ("config.json", CONFIG),
+            ("model.safetensors", WEIGHTS),
+            ("golden.safetensors", GOLDEN),
+        ] {
+            std::fs::write(dir.path().join(name), bytes)
+                .with_context(|| format!("writing {name} to {}", dir.path().display()))?;
         }
         Ok(Self { dir })
     }

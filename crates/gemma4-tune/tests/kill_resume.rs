@@ -20,8 +20,20 @@ use common::*;
 
 /// 40 steps, a checkpoint every 5, validation every 10 on 2 batches, a report every step.
 const SET: [&str; 14] = [
-    "--set", "train.iters=40", "--set", "checkpoint.every=5", "--set", "eval.every=10", "--set", "eval.batches=2",
-    "--set", "lora.lora_dropout=0.1", "--set", "train.report_every=1", "--backend", "cpu",
+    "--set",
+    "train.iters=40",
+    "--set",
+    "checkpoint.every=5",
+    "--set",
+    "eval.every=10",
+    "--set",
+    "eval.batches=2",
+    "--set",
+    "lora.lora_dropout=0.1",
+    "--set",
+    "train.report_every=1",
+    "--backend",
+    "cpu",
 ];
 const ADAPTER: &str = "adapter/adapter_model.safetensors";
 
@@ -29,7 +41,9 @@ const ADAPTER: &str = "adapter/adapter_model.safetensors";
 fn recipe(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("recipes/quickstart.toml")).unwrap();
     let data = repo().join("datasets/quickstart");
-    let text = text.replace("../datasets/quickstart", &data.display().to_string()).replace("\"../runs/quickstart\"", "\"run\"");
+    let text = text
+        .replace("../datasets/quickstart", &data.display().to_string())
+        .replace("\"../runs/quickstart\"", "\"run\"");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("recipe.toml"), text).unwrap();
     dir.join("recipe.toml")
@@ -42,7 +56,8 @@ fn spawn(dir: &Path, attempt: usize, extra: &[&str]) -> Child {
     if latest_checkpoint(&dir.join("run")).is_some() {
         cmd.arg("--resume");
     }
-    let log = |ext: &str| Stdio::from(File::create(dir.join(format!("log-{attempt}.{ext}"))).unwrap());
+    let log =
+        |ext: &str| Stdio::from(File::create(dir.join(format!("log-{attempt}.{ext}"))).unwrap());
     cmd.stdout(log("out")).stderr(log("err")).spawn().expect("start gemma4-tune")
 }
 
@@ -51,7 +66,11 @@ fn log(dir: &Path, attempt: usize, ext: &str) -> String {
 }
 
 fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints")).ok()?.map(|e| e.unwrap().path()).filter(|p| p.join("trainer_state.json").is_file()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("trainer_state.json").is_file())
+        .collect();
     dirs.sort();
     dirs.pop()
 }
@@ -60,9 +79,22 @@ fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
 /// directories (`checkpoints/.<step>.tmp-XXXXXX`), adapter directories (`.best.tmp-XXXXXX`,
 /// `.adapter.tmp-XXXXXX`).
 fn temporaries(run: &Path) -> Vec<String> {
-    let names = |dir: &Path| std::fs::read_dir(dir).into_iter().flatten().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect::<Vec<_>>();
-    let mut t: Vec<String> = names(&run.join("checkpoints")).into_iter().filter(|n| n.starts_with('.') && n.contains(".tmp-")).collect();
-    t.extend(names(run).into_iter().filter(|n| n.starts_with(".best.tmp-") || n.starts_with(".adapter.tmp-")));
+    let names = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut t: Vec<String> = names(&run.join("checkpoints"))
+        .into_iter()
+        .filter(|n| n.starts_with('.') && n.contains(".tmp-"))
+        .collect();
+    t.extend(
+        names(run)
+            .into_iter()
+            .filter(|n| n.starts_with(".best.tmp-") || n.starts_with(".adapter.tmp-")),
+    );
     t
 }
 
@@ -82,7 +114,10 @@ fn loss_records(run: &Path) -> Vec<Value> {
 
 /// adapter_config.json minus `base_model_name_or_path` (the run's own base_model path).
 fn adapter_config(run: &Path) -> Value {
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(run.join("adapter/adapter_config.json")).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
     v.as_object_mut().unwrap().remove("base_model_name_or_path");
     v
 }
@@ -101,7 +136,11 @@ fn reference() -> &'static Reference {
         let run = tmp.path().join("run");
         let records = loss_records(&run);
         assert_eq!(records.iter().filter(|r| r.get("loss").is_some()).count(), 40);
-        assert_eq!(records.iter().filter(|r| r.get("val_loss").is_some()).count(), 5, "steps 0, 10, 20, 30, 40");
+        assert_eq!(
+            records.iter().filter(|r| r.get("val_loss").is_some()).count(),
+            5,
+            "steps 0, 10, 20, 30, 40"
+        );
         let out = (std::fs::read(run.join(ADAPTER)).unwrap(), adapter_config(&run), records);
         (tmp, out)
     })
@@ -110,10 +149,20 @@ fn reference() -> &'static Reference {
 
 fn assert_same_as_reference(run: &Path, what: &str) {
     let (adapter, config, records) = reference();
-    assert!(std::fs::read(run.join(ADAPTER)).unwrap() == *adapter, "{what}: the adapter differs from the uninterrupted run's");
+    assert!(
+        std::fs::read(run.join(ADAPTER)).unwrap() == *adapter,
+        "{what}: the adapter differs from the uninterrupted run's"
+    );
     assert_eq!(adapter_config(run), *config, "{what}");
-    assert_eq!(loss_records(run), *records, "{what}: metrics.jsonl differs from the uninterrupted run's");
-    let leftovers: Vec<_> = walk(run).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.')).collect();
+    assert_eq!(
+        loss_records(run),
+        *records,
+        "{what}: metrics.jsonl differs from the uninterrupted run's"
+    );
+    let leftovers: Vec<_> = walk(run)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
     assert!(leftovers.is_empty(), "{what}: temporaries left: {leftovers:?}");
 }
 
@@ -142,7 +191,8 @@ impl Rng {
 #[test]
 fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
     reference();
-    let seed: u64 = std::env::var("KILL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6e6d_6134);
+    let seed: u64 =
+        std::env::var("KILL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6e6d_6134);
     let mut rng = Rng(seed | 1);
     let tmp = tempfile::tempdir().unwrap();
     recipe(tmp.path());
@@ -179,7 +229,11 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
         history.push(format!("attempt {attempt}: {mode} (delay {delay:?}), resumed from {resumed_from:?}, killed {killed}, mid-save {during_save}, then latest {:?}", latest_checkpoint(&run)));
         if !killed {
             let status = child.wait().unwrap();
-            assert!(status.success(), "seed {seed}: {history:#?}\n{}", log(tmp.path(), attempt, "err"));
+            assert!(
+                status.success(),
+                "seed {seed}: {history:#?}\n{}",
+                log(tmp.path(), attempt, "err")
+            );
             break;
         }
     }
@@ -215,17 +269,26 @@ fn ctrl_c_saves_a_checkpoint_exits_130_and_resumes_to_the_same_adapter() {
     let run = tmp.path().join("run");
     let mut child = spawn(tmp.path(), 1, &[]);
     let metrics = run.join("metrics.jsonl");
-    let reached = wait_for(&mut child, || std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains("\"step\":7,")));
+    let reached = wait_for(&mut child, || {
+        std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains("\"step\":7,"))
+    });
     assert!(reached, "{}", log(tmp.path(), 1, "err"));
     interrupt(&child);
     let status = child.wait().unwrap();
     let (stdout, stderr) = (log(tmp.path(), 1, "out"), log(tmp.path(), 1, "err"));
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupt: saving a checkpoint after this step"), "{stderr}");
-    let line = stdout.lines().find(|l| l.starts_with("interrupted: checkpoint saved at step")).unwrap_or_else(|| panic!("{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("interrupted: checkpoint saved at step"))
+        .unwrap_or_else(|| panic!("{stdout}"));
     let step: usize = line.split_whitespace().nth(5).unwrap().parse().unwrap();
     assert!((7..40).contains(&step), "{line}");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(run.join(format!("checkpoints/{step:07}/trainer_state.json"))).unwrap()).unwrap();
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join(format!("checkpoints/{step:07}/trainer_state.json")))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(state["step"], step);
     assert_eq!(latest_checkpoint(&run), Some(run.join(format!("checkpoints/{step:07}"))));
     assert!(!run.join("adapter").exists(), "an interrupted run writes no final adapter");
@@ -253,5 +316,8 @@ fn a_second_ctrl_c_exits_at_once() {
     let stderr = log(tmp.path(), 1, "err");
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted again: exiting now"), "{stderr}");
-    assert!(latest_checkpoint(&tmp.path().join("run")).is_none(), "no step finished, no checkpoint");
+    assert!(
+        latest_checkpoint(&tmp.path().join("run")).is_none(),
+        "no step finished, no checkpoint"
+    );
 }

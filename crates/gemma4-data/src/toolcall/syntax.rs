@@ -60,7 +60,11 @@ impl<'a> Cursor<'a> {
         loop {
             self.skip_ws();
             if self.eat(CALL_CLOSE) {
-                return if calls.is_empty() { self.fail("empty `<|tool_call>` block") } else { Ok(calls) };
+                return if calls.is_empty() {
+                    self.fail("empty `<|tool_call>` block")
+                } else {
+                    Ok(calls)
+                };
             }
             if self.rest().is_empty() {
                 return self.fail("unterminated `<|tool_call>` (no `<tool_call|>`)");
@@ -183,7 +187,9 @@ impl<'a> Cursor<'a> {
 /// parsed with correct rounding so rendered floats come back bit-exact. `None` for inf/NaN/junk.
 fn number(token: &str) -> Option<Number> {
     let digits = token.strip_prefix('-').unwrap_or(token);
-    if !digits.starts_with(|c: char| c.is_ascii_digit()) || !token.chars().all(|c| "0123456789+-.eE".contains(c)) {
+    if !digits.starts_with(|c: char| c.is_ascii_digit())
+        || !token.chars().all(|c| "0123456789+-.eE".contains(c))
+    {
         return None;
     }
     if !digits.contains(['.', 'e', 'E']) {

@@ -20,9 +20,13 @@ pub fn templates() -> &'static Vec<ChatTemplate> {
     T.get_or_init(|| {
         let mut t = vec![ChatTemplate::builtin()];
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/templates");
-        if let Ok(source) = std::fs::read_to_string(dir.join("gemma-4-31B-it.chat_template.jinja")) {
+        if let Ok(source) = std::fs::read_to_string(dir.join("gemma-4-31B-it.chat_template.jinja"))
+        {
             let special = ChatTemplate::builtin().special_tokens().clone();
-            t.push(ChatTemplate::new(&source, None, "real", special).expect("the real template compiles"));
+            t.push(
+                ChatTemplate::new(&source, None, "real", special)
+                    .expect("the real template compiles"),
+            );
         }
         t
     })
@@ -33,11 +37,44 @@ pub fn templates() -> &'static Vec<ChatTemplate> {
 /// Text rich in the template's and tokenizer's own markers, Jinja syntax and odd characters.
 pub fn arb_text() -> impl Strategy<Value = String> {
     const PIECES: &[&str] = &[
-        "<bos>", "<eos>", "<pad>", "<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>",
-        "<|\"|>", "<|think|>", "<start_of_image>", "{{", "}}", "{%", "%}", "{#", "user\n", "model\n", "\n", "\r\n", " ",
-        "\t", "\u{0}", "\u{feff}", "\u{fffd}", "é", "東京", "😀", "\\", "\"", "a",
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        "<|turn>",
+        "<turn|>",
+        "<|channel>",
+        "<channel|>",
+        "<|tool_call>",
+        "<tool_call|>",
+        "<|\"|>",
+        "<|think|>",
+        "<start_of_image>",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "user\n",
+        "model\n",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "\u{0}",
+        "\u{feff}",
+        "\u{fffd}",
+        "é",
+        "東京",
+        "😀",
+        "\\",
+        "\"",
+        "a",
     ];
-    let piece = prop_oneof![proptest::sample::select(PIECES).prop_map(String::from), any::<char>().prop_map(String::from), "[a-zA-Z0-9 ]{1,12}"];
+    let piece = prop_oneof![
+        proptest::sample::select(PIECES).prop_map(String::from),
+        any::<char>().prop_map(String::from),
+        "[a-zA-Z0-9 ]{1,12}"
+    ];
     proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
 }
 
@@ -53,7 +90,8 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map(arb_text(), inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map(arb_text(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -80,7 +118,11 @@ pub fn arb_content() -> impl Strategy<Value = Option<Value>> {
 }
 
 pub fn arb_tool_call() -> impl Strategy<Value = Value> {
-    let args = prop_oneof![arb_json(), arb_json().prop_map(|v| Value::String(v.to_string())), arb_text().prop_map(Value::String)];
+    let args = prop_oneof![
+        arb_json(),
+        arb_json().prop_map(|v| Value::String(v.to_string())),
+        arb_text().prop_map(Value::String)
+    ];
     prop_oneof![
         4 => ("[a-z_.-]{0,8}", args).prop_map(|(name, arguments)| json!({"type": "function", "function": {"name": name, "arguments": arguments}})),
         1 => arb_json(),
@@ -89,8 +131,21 @@ pub fn arb_tool_call() -> impl Strategy<Value = Value> {
 
 pub fn arb_message() -> impl Strategy<Value = Value> {
     let extra = proptest::collection::btree_map(
-        proptest::sample::select(&["tool_calls", "tool_responses", "reasoning_content", "thinking", "reasoning", "name", "tool_call_id"][..]),
-        prop_oneof![proptest::collection::vec(arb_tool_call(), 0..3).prop_map(Value::Array), arb_json()],
+        proptest::sample::select(
+            &[
+                "tool_calls",
+                "tool_responses",
+                "reasoning_content",
+                "thinking",
+                "reasoning",
+                "name",
+                "tool_call_id",
+            ][..],
+        ),
+        prop_oneof![
+            proptest::collection::vec(arb_tool_call(), 0..3).prop_map(Value::Array),
+            arb_json()
+        ],
         0..2,
     );
     prop_oneof![

@@ -132,13 +132,17 @@ impl Gemma4TextConfig {
 
     /// Resolve a parsed `config.json` (text-only or multimodal).
     pub fn from_json(json: &Value) -> Result<LoadedConfig> {
-        let obj = json.as_object().ok_or_else(|| ModelError::invalid("<root>", "not a JSON object"))?;
+        let obj =
+            json.as_object().ok_or_else(|| ModelError::invalid("<root>", "not a JSON object"))?;
         let model_type = obj.get("model_type").and_then(Value::as_str).unwrap_or("");
         let (text, multimodal, prefix) = match model_type {
             "gemma4_text" | "gemma3_text" => (json.clone(), false, ""),
             "gemma4" | "gemma4_unified" | "gemma3" => {
                 let text = obj.get("text_config").cloned().ok_or_else(|| {
-                    ModelError::invalid("text_config", "multimodal `gemma4` config without `text_config`")
+                    ModelError::invalid(
+                        "text_config",
+                        "multimodal `gemma4` config without `text_config`",
+                    )
                 })?;
                 (text, true, "text_config.")
             }
@@ -146,7 +150,9 @@ impl Gemma4TextConfig {
                 return Err(ModelError::Unsupported {
                     key: "model_type".into(),
                     value: format!("{other:?}"),
-                    hint: Some("expected `gemma4_text`, `gemma4`, `gemma3_text` or `gemma3`".into()),
+                    hint: Some(
+                        "expected `gemma4_text`, `gemma4`, `gemma3_text` or `gemma3`".into(),
+                    ),
                 });
             }
         };
@@ -154,7 +160,8 @@ impl Gemma4TextConfig {
             .map_err(|e| ModelError::invalid(format!("{prefix}<fields>"), e.to_string()))?;
         if multimodal {
             // Gemma4ForConditionalGeneration ties `lm_head` by the TOP-LEVEL key (default true).
-            hf.tie_word_embeddings = Some(obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true));
+            hf.tie_word_embeddings =
+                Some(obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(true));
         }
         let mut warnings: Vec<String> = hf
             .unknown
@@ -163,7 +170,11 @@ impl Gemma4TextConfig {
             .map(|k| format!("ignoring unknown config key `{prefix}{k}`"))
             .collect();
         warnings.sort();
-        let config = if model_type.starts_with("gemma3") { resolve_gemma3(hf, multimodal)? } else { resolve(hf, multimodal)? };
+        let config = if model_type.starts_with("gemma3") {
+            resolve_gemma3(hf, multimodal)?
+        } else {
+            resolve(hf, multimodal)?
+        };
         Ok(LoadedConfig { config, warnings })
     }
 

@@ -30,7 +30,8 @@ pub(crate) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextCo
         });
     }
     let layer_types = resolve_layer_types(hf.layer_types, num_hidden_layers, true)?;
-    let rope_parameters = resolve_rope(hf.rope_parameters, &layer_types, &["default", "proportional"])?;
+    let rope_parameters =
+        resolve_rope(hf.rope_parameters, &layer_types, &["default", "proportional"])?;
 
     let mut cfg = Gemma4TextConfig {
         vocab_size: hf.vocab_size.unwrap_or(262_144),
@@ -83,7 +84,10 @@ pub(crate) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextCo
 
 /// The MoE sizes `[num_experts, top_k_experts, moe_intermediate_size]`, each required (> 0)
 /// when `enable_moe_block` is true.
-fn resolve_moe(cfg: &mut Gemma4TextConfig, [experts, top_k, width]: [Option<usize>; 3]) -> Result<()> {
+fn resolve_moe(
+    cfg: &mut Gemma4TextConfig,
+    [experts, top_k, width]: [Option<usize>; 3],
+) -> Result<()> {
     let need = |v: Option<usize>, key: &str| {
         v.filter(|&x| x > 0)
             .ok_or_else(|| ModelError::invalid(key, "required (> 0) when enable_moe_block is true"))
@@ -103,13 +107,19 @@ pub(crate) fn parse_eos(v: Option<Value>) -> Result<Vec<u32>> {
         None => Ok(vec![1]),
         Some(Value::Null) => Ok(vec![]),
         Some(Value::Number(n)) => Ok(vec![n.as_u64().ok_or_else(bad)? as u32]),
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().map(|n| n as u32).ok_or_else(bad)).collect(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|x| x.as_u64().map(|n| n as u32).ok_or_else(bad)).collect()
+        }
         Some(_) => Err(bad()),
     }
 }
 
 /// HF: 5:1 sliding:full pattern when absent; the last layer is forced to full attention.
-pub(crate) fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_last_full: bool) -> Result<Vec<LayerType>> {
+pub(crate) fn resolve_layer_types(
+    types: Option<Vec<String>>,
+    n: usize,
+    force_last_full: bool,
+) -> Result<Vec<LayerType>> {
     let mut out = match types {
         None => (0..n)
             .map(|i| if (i + 1) % 6 == 0 { LayerType::Full } else { LayerType::Sliding })
@@ -124,7 +134,9 @@ pub(crate) fn resolve_layer_types(types: Option<Vec<String>>, n: usize, force_la
             list.iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    LayerType::parse(s).ok_or_else(|| ModelError::unsupported(format!("layer_types[{i}]"), format!("{s:?}")))
+                    LayerType::parse(s).ok_or_else(|| {
+                        ModelError::unsupported(format!("layer_types[{i}]"), format!("{s:?}"))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?
         }
@@ -143,8 +155,24 @@ pub(crate) fn resolve_rope(
     let mut out = BTreeMap::new();
     let Some(params) = params else {
         // HF default_rope_params.
-        out.insert(LayerType::Sliding, RopeConfig { rope_type: "default".into(), rope_theta: 10_000.0, partial_rotary_factor: 1.0, factor: 1.0 });
-        out.insert(LayerType::Full, RopeConfig { rope_type: "proportional".into(), rope_theta: 1_000_000.0, partial_rotary_factor: 0.25, factor: 1.0 });
+        out.insert(
+            LayerType::Sliding,
+            RopeConfig {
+                rope_type: "default".into(),
+                rope_theta: 10_000.0,
+                partial_rotary_factor: 1.0,
+                factor: 1.0,
+            },
+        );
+        out.insert(
+            LayerType::Full,
+            RopeConfig {
+                rope_type: "proportional".into(),
+                rope_theta: 1_000_000.0,
+                partial_rotary_factor: 0.25,
+                factor: 1.0,
+            },
+        );
         return Ok(out);
     };
     for lt in [LayerType::Sliding, LayerType::Full] {
@@ -160,20 +188,34 @@ pub(crate) fn resolve_rope(
         // `partial_rotary_factor` ignored) — see docs/reference-findings.md.
         let rope_type = match obj.get("rope_type") {
             None | Some(Value::Null) => "default",
-            Some(v) => v.as_str().ok_or_else(|| ModelError::invalid(format!("{key}.rope_type"), "expected a string"))?,
+            Some(v) => v.as_str().ok_or_else(|| {
+                ModelError::invalid(format!("{key}.rope_type"), "expected a string")
+            })?,
         };
         if !rope_types.contains(&rope_type) {
-            return Err(ModelError::unsupported(format!("{key}.rope_type"), format!("{rope_type:?}")));
+            return Err(ModelError::unsupported(
+                format!("{key}.rope_type"),
+                format!("{rope_type:?}"),
+            ));
         }
         let num = |name: &str, default: f64| -> Result<f64> {
             match obj.get(name) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x.as_f64().ok_or_else(|| ModelError::invalid(format!("{key}.{name}"), "expected a number")),
+                Some(x) => x.as_f64().ok_or_else(|| {
+                    ModelError::invalid(format!("{key}.{name}"), "expected a number")
+                }),
             }
         };
         for k in obj.keys() {
             // `original_max_position_embeddings` does not enter either RoPE type's frequencies.
-            if !matches!(k.as_str(), "rope_type" | "rope_theta" | "partial_rotary_factor" | "factor" | "original_max_position_embeddings") {
+            if !matches!(
+                k.as_str(),
+                "rope_type"
+                    | "rope_theta"
+                    | "partial_rotary_factor"
+                    | "factor"
+                    | "original_max_position_embeddings"
+            ) {
                 return Err(ModelError::unsupported(format!("{key}.{k}"), &obj[k]));
             }
         }
@@ -191,8 +233,14 @@ pub(crate) fn resolve_rope(
         if rope_type == "linear" {
             cfg.partial_rotary_factor = 1.0; // Gemma 3 `linear`: full width, every frequency / factor
         }
-        if !is_positive(cfg.factor) || !(0.0..=1.0).contains(&cfg.partial_rotary_factor) || !is_positive(cfg.rope_theta) {
-            return Err(ModelError::invalid(key, "rope_theta/factor must be > 0, partial_rotary_factor in [0, 1]"));
+        if !is_positive(cfg.factor)
+            || !(0.0..=1.0).contains(&cfg.partial_rotary_factor)
+            || !is_positive(cfg.rope_theta)
+        {
+            return Err(ModelError::invalid(
+                key,
+                "rope_theta/factor must be > 0, partial_rotary_factor in [0, 1]",
+            ));
         }
         out.insert(lt, cfg);
     }
@@ -217,15 +265,23 @@ pub(crate) fn resolve_overrides(
             for (key, v) in map {
                 let targets: Vec<usize> = if let Ok(i) = key.parse::<usize>() {
                     if i >= n {
-                        return Err(ModelError::invalid(format!("per_layer_config.{key}"), format!("layer index out of range (num_hidden_layers = {n})")));
+                        return Err(ModelError::invalid(
+                            format!("per_layer_config.{key}"),
+                            format!("layer index out of range (num_hidden_layers = {n})"),
+                        ));
                     }
                     vec![i]
                 } else if let Some(lt) = LayerType::parse(&key) {
                     (0..n).filter(|&i| types[i] == lt).collect()
                 } else {
-                    return Err(ModelError::invalid(format!("per_layer_config.{key}"), "expected a layer index"));
+                    return Err(ModelError::invalid(
+                        format!("per_layer_config.{key}"),
+                        "expected a layer index",
+                    ));
                 };
-                let obj = v.as_object().ok_or_else(|| ModelError::invalid(format!("per_layer_config.{key}"), "expected an object"))?;
+                let obj = v.as_object().ok_or_else(|| {
+                    ModelError::invalid(format!("per_layer_config.{key}"), "expected an object")
+                })?;
                 let mut hd = None;
                 let mut kv = None;
                 for (field, val) in obj {
@@ -233,7 +289,12 @@ pub(crate) fn resolve_overrides(
                     match field.as_str() {
                         "head_dim" => hd = parsed().or(Some(cfg.head_dim)),
                         "num_key_value_heads" => kv = parsed().or(Some(cfg.num_key_value_heads)),
-                        _ => return Err(ModelError::unsupported(format!("per_layer_config.{key}.{field}"), val)),
+                        _ => {
+                            return Err(ModelError::unsupported(
+                                format!("per_layer_config.{key}.{field}"),
+                                val,
+                            ));
+                        }
                     }
                 }
                 for i in targets {
@@ -242,7 +303,12 @@ pub(crate) fn resolve_overrides(
             }
         }
         None => {
-            let hd = Some(global_head_dim.filter(|&d| d > 0).unwrap_or(if global_head_dim.is_some() { cfg.head_dim } else { 512 }));
+            let hd =
+                Some(global_head_dim.filter(|&d| d > 0).unwrap_or(if global_head_dim.is_some() {
+                    cfg.head_dim
+                } else {
+                    512
+                }));
             let kv = if cfg.attention_k_eq_v { global_kv } else { None };
             for i in 0..n {
                 if types[i] == LayerType::Full {
@@ -261,7 +327,10 @@ pub(crate) fn derive_layers(
 ) -> Result<Vec<LayerSpec>> {
     let n = cfg.num_hidden_layers;
     if cfg.num_kv_shared_layers > n {
-        return Err(ModelError::invalid("num_kv_shared_layers", format!("{} > num_hidden_layers {n}", cfg.num_kv_shared_layers)));
+        return Err(ModelError::invalid(
+            "num_kv_shared_layers",
+            format!("{} > num_hidden_layers {n}", cfg.num_kv_shared_layers),
+        ));
     }
     let first_shared = n - cfg.num_kv_shared_layers;
     let mut layers = Vec::with_capacity(n);
@@ -270,7 +339,13 @@ pub(crate) fn derive_layers(
             // HF kv_sharing_modes: the last non-shared layer of the same type.
             let donor = (0..first_shared).rev().find(|&j| types[j] == layer_type);
             Some(donor.ok_or_else(|| {
-                ModelError::invalid("num_kv_shared_layers", format!("layer {i} ({}) shares K/V but no earlier non-shared layer has that type", layer_type.hf_name()))
+                ModelError::invalid(
+                    "num_kv_shared_layers",
+                    format!(
+                        "layer {i} ({}) shares K/V but no earlier non-shared layer has that type",
+                        layer_type.hf_name()
+                    ),
+                )
             })?)
         } else {
             None
@@ -303,16 +378,27 @@ pub(crate) fn validate(cfg: &Gemma4TextConfig) -> Result<()> {
         }
     }
     if cfg.hidden_size_per_layer_input > 0 && cfg.vocab_size_per_layer_input == 0 {
-        return Err(ModelError::invalid("vocab_size_per_layer_input", "must be > 0 when hidden_size_per_layer_input > 0"));
+        return Err(ModelError::invalid(
+            "vocab_size_per_layer_input",
+            "must be > 0 when hidden_size_per_layer_input > 0",
+        ));
     }
     for (i, l) in cfg.layers.iter().enumerate() {
         if l.head_dim == 0 || l.head_dim % 2 != 0 {
-            return Err(ModelError::invalid(format!("head_dim (layer {i})"), format!("{} must be even and > 0", l.head_dim)));
+            return Err(ModelError::invalid(
+                format!("head_dim (layer {i})"),
+                format!("{} must be even and > 0", l.head_dim),
+            ));
         }
-        if l.num_key_value_heads == 0 || !cfg.num_attention_heads.is_multiple_of(l.num_key_value_heads) {
+        if l.num_key_value_heads == 0
+            || !cfg.num_attention_heads.is_multiple_of(l.num_key_value_heads)
+        {
             return Err(ModelError::invalid(
                 format!("num_key_value_heads (layer {i})"),
-                format!("{} must divide num_attention_heads {}", l.num_key_value_heads, cfg.num_attention_heads),
+                format!(
+                    "{} must divide num_attention_heads {}",
+                    l.num_key_value_heads, cfg.num_attention_heads
+                ),
             ));
         }
     }

@@ -42,10 +42,13 @@ fn per_layer_config_spelling_equals_global_keys() {
     let obj = b.as_object_mut().unwrap();
     obj.remove("global_head_dim");
     obj.remove("num_global_key_value_heads");
-    obj.insert("per_layer_config".into(), json!({
-        "2": {"head_dim": 16, "num_key_value_heads": 1},
-        "5": {"head_dim": 16, "num_key_value_heads": 1}
-    }));
+    obj.insert(
+        "per_layer_config".into(),
+        json!({
+            "2": {"head_dim": 16, "num_key_value_heads": 1},
+            "5": {"head_dim": 16, "num_key_value_heads": 1}
+        }),
+    );
     let ca = Gemma4TextConfig::from_json(&a).unwrap().config;
     let cb = Gemma4TextConfig::from_json(&b).unwrap().config;
     assert_eq!(ca.layers, cb.layers);
@@ -68,7 +71,8 @@ fn unsupported_values_name_their_key() {
     let e = Gemma4TextConfig::from_json(&j).unwrap_err().to_string();
     assert!(e.contains("hidden_activation") && e.contains("silu"), "{e}");
     let mut j = tiny();
-    j["rope_parameters"] = json!({"sliding_attention": {"rope_theta": 1.0}, "full_attention": {"rope_type": "yarn"}});
+    j["rope_parameters"] =
+        json!({"sliding_attention": {"rope_theta": 1.0}, "full_attention": {"rope_type": "yarn"}});
     let e = Gemma4TextConfig::from_json(&j).unwrap_err().to_string();
     assert!(e.contains("rope_parameters.full_attention.rope_type") && e.contains("yarn"), "{e}");
     let mut j = tiny();
@@ -76,7 +80,12 @@ fn unsupported_values_name_their_key() {
     assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("model_type"));
     let mut j = tiny();
     j["use_bidirectional_attention"] = json!("text");
-    assert!(Gemma4TextConfig::from_json(&j).unwrap_err().to_string().contains("use_bidirectional_attention"));
+    assert!(
+        Gemma4TextConfig::from_json(&j)
+            .unwrap_err()
+            .to_string()
+            .contains("use_bidirectional_attention")
+    );
 }
 
 #[test]
@@ -101,7 +110,10 @@ fn multimodal_tie_comes_from_the_top_level_key() {
 
 #[test]
 fn missing_keys_take_hf_defaults() {
-    let c = Gemma4TextConfig::from_json(&json!({"model_type": "gemma4_text", "num_hidden_layers": 6})).unwrap().config;
+    let c =
+        Gemma4TextConfig::from_json(&json!({"model_type": "gemma4_text", "num_hidden_layers": 6}))
+            .unwrap()
+            .config;
     assert_eq!((c.hidden_size, c.num_key_value_heads, c.sliding_window), (2304, 4, 512));
     assert_eq!(c.final_logit_softcapping, None);
     assert!(!c.use_double_wide_mlp);

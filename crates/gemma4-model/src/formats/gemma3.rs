@@ -17,7 +17,11 @@ use crate::error::{ModelError, Result};
 /// scaled by `query_pre_attn_scalar^-½`, RoPE is full-width on every layer (local base on sliding
 /// layers, global base and `rope_scaling` on full ones), and the last layer is NOT forced to full.
 pub(crate) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextConfig> {
-    let act = hf.hidden_activation.clone().or(hf.hidden_act.clone()).unwrap_or_else(|| "gelu_pytorch_tanh".into());
+    let act = hf
+        .hidden_activation
+        .clone()
+        .or(hf.hidden_act.clone())
+        .unwrap_or_else(|| "gelu_pytorch_tanh".into());
     if act != "gelu_pytorch_tanh" {
         return Err(ModelError::unsupported("hidden_activation", format!("{act:?}")));
     }
@@ -38,10 +42,13 @@ pub(crate) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma
         Some(list) => resolve_layer_types(Some(list), n, false)?,
         None => {
             let p = hf.sliding_window_pattern.unwrap_or(6).max(1);
-            (0..n).map(|i| if (i + 1) % p == 0 { LayerType::Full } else { LayerType::Sliding }).collect()
+            (0..n)
+                .map(|i| if (i + 1) % p == 0 { LayerType::Full } else { LayerType::Sliding })
+                .collect()
         }
     };
-    let rope_parameters = resolve_rope(Some(gemma3_rope_parameters(&hf)?), &layer_types, &["default", "linear"])?;
+    let rope_parameters =
+        resolve_rope(Some(gemma3_rope_parameters(&hf)?), &layer_types, &["default", "linear"])?;
     let head_dim = hf.head_dim.unwrap_or(256);
     let mut cfg = Gemma4TextConfig {
         vocab_size: hf.vocab_size.unwrap_or(262_208),
@@ -88,11 +95,15 @@ pub(crate) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma
 fn gemma3_rope_parameters(hf: &HfTextConfig) -> Result<BTreeMap<String, Value>> {
     let mut params = hf.rope_parameters.clone().unwrap_or_default();
     let mut entry = |lt: LayerType, theta: f64| -> Result<()> {
-        let e = params.entry(lt.hf_name().to_owned()).or_insert_with(|| serde_json::json!({"rope_type": "default"}));
+        let e = params
+            .entry(lt.hf_name().to_owned())
+            .or_insert_with(|| serde_json::json!({"rope_type": "default"}));
         if e.is_null() {
             *e = serde_json::json!({"rope_type": "default"});
         }
-        let obj = e.as_object_mut().ok_or_else(|| ModelError::invalid(format!("rope_parameters.{}", lt.hf_name()), "expected an object"))?;
+        let obj = e.as_object_mut().ok_or_else(|| {
+            ModelError::invalid(format!("rope_parameters.{}", lt.hf_name()), "expected an object")
+        })?;
         if lt == LayerType::Full
             && let Some(Value::Object(scaling)) = &hf.rope_scaling
         {
@@ -113,4 +124,3 @@ fn gemma3_rope_parameters(hf: &HfTextConfig) -> Result<BTreeMap<String, Value>> 
     entry(LayerType::Sliding, hf.rope_local_base_freq.unwrap_or(10_000.0))?;
     Ok(params)
 }
-

@@ -82,10 +82,16 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> ModelError {
-        ModelError::Safetensors { path: self.path.to_owned(), reason: format!("GGUF: {what} (at byte {})", self.pos) }
+        ModelError::Safetensors {
+            path: self.path.to_owned(),
+            reason: format!("GGUF: {what} (at byte {})", self.pos),
+        }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n).ok_or_else(|| self.err("length overflow"))?).ok_or_else(|| self.err("truncated file"))?;
+        let s = self
+            .b
+            .get(self.pos..self.pos.checked_add(n).ok_or_else(|| self.err("length overflow"))?)
+            .ok_or_else(|| self.err("truncated file"))?;
         self.pos += n;
         Ok(s)
     }
@@ -158,7 +164,8 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
         let (ty, offset) = (c.u32()?, c.u64()? as usize);
         raw.push((name, dims, ty, offset));
     }
-    let align = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32) as usize;
+    let align =
+        metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32) as usize;
     if align == 0 || !align.is_power_of_two() {
         return Err(c.err(&format!("general.alignment {align} is not a power of two")));
     }
@@ -169,11 +176,16 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
         let n: usize = dims.iter().product();
         let start = data + offset;
         let len = match &ggml_type {
-            Ok(t) => t.bytes_for(n).ok_or_else(|| c.err(&format!("tensor {name}: {n} elements is not a whole number of {t:?} blocks")))?,
+            Ok(t) => t.bytes_for(n).ok_or_else(|| {
+                c.err(&format!("tensor {name}: {n} elements is not a whole number of {t:?} blocks"))
+            })?,
             Err(_) => 0,
         };
         if start + len > bytes.len() || offset % align != 0 {
-            return Err(c.err(&format!("tensor {name}: data at {start}..{} is outside the file or misaligned", start + len)));
+            return Err(c.err(&format!(
+                "tensor {name}: data at {start}..{} is outside the file or misaligned",
+                start + len
+            )));
         }
         let shape = dims.into_iter().rev().collect();
         tensors.push(GgufTensor { name, shape, ggml_type, start, end: start + len });
@@ -235,9 +247,16 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
         });
     }
     let u = |k: &str| -> Result<u64> {
-        meta(h, &format!("gemma3.{k}")).and_then(MetaValue::as_u64).ok_or_else(|| ModelError::invalid(format!("gemma3.{k}"), format!("missing from GGUF metadata of {}", path.display())))
+        meta(h, &format!("gemma3.{k}")).and_then(MetaValue::as_u64).ok_or_else(|| {
+            ModelError::invalid(
+                format!("gemma3.{k}"),
+                format!("missing from GGUF metadata of {}", path.display()),
+            )
+        })
     };
-    let embd = h.tensors.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| ModelError::MissingTensor { name: "token_embd.weight".into(), dir: path.to_owned() })?;
+    let embd = h.tensors.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| {
+        ModelError::MissingTensor { name: "token_embd.weight".into(), dir: path.to_owned() }
+    })?;
     let head_dim = u("attention.key_length")?;
     let mut cfg = json!({
         "model_type": "gemma3_text",
@@ -266,10 +285,19 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
     if let Some(v) = f("final_logit_softcapping") {
         o.insert("final_logit_softcapping".into(), json!(v));
     }
-    if let Some(t) = meta(h, "gemma3.rope.scaling.type").and_then(MetaValue::as_str).filter(|t| *t != "none") {
-        o.insert("rope_scaling".into(), json!({"rope_type": t, "factor": f("rope.scaling.factor").unwrap_or(1.0)}));
+    if let Some(t) =
+        meta(h, "gemma3.rope.scaling.type").and_then(MetaValue::as_str).filter(|t| *t != "none")
+    {
+        o.insert(
+            "rope_scaling".into(),
+            json!({"rope_type": t, "factor": f("rope.scaling.factor").unwrap_or(1.0)}),
+        );
     }
-    for (key, hf) in [("tokenizer.ggml.bos_token_id", "bos_token_id"), ("tokenizer.ggml.eos_token_id", "eos_token_id"), ("tokenizer.ggml.padding_token_id", "pad_token_id")] {
+    for (key, hf) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+        ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+    ] {
         if let Some(v) = meta(h, key).and_then(MetaValue::as_u64) {
             o.insert(hf.into(), json!(v));
         }
@@ -296,9 +324,13 @@ pub(crate) fn open(path: &Path) -> Result<(Checkpoint, Value)> {
                  Q4_K, Q5_K, Q6_K)"
             ),
         })?;
-        let info = TensorInfo { dtype: Dtype::F32, shape: t.shape, file: 0, start: t.start, end: t.end };
+        let info =
+            TensorInfo { dtype: Dtype::F32, shape: t.shape, file: 0, start: t.start, end: t.end };
         if tensors.insert(name.clone(), info).is_some() {
-            return Err(ModelError::Tensor { name, reason: format!("stored twice in {}", path.display()) });
+            return Err(ModelError::Tensor {
+                name,
+                reason: format!("stored twice in {}", path.display()),
+            });
         }
         types.insert(name, (ty, is_norm));
     }
@@ -312,12 +344,23 @@ pub fn find_gguf(path: &Path) -> Result<Option<PathBuf>> {
         return Ok(path.extension().is_some_and(|e| e == "gguf").then(|| path.to_owned()));
     }
     let Ok(entries) = std::fs::read_dir(path) else { return Ok(None) };
-    let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
     found.sort();
     match found.len() {
         0 => Ok(None),
         1 => Ok(found.pop()),
-        _ => Err(ModelError::Input(format!("{}: several .gguf files ({}); pass one with --model FILE.gguf", path.display(), found.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")))),
+        _ => Err(ModelError::Input(format!(
+            "{}: several .gguf files ({}); pass one with --model FILE.gguf",
+            path.display(),
+            found
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
@@ -329,12 +372,30 @@ mod tests {
     fn llama_cpp_names_map_to_hf_names() {
         assert_eq!(hf_name("token_embd.weight"), Some(("model.embed_tokens.weight".into(), false)));
         assert_eq!(hf_name("output_norm.weight"), Some(("model.norm.weight".into(), true)));
-        assert_eq!(hf_name("blk.12.attn_q.weight"), Some(("model.layers.12.self_attn.q_proj.weight".into(), false)));
-        assert_eq!(hf_name("blk.0.ffn_norm.weight"), Some(("model.layers.0.pre_feedforward_layernorm.weight".into(), true)));
-        assert_eq!(hf_name("blk.3.post_ffw_norm.weight"), Some(("model.layers.3.post_feedforward_layernorm.weight".into(), true)));
-        assert_eq!(hf_name("blk.3.attn_k_norm.weight"), Some(("model.layers.3.self_attn.k_norm.weight".into(), true)));
-        assert_eq!(hf_name("blk.3.ffn_down.weight"), Some(("model.layers.3.mlp.down_proj.weight".into(), false)));
-        assert_eq!(hf_name("blk.3.attn_output.weight"), Some(("model.layers.3.self_attn.o_proj.weight".into(), false)));
+        assert_eq!(
+            hf_name("blk.12.attn_q.weight"),
+            Some(("model.layers.12.self_attn.q_proj.weight".into(), false))
+        );
+        assert_eq!(
+            hf_name("blk.0.ffn_norm.weight"),
+            Some(("model.layers.0.pre_feedforward_layernorm.weight".into(), true))
+        );
+        assert_eq!(
+            hf_name("blk.3.post_ffw_norm.weight"),
+            Some(("model.layers.3.post_feedforward_layernorm.weight".into(), true))
+        );
+        assert_eq!(
+            hf_name("blk.3.attn_k_norm.weight"),
+            Some(("model.layers.3.self_attn.k_norm.weight".into(), true))
+        );
+        assert_eq!(
+            hf_name("blk.3.ffn_down.weight"),
+            Some(("model.layers.3.mlp.down_proj.weight".into(), false))
+        );
+        assert_eq!(
+            hf_name("blk.3.attn_output.weight"),
+            Some(("model.layers.3.self_attn.o_proj.weight".into(), false))
+        );
         assert_eq!(hf_name("rope_freqs.weight"), None);
     }
 }

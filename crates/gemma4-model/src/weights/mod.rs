@@ -34,7 +34,10 @@ pub struct LoadReport {
 
 /// Swap the last two axes of a row-major array (tiled, output row blocks in parallel: loading
 /// transposes every projection, billions of values for real checkpoints).
-fn transpose_last_two<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> (Vec<f32>, [usize; D]) {
+fn transpose_last_two<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+) -> (Vec<f32>, [usize; D]) {
     use rayon::prelude::*;
     const TILE: usize = 32;
     let (r, c) = (shape[D - 2], shape[D - 1]);
@@ -63,12 +66,26 @@ fn transpose_last_two<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> (V
 
 /// A device tensor of `dtype` from f32 host values, converted on the host (in parallel) so
 /// only `dtype`'s bytes cross to the device and no f32 copy is ever allocated there.
-fn upload<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device, dtype: DType) -> Tensor<D> {
+fn upload<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+    dtype: DType,
+) -> Tensor<D> {
     use rayon::prelude::*;
     let data = match dtype {
-        DType::F16 => TensorData::new(values.par_iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>(), shape),
-        DType::BF16 => TensorData::new(values.par_iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>(), shape),
-        _ => return Tensor::<D>::from_data(TensorData::new(values, shape), (device, DType::F32)).cast(dtype),
+        DType::F16 => TensorData::new(
+            values.par_iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>(),
+            shape,
+        ),
+        DType::BF16 => TensorData::new(
+            values.par_iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>(),
+            shape,
+        ),
+        _ => {
+            return Tensor::<D>::from_data(TensorData::new(values, shape), (device, DType::F32))
+                .cast(dtype);
+        }
     };
     Tensor::<D>::from_data(data, (device, dtype))
 }
@@ -93,7 +110,8 @@ impl<'a> Weights<'a> {
             .copied()
             .find(|p| ckpt.tensors.contains_key(&format!("{p}embed_tokens.weight")))
             .ok_or_else(|| ModelError::MissingTensor {
-                name: "model.language_model.embed_tokens.weight (or model.embed_tokens.weight)".into(),
+                name: "model.language_model.embed_tokens.weight (or model.embed_tokens.weight)"
+                    .into(),
                 dir: ckpt.dir.clone(),
             })?;
         let (dtype, piece_bytes) = (options.dtype, options.piece_bytes);
@@ -110,22 +128,47 @@ impl<'a> Weights<'a> {
     }
 
     /// Load a required tensor, check its HF shape, apply the row's transform.
-    pub fn get<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Tensor<D>> {
+    pub fn get<const D: usize>(
+        &mut self,
+        name: &str,
+        layer: Option<usize>,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>> {
         self.get_as(name, layer, shape, self.dtype)
     }
 
     /// As [`Weights::get`], always f32 (norm weights, scalars).
-    pub fn get_f32<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Tensor<D>> {
+    pub fn get_f32<const D: usize>(
+        &mut self,
+        name: &str,
+        layer: Option<usize>,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>> {
         self.get_as(name, layer, shape, DType::F32)
     }
 
     /// Load a tensor only if the checkpoint has it.
-    pub fn get_opt<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D]) -> Result<Option<Tensor<D>>> {
+    pub fn get_opt<const D: usize>(
+        &mut self,
+        name: &str,
+        layer: Option<usize>,
+        shape: [usize; D],
+    ) -> Result<Option<Tensor<D>>> {
         let full = self.full_name(name, layer);
-        if self.ckpt.tensors.contains_key(&full) { self.get(name, layer, shape).map(Some) } else { Ok(None) }
+        if self.ckpt.tensors.contains_key(&full) {
+            self.get(name, layer, shape).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
-    fn get_as<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D], dtype: DType) -> Result<Tensor<D>> {
+    fn get_as<const D: usize>(
+        &mut self,
+        name: &str,
+        layer: Option<usize>,
+        shape: [usize; D],
+        dtype: DType,
+    ) -> Result<Tensor<D>> {
         let row = table_row(name);
         let full = self.check(name, layer, &shape)?;
         let values = self.ckpt.to_f32(&full)?;
@@ -142,14 +185,25 @@ impl<'a> Weights<'a> {
     /// above [`Weights::piece_bytes`] in the weight dtype; each piece gets the row's transform
     /// (or, with `transpose`, its last two axes swapped: the head `[e, v_p]` from `[v_p, e]`,
     /// the tied `embed_tokens` read again). One piece when the whole tensor fits.
-    pub fn get_pieces<const D: usize>(&mut self, name: &str, layer: Option<usize>, shape: [usize; D], transpose: bool) -> Result<Vec<Tensor<D>>> {
+    pub fn get_pieces<const D: usize>(
+        &mut self,
+        name: &str,
+        layer: Option<usize>,
+        shape: [usize; D],
+        transpose: bool,
+    ) -> Result<Vec<Tensor<D>>> {
         let full = self.check(name, layer, &shape)?;
         let values = self.ckpt.to_f32(&full)?;
-        let transpose = transpose || matches!(table_row(name).transform, Transform::Transpose | Transform::TransposeExperts);
+        let transpose = transpose
+            || matches!(
+                table_row(name).transform,
+                Transform::Transpose | Transform::TransposeExperts
+            );
         let width: usize = shape[1..].iter().product();
         let rows = rows_per_piece(self.piece_bytes, width, self.dtype);
         let to_device = |chunk: Vec<f32>, piece: [usize; D]| {
-            let (chunk, piece) = if transpose { transpose_last_two(chunk, piece) } else { (chunk, piece) };
+            let (chunk, piece) =
+                if transpose { transpose_last_two(chunk, piece) } else { (chunk, piece) };
             upload(chunk, piece, &self.device, self.dtype)
         };
         if rows >= shape[0] {
@@ -169,9 +223,16 @@ impl<'a> Weights<'a> {
     /// Mark a tensor used after checking its shape; returns its checkpoint name.
     pub fn check(&mut self, name: &str, layer: Option<usize>, shape: &[usize]) -> Result<String> {
         let full = self.full_name(name, layer);
-        let info = self.ckpt.tensors.get(&full).ok_or_else(|| ModelError::MissingTensor { name: full.clone(), dir: self.ckpt.dir.clone() })?;
+        let info = self.ckpt.tensors.get(&full).ok_or_else(|| ModelError::MissingTensor {
+            name: full.clone(),
+            dir: self.ckpt.dir.clone(),
+        })?;
         if info.shape != shape {
-            return Err(ModelError::Shape { name: full, expected: shape.to_vec(), found: info.shape.clone() });
+            return Err(ModelError::Shape {
+                name: full,
+                expected: shape.to_vec(),
+                found: info.shape.clone(),
+            });
         }
         self.used.insert(full.clone());
         Ok(full)
@@ -218,7 +279,11 @@ mod tests {
             for m in 0..n {
                 for i in 0..r {
                     for j in 0..c {
-                        assert_eq!(got[m * r * c + j * r + i], values[m * r * c + i * c + j], "[{n}, {r}, {c}] at ({m}, {i}, {j})");
+                        assert_eq!(
+                            got[m * r * c + j * r + i],
+                            values[m * r * c + i * c + j],
+                            "[{n}, {r}, {c}] at ({m}, {i}, {j})"
+                        );
                     }
                 }
             }

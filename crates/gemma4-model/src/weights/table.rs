@@ -94,12 +94,16 @@ pub const DROPPED_IN_SHARED_LAYERS: &[&str] =
 /// `prefix` (`model.` or `model.language_model.`). Used to write new checkpoints (the built-in
 /// tiny model) and to check real layouts; the loader's requests must agree (tested).
 pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
-    let (v, e, l, d) = (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input);
+    let (v, e, l, d) =
+        (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input);
     let mut out: Vec<(String, Vec<usize>)> = Vec::new();
     let mut push = |name: String, shape: Vec<usize>| out.push((name, shape));
     push(format!("{prefix}embed_tokens.weight"), vec![v, e]);
     if d > 0 {
-        push(format!("{prefix}embed_tokens_per_layer.weight"), vec![cfg.vocab_size_per_layer_input, l * d]);
+        push(
+            format!("{prefix}embed_tokens_per_layer.weight"),
+            vec![cfg.vocab_size_per_layer_input, l * d],
+        );
         push(format!("{prefix}per_layer_model_projection.weight"), vec![l * d, e]);
         push(format!("{prefix}per_layer_projection_norm.weight"), vec![d]);
     }
@@ -109,8 +113,18 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
     }
     for (i, spec) in cfg.layers.iter().enumerate() {
         let p = format!("{prefix}layers.{i}.");
-        let (h, hd, kv, m) = (cfg.num_attention_heads, spec.head_dim, spec.num_key_value_heads, spec.intermediate_size);
-        for norm in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+        let (h, hd, kv, m) = (
+            cfg.num_attention_heads,
+            spec.head_dim,
+            spec.num_key_value_heads,
+            spec.intermediate_size,
+        );
+        for norm in [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ] {
             push(format!("{p}{norm}.weight"), vec![e]);
         }
         if cfg.layer_scalar {
@@ -149,7 +163,11 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
             push(format!("{p}router.per_expert_scale"), vec![n]);
             push(format!("{p}experts.gate_up_proj"), vec![n, 2 * mi, e]);
             push(format!("{p}experts.down_proj"), vec![n, e, mi]);
-            for norm in ["pre_feedforward_layernorm_2", "post_feedforward_layernorm_1", "post_feedforward_layernorm_2"] {
+            for norm in [
+                "pre_feedforward_layernorm_2",
+                "post_feedforward_layernorm_1",
+                "post_feedforward_layernorm_2",
+            ] {
                 push(format!("{p}{norm}.weight"), vec![e]);
             }
         }
@@ -160,26 +178,38 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
 /// How a checkpoint name is handled: `Some(row)` = read through that table row,
 /// `None` = dropped by a rule. Names neither read nor dropped give `Err`.
 /// `shared_from`: index of the first KV-shared layer.
-pub fn classify(name: &str, prefix: &str, shared_from: usize, tied: bool) -> std::result::Result<Option<Row>, String> {
+pub fn classify(
+    name: &str,
+    prefix: &str,
+    shared_from: usize,
+    tied: bool,
+) -> std::result::Result<Option<Row>, String> {
     if name == "lm_head.weight" {
         return Ok(if tied { None } else { Some(table_row(name)) });
     }
     if DROPPED.iter().any(|p| name.starts_with(p)) || name.contains(".self_attn.rotary_emb.") {
         return Ok(None);
     }
-    let local = name.strip_prefix(prefix).ok_or_else(|| format!("{name}: not under the text prefix {prefix}"))?;
+    let local = name
+        .strip_prefix(prefix)
+        .ok_or_else(|| format!("{name}: not under the text prefix {prefix}"))?;
     let mut parts = local.splitn(3, '.');
     let pattern = match (parts.next(), parts.next(), parts.next()) {
         (Some("layers"), Some(i), Some(rest)) => {
             let layer: usize = i.parse().map_err(|_| format!("{name}: bad layer index"))?;
-            if layer >= shared_from && DROPPED_IN_SHARED_LAYERS.iter().any(|m| rest.starts_with(m)) {
+            if layer >= shared_from && DROPPED_IN_SHARED_LAYERS.iter().any(|m| rest.starts_with(m))
+            {
                 return Ok(None);
             }
             format!("layers.{{i}}.{rest}")
         }
         _ => local.to_owned(),
     };
-    TABLE.iter().find(|r| r.name == pattern).map(|r| Some(*r)).ok_or_else(|| format!("{name}: no row in the weight table"))
+    TABLE
+        .iter()
+        .find(|r| r.name == pattern)
+        .map(|r| Some(*r))
+        .ok_or_else(|| format!("{name}: no row in the weight table"))
 }
 
 /// The row for a table name (an internal invariant: the model asks only for table names).
@@ -201,7 +231,9 @@ mod tests {
         let mut seen = BTreeSet::new();
         for r in TABLE {
             assert!(seen.insert(r.name), "duplicate row {}", r.name);
-            let linear = r.name.ends_with("_proj.weight") || r.name.ends_with("gate.weight") || r.name == "lm_head.weight";
+            let linear = r.name.ends_with("_proj.weight")
+                || r.name.ends_with("gate.weight")
+                || r.name == "lm_head.weight";
             if linear && !r.name.starts_with("embed") {
                 assert_eq!(r.transform, Transform::Transpose, "{}", r.name);
             }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
 use burn::tensor::DType;
+use burn::tensor::{Device, Tensor};
 use gemma4_model::{Gemma4TextModel, NoAdapter, TokenBatch, causal_lm_loss};
 use safetensors::{Dtype, SafeTensors};
 
@@ -14,7 +14,15 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-pub const FIXTURES: &[&str] = &["dense", "e2b_like", "moe_keqv", "keqv_bias_untied", "multimodal", "per_layer_config", "bidirectional"];
+pub const FIXTURES: &[&str] = &[
+    "dense",
+    "e2b_like",
+    "moe_keqv",
+    "keqv_bias_untied",
+    "multimodal",
+    "per_layer_config",
+    "bidirectional",
+];
 
 pub fn device() -> Device {
     Device::flex()
@@ -35,8 +43,14 @@ pub fn load_golden(fixture: &str) -> BTreeMap<String, Golden> {
         .map(|(name, v)| {
             let d = v.data();
             let values: Vec<f64> = match v.dtype() {
-                Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-                Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                Dtype::F32 => d
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::I64 => d
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
                 other => panic!("{name}: unexpected dtype {other:?}"),
             };
             (name, Golden { values, shape: v.shape().to_vec() })
@@ -50,7 +64,8 @@ pub fn batch(g: &Golden, mask: Option<&Golden>) -> TokenBatch {
         ids: g.values.iter().map(|&v| v as u32).collect(),
         batch: b,
         seq: s,
-        attention_mask: mask.map(|m| m.values.chunks(s).map(|r| r.iter().map(|&x| x != 0.0).collect()).collect()),
+        attention_mask: mask
+            .map(|m| m.values.chunks(s).map(|r| r.iter().map(|&x| x != 0.0).collect()).collect()),
         segments: None,
         positions: None,
     }
@@ -81,7 +96,8 @@ pub fn check_against_goldens(name: &str, tol: f64) -> Gemma4TextModel {
     let batch = batch(&golden["input_ids"], None);
     let out = model.forward_hidden(&batch, &NoAdapter, true).unwrap();
 
-    let mut checks: Vec<(String, Vec<f64>)> = vec![("embeddings".into(), to_vec(out.embeddings.clone().unwrap()))];
+    let mut checks: Vec<(String, Vec<f64>)> =
+        vec![("embeddings".into(), to_vec(out.embeddings.clone().unwrap()))];
     if let Some(p) = out.per_layer_inputs.clone() {
         checks.push(("per_layer_inputs".into(), to_vec(p)));
     }
@@ -96,9 +112,15 @@ pub fn check_against_goldens(name: &str, tol: f64) -> Gemma4TextModel {
     for (key, ours) in &checks {
         let want = golden.get(key).unwrap_or_else(|| panic!("{name}: golden has no `{key}`"));
         let err = rel_l2(ours, &want.values, |_| true);
-        assert!(err < tol, "{name}: `{key}` differs from transformers: relative L2 {err:.3e} (first divergence is the first failing key)");
+        assert!(
+            err < tol,
+            "{name}: `{key}` differs from transformers: relative L2 {err:.3e} (first divergence is the first failing key)"
+        );
     }
     let want_loss = golden["loss"].values[0];
-    assert!(((loss - want_loss) / want_loss).abs() < tol, "{name}: loss {loss} vs transformers {want_loss}");
+    assert!(
+        ((loss - want_loss) / want_loss).abs() < tol,
+        "{name}: loss {loss} vs transformers {want_loss}"
+    );
     model
 }

@@ -33,7 +33,12 @@ pub fn run(args: Args) -> Result<()> {
     println!("{} ({})", path.display(), args.split);
     println!("{}", format_stats(&split.stats));
     for s in split.samples.iter().take(args.show) {
-        println!("--- line {} ({} tokens{}) ---", s.line, s.ids.len(), if s.truncated { ", truncated" } else { "" });
+        println!(
+            "--- line {} ({} tokens{}) ---",
+            s.line,
+            s.ids.len(),
+            if s.truncated { ", truncated" } else { "" }
+        );
         println!("{}", show_sample(s, &tok));
     }
     Ok(())

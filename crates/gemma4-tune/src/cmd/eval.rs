@@ -27,7 +27,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (device, piece_bytes) =
+        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     let path = match args.split.as_str() {
         "train" => Some(recipe.data.train.clone()),
         "valid" => recipe.data.valid.clone(),
@@ -37,12 +38,24 @@ pub fn run(args: Args) -> Result<()> {
     let base = setup::load_base(&recipe, &device, piece_bytes)?;
     let split = setup::split(&base, &recipe, &path)?;
     let adapter = match &args.adapter {
-        Some(dir) => Some(gemma4_lora::peft_io::load(dir, &base.model).with_context(|| format!("loading adapter {}", dir.display()))?),
+        Some(dir) => Some(
+            gemma4_lora::peft_io::load(dir, &base.model)
+                .with_context(|| format!("loading adapter {}", dir.display()))?,
+        ),
         None => None,
     };
     let loss = evaluate(&base.model, adapter.as_ref(), &split, &recipe, args.batches)?;
-    let what = args.adapter.as_ref().map_or("base model".to_string(), |d| format!("adapter {}", d.display()));
-    println!("{} split {} ({} samples, {} target tokens), {what}: loss {loss:.4} | perplexity {:.3}",
-        args.split, path.display(), split.stats.samples, split.stats.target_tokens, loss.exp());
+    let what = args
+        .adapter
+        .as_ref()
+        .map_or("base model".to_string(), |d| format!("adapter {}", d.display()));
+    println!(
+        "{} split {} ({} samples, {} target tokens), {what}: loss {loss:.4} | perplexity {:.3}",
+        args.split,
+        path.display(),
+        split.stats.samples,
+        split.stats.target_tokens,
+        loss.exp()
+    );
     Ok(())
 }

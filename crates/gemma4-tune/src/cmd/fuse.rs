@@ -45,32 +45,51 @@ fn out_dtype() -> impl TypedValueParser<Value = Option<WeightDtype>> {
 pub fn run(args: Args) -> Result<()> {
     // Fail on the output before spending time on loading.
     check_out_dir(&args.model, &args.out, args.force)?;
-    if args.force && args.adapter.canonicalize().ok().zip(args.out.canonicalize().ok()).is_some_and(|(a, o)| a.starts_with(o)) {
-        bail!("--out {} contains the adapter {}: refusing to replace it", args.out.display(), args.adapter.display());
+    if args.force
+        && args
+            .adapter
+            .canonicalize()
+            .ok()
+            .zip(args.out.canonicalize().ok())
+            .is_some_and(|(a, o)| a.starts_with(o))
+    {
+        bail!(
+            "--out {} contains the adapter {}: refusing to replace it",
+            args.out.display(),
+            args.adapter.display()
+        );
     }
     // The adapter is resolved against the config and the checkpoint's tensor table only (no
     // weights are read), and the merge streams tensor by tensor: a checkpoint larger than
     // memory fuses fine.
     let (device, _) = backend::device(Backend::Cpu)?;
     if matches!(CheckpointSource::detect(&args.model), Ok(CheckpointSource::Gguf(_))) {
-        bail!("{}: fuse writes a safetensors checkpoint and needs a safetensors base; GGUF bases are read-only here (use the HF checkpoint the GGUF was made from)", args.model.display());
+        bail!(
+            "{}: fuse writes a safetensors checkpoint and needs a safetensors base; GGUF bases are read-only here (use the HF checkpoint the GGUF was made from)",
+            args.model.display()
+        );
     }
-    let loaded = Gemma4TextConfig::from_file(&args.model.join("config.json")).with_context(|| format!("reading {}", args.model.join("config.json").display()))?;
+    let loaded = Gemma4TextConfig::from_file(&args.model.join("config.json"))
+        .with_context(|| format!("reading {}", args.model.join("config.json").display()))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let ckpt = Checkpoint::open(&args.model).with_context(|| format!("opening the checkpoint in {}", args.model.display()))?;
-    let prefix = if ckpt.tensors.contains_key("model.language_model.embed_tokens.weight") { "model.language_model." } else { "model." };
+    let ckpt = Checkpoint::open(&args.model)
+        .with_context(|| format!("opening the checkpoint in {}", args.model.display()))?;
+    let prefix = if ckpt.tensors.contains_key("model.language_model.embed_tokens.weight") {
+        "model.language_model."
+    } else {
+        "model."
+    };
     let layout = Layout::from_config(&loaded.config, prefix, &device);
     drop(ckpt);
-    let adapter = peft_io::load_for(&args.adapter, &layout).with_context(|| format!("loading adapter {}", args.adapter.display()))?;
-    let opts = FuseOptions {
-        dtype: args.dtype,
-        max_shard_size: args.max_shard_size,
-        force: args.force,
-    };
-    let report = fuse(&args.model, &adapter, &args.out, &opts)
-        .with_context(|| format!("fusing {} into {}", args.adapter.display(), args.model.display()))?;
+    let adapter = peft_io::load_for(&args.adapter, &layout)
+        .with_context(|| format!("loading adapter {}", args.adapter.display()))?;
+    let opts =
+        FuseOptions { dtype: args.dtype, max_shard_size: args.max_shard_size, force: args.force };
+    let report = fuse(&args.model, &adapter, &args.out, &opts).with_context(|| {
+        format!("fusing {} into {}", args.adapter.display(), args.model.display())
+    })?;
     println!(
         "fused {} modules: {} tensors merged, {} copied, {} shard(s), {:.1} MB of tensors, side files: {} -> {}",
         adapter.modules.len(),
@@ -89,7 +108,9 @@ fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().with_context(|| format!("size {text:?}: expected a whole number with an optional unit, e.g. 5GB"))?;
+    let n: u64 = digits.parse().with_context(|| {
+        format!("size {text:?}: expected a whole number with an optional unit, e.g. 5GB")
+    })?;
     let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -100,7 +121,9 @@ fn parse_size(text: &str) -> Result<u64> {
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
         "TIB" => 1 << 40,
-        other => bail!("size {text:?}: unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+        other => bail!(
+            "size {text:?}: unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+        ),
     };
     match n.checked_mul(factor) {
         Some(0) => bail!("size {text:?} must be positive"),

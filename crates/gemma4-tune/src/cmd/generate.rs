@@ -84,11 +84,20 @@ pub fn run(args: Args) -> Result<()> {
     }
     let Base { model, tokenizer: tok, template, .. } = base;
     let adapter = match &args.adapter {
-        Some(d) => Some(gemma4_lora::peft_io::load(d, &model).with_context(|| format!("loading adapter {}", d.display()))?),
+        Some(d) => Some(
+            gemma4_lora::peft_io::load(d, &model)
+                .with_context(|| format!("loading adapter {}", d.display()))?,
+        ),
         None => None,
     };
-    let gen_cfg = GenerationConfig::from_model_dir(&args.model).map_err(anyhow::Error::msg)?.unwrap_or_default();
-    let mut stops = if gen_cfg.eos_token_ids.is_empty() { model.config.eos_token_ids.clone() } else { gen_cfg.eos_token_ids.clone() };
+    let gen_cfg = GenerationConfig::from_model_dir(&args.model)
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let mut stops = if gen_cfg.eos_token_ids.is_empty() {
+        model.config.eos_token_ids.clone()
+    } else {
+        gen_cfg.eos_token_ids.clone()
+    };
     stops.extend(["<turn|>", "<eos>"].iter().filter_map(|t| tok.token_to_id(t)));
     let mut sampling = gen_cfg.sampling.unwrap_or_default();
     sampling.temperature = args.temperature.unwrap_or(sampling.temperature);
@@ -96,8 +105,18 @@ pub fn run(args: Args) -> Result<()> {
     sampling.top_p = args.top_p.unwrap_or(sampling.top_p);
     sampling.seed = args.seed;
     let cache = KvCache::new(&model.config);
-    let mut s = Session { model, adapter, tok, template, stops, sampler: Sampler::new(SamplingConfig { ..sampling }), cache, fed: Vec::new() };
-    let mut messages: Vec<Value> = args.system.iter().map(|t| json!({"role": "system", "content": t})).collect();
+    let mut s = Session {
+        model,
+        adapter,
+        tok,
+        template,
+        stops,
+        sampler: Sampler::new(SamplingConfig { ..sampling }),
+        cache,
+        fed: Vec::new(),
+    };
+    let mut messages: Vec<Value> =
+        args.system.iter().map(|t| json!({"role": "system", "content": t})).collect();
     if let Some(prompt) = &args.prompt {
         let ids = if args.raw {
             s.tok.encode(prompt, true)?.ids
@@ -165,7 +184,8 @@ fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
         generated.push(t);
         if !quiet
             && let Ok(text) = tok.decode(&generated)
-            && !text.ends_with('\u{FFFD}') && text.len() > printed
+            && !text.ends_with('\u{FFFD}')
+            && text.len() > printed
         {
             let _ = write!(out, "{}", &text[printed..]);
             let _ = out.flush();
@@ -181,7 +201,11 @@ fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
     }
     eprintln!(
         "[{} prompt tokens, {:.1} tok/s | {} generated, {:.1} tok/s | stop: {:?}]",
-        result.prompt_tokens, result.prompt_tokens_per_s, result.tokens.len(), result.generated_tokens_per_s, result.stop
+        result.prompt_tokens,
+        result.prompt_tokens_per_s,
+        result.tokens.len(),
+        result.generated_tokens_per_s,
+        result.stop
     );
     Ok(tok.decode(&result.tokens)?)
 }

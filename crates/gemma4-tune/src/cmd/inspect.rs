@@ -24,36 +24,97 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let path = model.clone();
-    let loaded = Gemma4TextModel::config_at(&path).with_context(|| format!("reading the config of {}", path.display()))?;
+    let loaded = Gemma4TextModel::config_at(&path)
+        .with_context(|| format!("reading the config of {}", path.display()))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
     let c = &loaded.config;
     println!("{}", path.display());
-    println!("  layout           {}", if c.multimodal { "multimodal (model.language_model.*)" } else { "text-only (model.*)" });
+    println!(
+        "  layout           {}",
+        if c.multimodal { "multimodal (model.language_model.*)" } else { "text-only (model.*)" }
+    );
     println!("  vocab / hidden   {} / {}", c.vocab_size, c.hidden_size);
-    println!("  layers           {} ({} sliding, {} full), sliding_window {}", c.num_hidden_layers,
+    println!(
+        "  layers           {} ({} sliding, {} full), sliding_window {}",
+        c.num_hidden_layers,
         c.layers.iter().filter(|l| l.layer_type == LayerType::Sliding).count(),
-        c.layers.iter().filter(|l| l.layer_type == LayerType::Full).count(), c.sliding_window);
-    println!("  heads            {} query heads; attention_bias {}; k_eq_v {}", c.num_attention_heads, c.attention_bias, c.attention_k_eq_v);
+        c.layers.iter().filter(|l| l.layer_type == LayerType::Full).count(),
+        c.sliding_window
+    );
+    println!(
+        "  heads            {} query heads; attention_bias {}; k_eq_v {}",
+        c.num_attention_heads, c.attention_bias, c.attention_k_eq_v
+    );
     for (lt, r) in &c.rope_parameters {
-        println!("  rope {:<11} {} theta {} partial {} factor {}", lt.hf_name(), r.rope_type, r.rope_theta, r.partial_rotary_factor, r.factor);
+        println!(
+            "  rope {:<11} {} theta {} partial {} factor {}",
+            lt.hf_name(),
+            r.rope_type,
+            r.rope_theta,
+            r.partial_rotary_factor,
+            r.factor
+        );
     }
-    println!("  PLE              {}", if c.hidden_size_per_layer_input > 0 {
-        format!("D = {}, table rows {}", c.hidden_size_per_layer_input, c.vocab_size_per_layer_input) } else { "off".into() });
-    println!("  KV sharing       {} shared layers (first {})", c.num_kv_shared_layers, c.first_kv_shared_layer());
-    println!("  MoE              {}", if c.enable_moe_block {
-        format!("{} experts, top-{}, expert width {}", c.num_experts, c.top_k_experts, c.moe_intermediate_size) } else { "off".into() });
-    println!("  head             {}; final softcap {:?}", if c.tie_word_embeddings { "tied" } else { "untied lm_head" }, c.final_logit_softcapping);
+    println!(
+        "  PLE              {}",
+        if c.hidden_size_per_layer_input > 0 {
+            format!(
+                "D = {}, table rows {}",
+                c.hidden_size_per_layer_input, c.vocab_size_per_layer_input
+            )
+        } else {
+            "off".into()
+        }
+    );
+    println!(
+        "  KV sharing       {} shared layers (first {})",
+        c.num_kv_shared_layers,
+        c.first_kv_shared_layer()
+    );
+    println!(
+        "  MoE              {}",
+        if c.enable_moe_block {
+            format!(
+                "{} experts, top-{}, expert width {}",
+                c.num_experts, c.top_k_experts, c.moe_intermediate_size
+            )
+        } else {
+            "off".into()
+        }
+    );
+    println!(
+        "  head             {}; final softcap {:?}",
+        if c.tie_word_embeddings { "tied" } else { "untied lm_head" },
+        c.final_logit_softcapping
+    );
     println!("  layer  type     head_dim  kv_heads  k_eq_v  kv_donor  mlp_width");
     for (i, l) in c.layers.iter().enumerate() {
-        println!("  {:>5}  {:<7}  {:>8}  {:>8}  {:>6}  {:>8}  {:>9}", i,
-            if l.layer_type == LayerType::Full { "full" } else { "sliding" }, l.head_dim, l.num_key_value_heads,
-            l.k_eq_v, l.kv_donor.map_or("-".into(), |d| d.to_string()), l.intermediate_size);
+        println!(
+            "  {:>5}  {:<7}  {:>8}  {:>8}  {:>6}  {:>8}  {:>9}",
+            i,
+            if l.layer_type == LayerType::Full { "full" } else { "sliding" },
+            l.head_dim,
+            l.num_key_value_heads,
+            l.k_eq_v,
+            l.kv_donor.map_or("-".into(), |d| d.to_string()),
+            l.intermediate_size
+        );
     }
     let p = ParamCounts::from_config(c);
-    println!("  parameters       total {}  (PLE table {}, embed_tokens {}, experts {})", human(p.total), human(p.ple_table), human(p.embed_tokens), human(p.experts));
-    println!("                   without PLE table {}; active per token {}", human(p.total - p.ple_table), human(p.active_per_token));
+    println!(
+        "  parameters       total {}  (PLE table {}, embed_tokens {}, experts {})",
+        human(p.total),
+        human(p.ple_table),
+        human(p.embed_tokens),
+        human(p.experts)
+    );
+    println!(
+        "                   without PLE table {}; active per token {}",
+        human(p.total - p.ple_table),
+        human(p.active_per_token)
+    );
     Ok(())
 }
 

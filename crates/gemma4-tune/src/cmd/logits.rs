@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gemma4_model::{Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, WeightDtype, causal_lm_loss};
+use gemma4_model::{
+    Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, WeightDtype, causal_lm_loss,
+};
 use safetensors::SafeTensors;
 
 use crate::backend::{self, Backend};
@@ -48,30 +50,46 @@ pub fn run(args: Args) -> Result<()> {
         (Some(m), Some(i)) => (m.clone(), i.clone()),
         _ => {
             demo = Demo::write()?;
-            println!("no --model given: running the built-in tiny E2B-shaped model against its transformers reference");
+            println!(
+                "no --model given: running the built-in tiny E2B-shaped model against its transformers reference"
+            );
             (demo.model_dir().to_owned(), demo.input())
         }
     };
-    let (mut device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (mut device, piece_bytes) =
+        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     if args.grads {
         device = device.autodiff();
     }
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
     let ids = io::read_int(&st, &input, "input_ids")?
         .with_context(|| format!("{}: no tensor `input_ids`", input.display()))?;
-    let [b, t] = ids.shape[..] else { bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", input.display(), ids.shape) };
+    let [b, t] = ids.shape[..] else {
+        bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", input.display(), ids.shape)
+    };
     if t < 2 {
         bail!("{}: `input_ids` needs at least 2 tokens per row for the loss", input.display());
     }
     let ids: Vec<u32> = ids
         .values
         .iter()
-        .map(|&v| u32::try_from(v).with_context(|| format!("{}: negative or huge token id {v} in `input_ids`", input.display())))
+        .map(|&v| {
+            u32::try_from(v).with_context(|| {
+                format!("{}: negative or huge token id {v} in `input_ids`", input.display())
+            })
+        })
         .collect::<Result<_>>()?;
     let attention_mask = match io::read_int(&st, &input, "attention_mask")? {
-        Some(m) if m.shape == [b, t] => Some(m.values.chunks(t).map(|r| r.iter().map(|&x| x != 0).collect()).collect()),
-        Some(m) => bail!("{}: `attention_mask` shape {:?} does not match input_ids [{b}, {t}]", input.display(), m.shape),
+        Some(m) if m.shape == [b, t] => {
+            Some(m.values.chunks(t).map(|r| r.iter().map(|&x| x != 0).collect()).collect())
+        }
+        Some(m) => bail!(
+            "{}: `attention_mask` shape {:?} does not match input_ids [{b}, {t}]",
+            input.display(),
+            m.shape
+        ),
         None => None,
     };
     let batch = TokenBatch { attention_mask, ..TokenBatch::new(ids, b, t) };
@@ -82,7 +100,11 @@ pub fn run(args: Args) -> Result<()> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("loaded {} tensors ({} dropped: towers / KV-shared K/V)", report.used, report.dropped.len());
+    eprintln!(
+        "loaded {} tensors ({} dropped: towers / KV-shared K/V)",
+        report.used,
+        report.dropped.len()
+    );
     let out = model.forward_hidden(&batch, &NoAdapter, false)?;
     let logits = model.logits(out.hidden);
     // HF convention for `labels = input_ids`: every next-token position counts.
@@ -95,9 +117,11 @@ pub fn run(args: Args) -> Result<()> {
     if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "logits")? {
         report_difference("logits", &logits, &shape, &reference, &ref_shape, &input)?;
     }
-    let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> = vec![("logits".into(), logits, shape.clone()), ("loss".into(), loss, vec![1])];
+    let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> =
+        vec![("logits".into(), logits, shape.clone()), ("loss".into(), loss, vec![1])];
     if let Some(dir) = &args.adapter {
-        let mut adapter = gemma4_lora::peft_io::load(dir, &model).with_context(|| format!("loading adapter {}", dir.display()))?;
+        let mut adapter = gemma4_lora::peft_io::load(dir, &model)
+            .with_context(|| format!("loading adapter {}", dir.display()))?;
         if args.grads {
             adapter.map_tensors(|_, t| t.require_grad());
         }
@@ -113,7 +137,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         let lora_logits = to_vec(lora_logits)?;
         let lora_loss = to_vec(lora_loss)?;
-        println!("adapter {}: {} modules, lora_loss {:.6}{}", dir.display(), adapter.modules.len(), lora_loss[0], if args.grads { ", gradients written" } else { "" });
+        println!(
+            "adapter {}: {} modules, lora_loss {:.6}{}",
+            dir.display(),
+            adapter.modules.len(),
+            lora_loss[0],
+            if args.grads { ", gradients written" } else { "" }
+        );
         if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "lora_logits")? {
             report_difference("lora_logits", &lora_logits, &shape, &reference, &ref_shape, &input)?;
         }
@@ -131,7 +161,14 @@ fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-fn report_difference(name: &str, ours: &[f32], shape: &[usize], reference: &[f32], ref_shape: &[usize], input: &std::path::Path) -> Result<()> {
+fn report_difference(
+    name: &str,
+    ours: &[f32],
+    shape: &[usize],
+    reference: &[f32],
+    ref_shape: &[usize],
+    input: &std::path::Path,
+) -> Result<()> {
     if ref_shape != shape {
         bail!("reference `{name}` in {} has shape {ref_shape:?}, ours {shape:?}", input.display());
     }
@@ -140,6 +177,10 @@ fn report_difference(name: &str, ours: &[f32], shape: &[usize], reference: &[f32
         num += (*a as f64 - *r as f64).powi(2);
         den += (*r as f64).powi(2);
     }
-    println!("relative L2 difference to the reference {name} in {}: {:.3e}", input.display(), (num / den.max(1e-30)).sqrt());
+    println!(
+        "relative L2 difference to the reference {name} in {}: {:.3e}",
+        input.display(),
+        (num / den.max(1e-30)).sqrt()
+    );
     Ok(())
 }

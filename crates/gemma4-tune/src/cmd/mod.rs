@@ -1,10 +1,10 @@
 //! One file per subcommand: resolve arguments, call one library function, report.
 
 pub mod bench;
-pub mod inspect;
-pub mod logits;
 pub mod data;
 pub mod eval;
 pub mod fuse;
-pub mod train;
 pub mod generate;
+pub mod inspect;
+pub mod logits;
+pub mod train;

@@ -26,13 +26,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let (device, piece_bytes) = backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let (device, piece_bytes) =
+        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     let device = device.autodiff();
     let resume = match args.resume.as_deref() {
         None => None,
         Some("latest") => {
             let root = recipe.train.out_dir.join("checkpoints");
-            Some(checkpoint::latest(&root).with_context(|| format!("--resume: no checkpoint in {}", root.display()))?)
+            Some(
+                checkpoint::latest(&root)
+                    .with_context(|| format!("--resume: no checkpoint in {}", root.display()))?,
+            )
         }
         Some(dir) => Some(PathBuf::from(dir)),
     };
@@ -47,7 +51,8 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to exit now)");
     })
     .context("installing the Ctrl-C handler")?;
-    let s = gemma4_train::train_until(&recipe, &device, piece_bytes, resume.as_deref(), &INTERRUPT)?;
+    let s =
+        gemma4_train::train_until(&recipe, &device, piece_bytes, resume.as_deref(), &INTERRUPT)?;
     if s.interrupted {
         std::process::exit(130);
     }
@@ -60,8 +65,12 @@ pub fn run(args: Args) -> Result<()> {
         f(s.final_val_loss),
         f(s.best_val_loss)
     );
-    println!("adapter: {} (best: {}); metrics: {}; plot: {}",
-        s.out_dir.join("adapter").display(), s.out_dir.join("best").display(),
-        s.out_dir.join("metrics.jsonl").display(), s.out_dir.join("loss.svg").display());
+    println!(
+        "adapter: {} (best: {}); metrics: {}; plot: {}",
+        s.out_dir.join("adapter").display(),
+        s.out_dir.join("best").display(),
+        s.out_dir.join("metrics.jsonl").display(),
+        s.out_dir.join("loss.svg").display()
+    );
     Ok(())
 }

@@ -14,8 +14,8 @@
 
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Distribution, Tensor};
 use anyhow::{Result, bail};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 use gemma4_model::{Gemma4TextConfig, LayerSpec, LayerType};
 use gemma4_model::{MaskSpec, RowMasks, build_mask, scaled_dot_product, windowed};
 use serde_json::{Value, json};
@@ -25,19 +25,35 @@ use super::run::sync;
 
 /// Ceilings per dtype the device supports (f32, f16) for `batch × seq` tokens of `cfg`, with a
 /// `square³` matmul for reference (the CLI: 8192).
-pub fn ceilings(cfg: &Gemma4TextConfig, batch: usize, seq: usize, square: usize, device: &Device) -> Result<Value> {
+pub fn ceilings(
+    cfg: &Gemma4TextConfig,
+    batch: usize,
+    seq: usize,
+    square: usize,
+    device: &Device,
+) -> Result<Value> {
     if batch == 0 || seq == 0 || square == 0 {
-        bail!("bench --ceilings: batch, seq and the square size must be ≥ 1 (got {batch}, {seq}, {square})");
+        bail!(
+            "bench --ceilings: batch, seq and the square size must be ≥ 1 (got {batch}, {seq}, {square})"
+        );
     }
     let tokens = batch * seq;
-    let (e, m) = (cfg.hidden_size, cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size));
+    let (e, m) = (
+        cfg.hidden_size,
+        cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size),
+    );
     let mut out = serde_json::Map::new();
     for dtype in [DType::F32, DType::F16] {
         if !device.supports_dtype(dtype) {
             continue;
         }
         let mut row = serde_json::Map::new();
-        for (name, (a, b, c)) in [(format!("{square}^3"), (square, square, square)), ("up_proj".into(), (tokens, e, m)), ("down_proj".into(), (tokens, m, e)), ("lm_head".into(), (tokens.min(1024), e, cfg.vocab_size))] {
+        for (name, (a, b, c)) in [
+            (format!("{square}^3"), (square, square, square)),
+            ("up_proj".into(), (tokens, e, m)),
+            ("down_proj".into(), (tokens, m, e)),
+            ("lm_head".into(), (tokens.min(1024), e, cfg.vocab_size)),
+        ] {
             let x = Tensor::<2>::random([a, b], Distribution::Normal(0.0, 1.0), (device, dtype));
             let w = Tensor::<2>::random([b, c], Distribution::Normal(0.0, 0.02), (device, dtype));
             let s = time(device, 10, &|| drop(x.clone().matmul(w.clone())))?;
@@ -46,7 +62,10 @@ pub fn ceilings(cfg: &Gemma4TextConfig, batch: usize, seq: usize, square: usize,
         }
         for layer_type in [LayerType::Full, LayerType::Sliding] {
             if let Some(spec) = cfg.layers.iter().find(|l| l.layer_type == layer_type) {
-                let name = format!("attention_{}", if layer_type == LayerType::Full { "full" } else { "sliding" });
+                let name = format!(
+                    "attention_{}",
+                    if layer_type == LayerType::Full { "full" } else { "sliding" }
+                );
                 row.insert(name, attention(cfg, spec, batch, seq, dtype, device)?);
             }
         }
@@ -56,11 +75,31 @@ pub fn ceilings(cfg: &Gemma4TextConfig, batch: usize, seq: usize, square: usize,
 }
 
 /// One layer's attention core, timed forward and forward + backward.
-fn attention(cfg: &Gemma4TextConfig, spec: &LayerSpec, batch: usize, seq: usize, dtype: DType, device: &Device) -> Result<Value> {
+fn attention(
+    cfg: &Gemma4TextConfig,
+    spec: &LayerSpec,
+    batch: usize,
+    seq: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Value> {
     let (h, kv, d) = (cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
     let window = (spec.layer_type == LayerType::Sliding).then(|| cfg.effective_sliding_window());
-    let mask = build_mask(&MaskSpec { offset: 0, queries: seq, key_start: 0, keys: seq, window, causal: !cfg.bidirectional }, RowMasks::default(), device);
-    let rand = |heads| Tensor::<4>::random([batch, heads, seq, d], Distribution::Normal(0.0, 1.0), (device, dtype));
+    let mask = build_mask(
+        &MaskSpec {
+            offset: 0,
+            queries: seq,
+            key_start: 0,
+            keys: seq,
+            window,
+            causal: !cfg.bidirectional,
+        },
+        RowMasks::default(),
+        device,
+    );
+    let rand = |heads| {
+        Tensor::<4>::random([batch, heads, seq, d], Distribution::Normal(0.0, 1.0), (device, dtype))
+    };
     let (q, k, v) = (rand(h), rand(kv), rand(kv));
     // The dispatch of `Attention::attend`: window blocks once the sequence spans them.
     let attend = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| match window {
@@ -89,9 +128,15 @@ fn attention(cfg: &Gemma4TextConfig, spec: &LayerSpec, batch: usize, seq: usize,
 /// Vulkan a matmul with a 2.7 GB operand came back in 0.04 ms, not computed (docs/performance.md).
 fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
     let ([a, b], [_, c]) = (x.dims(), w.dims());
-    let read = |t: Tensor<2>| t.cast(DType::F32).into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("ceilings: read-back: {e:?}"));
+    let read = |t: Tensor<2>| {
+        t.cast(DType::F32)
+            .into_data()
+            .try_to_vec_as::<f32>()
+            .map_err(|e| anyhow::anyhow!("ceilings: read-back: {e:?}"))
+    };
     let got = read(x.clone().matmul(w.clone()).slice([a - 1..a, c - 1..c]))?;
-    let (row, col) = (read(x.clone().slice([a - 1..a, 0..b]))?, read(w.clone().slice([0..b, c - 1..c]))?);
+    let (row, col) =
+        (read(x.clone().slice([a - 1..a, 0..b]))?, read(w.clone().slice([0..b, c - 1..c]))?);
     let want: f64 = row.iter().zip(&col).map(|(p, q)| *p as f64 * *q as f64).sum();
     let size: f64 = row.iter().zip(&col).map(|(p, q)| (*p as f64 * *q as f64).abs()).sum();
     // f16 inputs are exact in f32; the product accumulates in f32 and rounds to the output dtype.
@@ -135,7 +180,8 @@ mod tests {
         }
         assert!(ceilings(&cfg, 0, 40, 64, &Device::flex()).is_err(), "an empty batch is refused");
         // The two layer types keep their own head dims and windows.
-        let full = cfg.layers.iter().find(|l| l.layer_type == LayerType::Full).expect("a full layer");
+        let full =
+            cfg.layers.iter().find(|l| l.layer_type == LayerType::Full).expect("a full layer");
         assert_eq!(f32["attention_full"]["shape"]["head_dim"], full.head_dim);
         assert_eq!(f32["attention_sliding"]["shape"]["window"], cfg.effective_sliding_window());
     }

@@ -27,11 +27,19 @@ pub struct Flops {
 
 impl Flops {
     pub fn new(cfg: &Gemma4TextConfig, seq: usize, adapter: &LoraAdapter) -> Self {
-        let (e, h, d) = (cfg.hidden_size as f64, cfg.num_attention_heads as f64, cfg.hidden_size_per_layer_input as f64);
+        let (e, h, d) = (
+            cfg.hidden_size as f64,
+            cfg.num_attention_heads as f64,
+            cfg.hidden_size_per_layer_input as f64,
+        );
         let mut weights = 0.0;
         let mut attention = 0.0;
         for spec in &cfg.layers {
-            let (hd, kv, m) = (spec.head_dim as f64, spec.num_key_value_heads as f64, spec.intermediate_size as f64);
+            let (hd, kv, m) = (
+                spec.head_dim as f64,
+                spec.num_key_value_heads as f64,
+                spec.intermediate_size as f64,
+            );
             weights += 2.0 * h * hd * e; // q_proj, o_proj
             if spec.kv_donor.is_none() {
                 weights += if spec.k_eq_v { 1.0 } else { 2.0 } * kv * hd * e;
@@ -39,13 +47,19 @@ impl Flops {
             weights += 3.0 * m * e;
             weights += 2.0 * d * e; // PLE gate + projection (0 without PLE)
             if cfg.enable_moe_block {
-                weights += cfg.num_experts as f64 * e + cfg.top_k_experts as f64 * 3.0 * cfg.moe_intermediate_size as f64 * e;
+                weights += cfg.num_experts as f64 * e
+                    + cfg.top_k_experts as f64 * 3.0 * cfg.moe_intermediate_size as f64 * e;
             }
-            let window = (spec.layer_type == LayerType::Sliding).then(|| cfg.effective_sliding_window());
+            let window =
+                (spec.layer_type == LayerType::Sliding).then(|| cfg.effective_sliding_window());
             attention += 4.0 * h * hd * mean_context(seq, window);
         }
         weights += cfg.num_hidden_layers as f64 * d * e; // per_layer_model_projection
-        let routed = if cfg.num_experts > 0 { cfg.top_k_experts as f64 / cfg.num_experts as f64 } else { 1.0 };
+        let routed = if cfg.num_experts > 0 {
+            cfg.top_k_experts as f64 / cfg.num_experts as f64
+        } else {
+            1.0
+        };
         let lora = adapter
             .modules
             .values()

@@ -27,9 +27,8 @@ pub fn prefill(
     for i in 0..=s.prefill_runs {
         let b = random_batch(rng, s.batch, s.seq, model.config.vocab_size);
         let t = Instant::now();
-        let hidden = model
-            .forward_hidden(&TokenBatch::new(b.ids, s.batch, s.seq), adapter, false)?
-            .hidden;
+        let hidden =
+            model.forward_hidden(&TokenBatch::new(b.ids, s.batch, s.seq), adapter, false)?.hidden;
         let last = model.logits(hidden.narrow(1, s.seq - 1, 1)).argmax(2);
         let _ = last.into_data();
         peaks.sample();
@@ -53,11 +52,7 @@ pub fn decode(
 ) -> Result<Value> {
     let (b, vocab) = (s.decode_batch, model.config.vocab_size);
     let mut cache = KvCache::new(&model.config);
-    let mut decoder = Decoder {
-        model,
-        adapter,
-        cache: &mut cache,
-    };
+    let mut decoder = Decoder { model, adapter, cache: &mut cache };
     let prompt = random_batch(rng, b, s.prompt.max(1), vocab);
     let mut next = decoder.greedy(prompt.ids, b)?;
     for _ in 0..4 {

@@ -43,7 +43,11 @@ pub struct Args {
     #[arg(long)]
     alpha: Option<f64>,
     /// Target modules, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
     targets: Vec<String>,
     /// Base weight and activation dtype (LoRA, optimizer, norms and loss stay f32).
     #[arg(long, default_value = "f16", value_parser = backend::dtype_parser())]

@@ -6,9 +6,7 @@ use serde_json::Value;
 
 /// Device memory pool `(bytes in use, bytes reserved)`, where the backend reports it.
 pub fn memory(device: &Device) -> Option<(u64, u64)> {
-    device
-        .memory_pool_usage()
-        .map(|m| (m.bytes_in_use, m.bytes_reserved))
+    device.memory_pool_usage().map(|m| (m.bytes_in_use, m.bytes_reserved))
 }
 
 /// `memory` in GiB, for the progress lines.
@@ -32,10 +30,7 @@ pub struct Peaks {
 impl Peaks {
     /// No samples yet of `device`'s pool.
     pub fn new(device: &Device) -> Self {
-        Self {
-            device: device.clone(),
-            peak: None,
-        }
+        Self { device: device.clone(), peak: None }
     }
 
     /// Sample the pool now.
@@ -68,16 +63,10 @@ pub fn summary(r: &Value) -> String {
     out += &format!(
         "train   {} tok/s | step {} ms | {} TFLOP/s | loss {} → {}\n",
         f(&r["train"]["tokens_per_s"]),
-        r["train"]["step_s"]
-            .as_f64()
-            .map_or("-".into(), |x| format!("{:.1}", x * 1e3)),
+        r["train"]["step_s"].as_f64().map_or("-".into(), |x| format!("{:.1}", x * 1e3)),
         f(&r["train"]["tflops"]),
-        r["train"]["loss_first"]
-            .as_f64()
-            .map_or("-".into(), |x| format!("{x:.4}")),
-        r["train"]["loss_last"]
-            .as_f64()
-            .map_or("-".into(), |x| format!("{x:.4}")),
+        r["train"]["loss_first"].as_f64().map_or("-".into(), |x| format!("{x:.4}")),
+        r["train"]["loss_last"].as_f64().map_or("-".into(), |x| format!("{x:.4}")),
     );
     if !r["prefill"].is_null() {
         out += &format!(
@@ -95,9 +84,7 @@ pub fn summary(r: &Value) -> String {
     }
     out += &format!(
         "memory  peak {} GiB",
-        r["memory"]["peak_gib"]
-            .as_f64()
-            .map_or("n/a".into(), |x| format!("{x:.2}"))
+        r["memory"]["peak_gib"].as_f64().map_or("n/a".into(), |x| format!("{x:.2}"))
     );
     out
 }

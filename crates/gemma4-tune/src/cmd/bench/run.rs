@@ -43,15 +43,8 @@ pub const PRESETS: [(&str, &str); 5] = [
 ];
 
 /// The default LoRA targets.
-const TARGETS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+const TARGETS: [&str; 7] =
+    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /// What to measure (the knobs of a recipe that matter for speed).
 #[derive(Clone, Debug)]
@@ -136,9 +129,7 @@ pub fn load_config(model: &str) -> Result<Gemma4TextConfig> {
 
 /// A batch of uniform random tokens, every token after the first trained.
 pub fn random_batch(rng: &mut ChaCha8Rng, batch: usize, seq: usize, vocab: usize) -> Batch {
-    let ids: Vec<u32> = (0..batch * seq)
-        .map(|_| rng.random_range(0..vocab as u32))
-        .collect();
+    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(0..vocab as u32)).collect();
     let target: Vec<bool> = (0..batch * seq).map(|i| i % seq != 0).collect();
     Batch {
         ids,
@@ -176,24 +167,14 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
     let cfg = load_config(&s.model)?;
     let mut peaks = Peaks::new(device);
     let t = Instant::now();
-    let ckpt = Checkpoint::random(
-        &cfg,
-        RandomInit {
-            seed: s.seed,
-            std: 0.02,
-        },
-    );
+    let ckpt = Checkpoint::random(&cfg, RandomInit { seed: s.seed, std: 0.02 });
     let options = LoadOptions::new(s.dtype).with_piece_bytes(s.piece_bytes);
     let (model, _) =
         Gemma4TextModel::load_with(cfg.clone(), &ckpt, &device.clone().autodiff(), options)?;
     sync(device)?;
     let load_s = secs(t);
     let weights_mem = memory(device);
-    eprintln!(
-        "bench: {} loaded in {load_s:.1} s ({})",
-        s.model,
-        mem_text(weights_mem)
-    );
+    eprintln!("bench: {} loaded in {load_s:.1} s ({})", s.model, mem_text(weights_mem));
     let mut trainer = trainer(model, s)?;
     let flops = Flops::new(&cfg, s.seq, &trainer.adapter);
     let params = gemma4_model::ParamCounts::from_config(&cfg);
@@ -246,13 +227,11 @@ fn trainer(model: Gemma4TextModel, s: &BenchSettings) -> Result<Trainer> {
     lora.base_model_name_or_path = Some(s.model.clone());
     let mut adapter = gemma4_lora::init_adapter(&model, &lora, s.seed)?;
     // A benchmark adapter starts with non-zero B, so every LoRA product is real work.
-    adapter.map_tensors(|key, t| {
-        if key.contains("lora_B") {
-            t.ones_like().mul_scalar(1e-3)
-        } else {
-            t
-        }
-    });
+    adapter.map_tensors(
+        |key, t| {
+            if key.contains("lora_B") { t.ones_like().mul_scalar(1e-3) } else { t }
+        },
+    );
     let optim = OptimSection {
         lr: s.lr,
         weight_decay: 0.0,
@@ -267,13 +246,8 @@ fn trainer(model: Gemma4TextModel, s: &BenchSettings) -> Result<Trainer> {
         skip_nonfinite: false,
         seed: s.seed,
     };
-    let mut trainer = Trainer::new(
-        model,
-        adapter,
-        AdamW::default(),
-        TrainerState::default(),
-        settings,
-    );
+    let mut trainer =
+        Trainer::new(model, adapter, AdamW::default(), TrainerState::default(), settings);
     trainer.profile = s.profile;
     Ok(trainer)
 }

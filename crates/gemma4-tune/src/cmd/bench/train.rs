@@ -39,13 +39,7 @@ pub fn train_steps(
         let dt = secs(t);
         let loss = match outcome {
             StepOutcome::Updated { loss, .. } => loss,
-            StepOutcome::Overflow {
-                loss,
-                first,
-                count,
-                tensors,
-                scale,
-            } => {
+            StepOutcome::Overflow { loss, first, count, tensors, scale } => {
                 let first = first.as_deref().unwrap_or("-");
                 eprintln!(
                     "bench: f16 gradient overflow in {count} of {tensors} tensors (first: {first}); step skipped, loss scale now {scale}"
@@ -53,21 +47,13 @@ pub fn train_steps(
                 skipped += usize::from(i >= s.warmup);
                 loss
             }
-            StepOutcome::NonFinite {
-                loss, grad_norm, ..
-            } => {
-                bail!(
-                    "bench step {}: non-finite gradients (norm {grad_norm}, loss {loss})",
-                    i + 1
-                )
+            StepOutcome::NonFinite { loss, grad_norm, .. } => {
+                bail!("bench step {}: non-finite gradients (norm {grad_norm}, loss {loss})", i + 1)
             }
         };
         if !trainer.phases.is_empty() {
-            let text: Vec<String> = trainer
-                .phases
-                .iter()
-                .map(|(n, t)| format!("{n} {t:.3} s"))
-                .collect();
+            let text: Vec<String> =
+                trainer.phases.iter().map(|(n, t)| format!("{n} {t:.3} s")).collect();
             eprintln!("bench:   {}", text.join(", "));
         }
         if i >= s.warmup {
