@@ -1,9 +1,9 @@
 //! `gemma4-tune inspect --model DIR`: the resolved config and parameter counts (reads only config.json).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use gemma4_model::{Gemma4TextModel, LayerType, ParamCounts};
+use gemma4_model::{Gemma4TextConfig, Gemma4TextModel, LayerType, ParamCounts};
 
 use crate::demo::Demo;
 
@@ -30,6 +30,14 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let c = &loaded.config;
+    print_summary(&path, c);
+    print_layers(c);
+    print_params(c);
+    Ok(())
+}
+
+/// The model's layout, sizes, attention, RoPE, PLE, KV sharing, MoE and head.
+fn print_summary(path: &Path, c: &Gemma4TextConfig) {
     println!("{}", path.display());
     println!(
         "  layout           {}",
@@ -89,6 +97,10 @@ pub fn run(args: Args) -> Result<()> {
         if c.tie_word_embeddings { "tied" } else { "untied lm_head" },
         c.final_logit_softcapping
     );
+}
+
+/// One row per layer: type, head_dim, KV heads, k_eq_v, KV donor and MLP width.
+fn print_layers(c: &Gemma4TextConfig) {
     println!("  layer  type     head_dim  kv_heads  k_eq_v  kv_donor  mlp_width");
     for (i, l) in c.layers.iter().enumerate() {
         println!(
@@ -102,6 +114,10 @@ pub fn run(args: Args) -> Result<()> {
             l.intermediate_size
         );
     }
+}
+
+/// Parameter counts: total, the large tables, without the PLE table, active per token.
+fn print_params(c: &Gemma4TextConfig) {
     let p = ParamCounts::from_config(c);
     println!(
         "  parameters       total {}  (PLE table {}, embed_tokens {}, experts {})",
@@ -115,7 +131,6 @@ pub fn run(args: Args) -> Result<()> {
         human(p.total - p.ple_table),
         human(p.active_per_token)
     );
-    Ok(())
 }
 
 fn human(n: usize) -> String {

@@ -5,9 +5,10 @@
 //! B·(T−1) positions, HF's causal-LM convention). If IN also holds reference `logits` (e.g. from
 //! transformers), the relative L2 difference is printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use gemma4_model::{
     Gemma4TextModel, LoadOptions, NoAdapter, TokenBatch, WeightDtype, causal_lm_loss,
 };
@@ -64,7 +65,39 @@ pub fn run(args: Args) -> Result<()> {
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
-    let ids = io::read_int(&st, &input, "input_ids")?
+    let batch = read_batch(&st, &input)?;
+
+    let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
+    let model = load_model(&model_dir, &device, options)?;
+    // HF convention for `labels = input_ids`: every next-token position counts.
+    let loss_batch = TokenBatch { attention_mask: None, ..batch.clone() };
+    let f = Forward { model: &model, batch: &batch, loss_batch: &loss_batch };
+    let mut tensors = base_outputs(&f, &st, &input)?;
+    if let Some(dir) = &args.adapter {
+        let shape = tensors[0].2.clone();
+        tensors.extend(adapter_outputs(&f, dir, args.grads, &shape, &st, &input)?);
+    }
+    if let Some(out) = &args.out {
+        io::write_f32_atomic(out, &tensors)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// A named f32 tensor to write: name, values, shape.
+type Named = (String, Vec<f32>, Vec<usize>);
+
+/// The model and the batch it runs on (`loss_batch`: the batch without its attention mask).
+struct Forward<'a> {
+    model: &'a Gemma4TextModel,
+    batch: &'a TokenBatch,
+    loss_batch: &'a TokenBatch,
+}
+
+/// `input_ids` (2-D, at least 2 tokens a row, ids that fit u32) and the optional
+/// `attention_mask` of `input` (`st`) as a batch.
+fn read_batch(st: &SafeTensors, input: &Path) -> Result<TokenBatch> {
+    let ids = io::read_int(st, input, "input_ids")?
         .with_context(|| format!("{}: no tensor `input_ids`", input.display()))?;
     let [b, t] = ids.shape[..] else {
         bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", input.display(), ids.shape)
@@ -81,7 +114,7 @@ pub fn run(args: Args) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
-    let attention_mask = match io::read_int(&st, &input, "attention_mask")? {
+    let attention_mask = match io::read_int(st, input, "attention_mask")? {
         Some(m) if m.shape == [b, t] => {
             Some(m.values.chunks(t).map(|r| r.iter().map(|&x| x != 0).collect()).collect())
         }
@@ -92,10 +125,12 @@ pub fn run(args: Args) -> Result<()> {
         ),
         None => None,
     };
-    let batch = TokenBatch { attention_mask, ..TokenBatch::new(ids, b, t) };
+    Ok(TokenBatch { attention_mask, ..TokenBatch::new(ids, b, t) })
+}
 
-    let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
-    let (model, report, warnings) = Gemma4TextModel::from_dir_with(&model_dir, &device, options)
+/// The model in `model_dir`, its warnings and what was loaded reported on stderr.
+fn load_model(model_dir: &Path, device: &Device, options: LoadOptions) -> Result<Gemma4TextModel> {
+    let (model, report, warnings) = Gemma4TextModel::from_dir_with(model_dir, device, options)
         .with_context(|| format!("loading model from {}", model_dir.display()))?;
     for w in warnings {
         eprintln!("warning: {w}");
@@ -105,56 +140,68 @@ pub fn run(args: Args) -> Result<()> {
         report.used,
         report.dropped.len()
     );
-    let out = model.forward_hidden(&batch, &NoAdapter, false)?;
-    let logits = model.logits(out.hidden);
-    // HF convention for `labels = input_ids`: every next-token position counts.
-    let loss_batch = TokenBatch { attention_mask: None, ..batch.clone() };
-    let loss = causal_lm_loss(logits.clone(), &loss_batch)?;
+    Ok(model)
+}
+
+/// `logits` and `loss` of the base model, printed and compared with reference `logits` in
+/// `input` if there are any.
+fn base_outputs(f: &Forward, st: &SafeTensors, input: &Path) -> Result<Vec<Named>> {
+    let out = f.model.forward_hidden(f.batch, &NoAdapter, false)?;
+    let logits = f.model.logits(out.hidden);
+    let loss = causal_lm_loss(logits.clone(), f.loss_batch)?;
     let shape = logits.dims().to_vec();
     let logits = to_vec(logits)?;
     let loss = to_vec(loss)?;
     println!("logits [{}, {}, {}]  loss {:.6}", shape[0], shape[1], shape[2], loss[0]);
-    if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "logits")? {
-        report_difference("logits", &logits, &shape, &reference, &ref_shape, &input)?;
+    if let Some((reference, ref_shape)) = io::read_f32(st, input, "logits")? {
+        report_difference("logits", &logits, &shape, &reference, &ref_shape, input)?;
     }
-    let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> =
-        vec![("logits".into(), logits, shape.clone()), ("loss".into(), loss, vec![1])];
-    if let Some(dir) = &args.adapter {
-        let mut adapter = gemma4_lora::peft_io::load(dir, &model)
-            .with_context(|| format!("loading adapter {}", dir.display()))?;
-        if args.grads {
-            adapter.map_tensors(|_, t| t.require_grad());
-        }
-        let lora_logits = model.logits(model.forward_hidden(&batch, &adapter, false)?.hidden);
-        let lora_loss = causal_lm_loss(lora_logits.clone(), &loss_batch)?;
-        if args.grads {
-            let grads = lora_loss.backward();
-            for (key, t) in adapter.tensors() {
-                let g = t.grad(&grads).with_context(|| format!("no gradient for {key}"))?;
-                let gshape = g.dims().to_vec();
-                tensors.push((format!("grad.{key}"), to_vec(g)?, gshape));
-            }
-        }
-        let lora_logits = to_vec(lora_logits)?;
-        let lora_loss = to_vec(lora_loss)?;
-        println!(
-            "adapter {}: {} modules, lora_loss {:.6}{}",
-            dir.display(),
-            adapter.modules.len(),
-            lora_loss[0],
-            if args.grads { ", gradients written" } else { "" }
-        );
-        if let Some((reference, ref_shape)) = io::read_f32(&st, &input, "lora_logits")? {
-            report_difference("lora_logits", &lora_logits, &shape, &reference, &ref_shape, &input)?;
-        }
-        tensors.push(("lora_logits".into(), lora_logits, shape));
-        tensors.push(("lora_loss".into(), lora_loss, vec![1]));
+    Ok(vec![("logits".into(), logits, shape), ("loss".into(), loss, vec![1])])
+}
+
+/// With the adapter in `dir`: `grad.<key>` for every adapter tensor (if `grads`), then
+/// `lora_logits` (of `shape`) and `lora_loss`, printed and compared with reference
+/// `lora_logits` in `input` if there are any.
+fn adapter_outputs(
+    f: &Forward,
+    dir: &Path,
+    grads: bool,
+    shape: &[usize],
+    st: &SafeTensors,
+    input: &Path,
+) -> Result<Vec<Named>> {
+    let model = f.model;
+    let mut tensors = Vec::new();
+    let mut adapter = gemma4_lora::peft_io::load(dir, model)
+        .with_context(|| format!("loading adapter {}", dir.display()))?;
+    if grads {
+        adapter.map_tensors(|_, t| t.require_grad());
     }
-    if let Some(out) = &args.out {
-        io::write_f32_atomic(out, &tensors)?;
-        println!("wrote {}", out.display());
+    let lora_logits = model.logits(model.forward_hidden(f.batch, &adapter, false)?.hidden);
+    let lora_loss = causal_lm_loss(lora_logits.clone(), f.loss_batch)?;
+    if grads {
+        let grads = lora_loss.backward();
+        for (key, t) in adapter.tensors() {
+            let g = t.grad(&grads).with_context(|| format!("no gradient for {key}"))?;
+            let gshape = g.dims().to_vec();
+            tensors.push((format!("grad.{key}"), to_vec(g)?, gshape));
+        }
     }
-    Ok(())
+    let lora_logits = to_vec(lora_logits)?;
+    let lora_loss = to_vec(lora_loss)?;
+    println!(
+        "adapter {}: {} modules, lora_loss {:.6}{}",
+        dir.display(),
+        adapter.modules.len(),
+        lora_loss[0],
+        if grads { ", gradients written" } else { "" }
+    );
+    if let Some((reference, ref_shape)) = io::read_f32(st, input, "lora_logits")? {
+        report_difference("lora_logits", &lora_logits, shape, &reference, &ref_shape, input)?;
+    }
+    tensors.push(("lora_logits".into(), lora_logits, shape.to_vec()));
+    tensors.push(("lora_loss".into(), lora_loss, vec![1]));
+    Ok(tensors)
 }
 
 fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
@@ -167,7 +214,7 @@ fn report_difference(
     shape: &[usize],
     reference: &[f32],
     ref_shape: &[usize],
-    input: &std::path::Path,
+    input: &Path,
 ) -> Result<()> {
     if ref_shape != shape {
         bail!("reference `{name}` in {} has shape {ref_shape:?}, ours {shape:?}", input.display());

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+pub mod bad;
+
 /// The `gemma4-tune` binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))

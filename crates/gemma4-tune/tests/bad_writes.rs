@@ -1,0 +1,135 @@
+//! Write failures, through the real binary: each exits 1 with one `error:` line naming the path,
+//! and the previous checkpoint (and everything else already written) stays as it was. The tests
+//! run as root, so chmod would not block writes: other means are used (docs/robustness.md §6;
+//! `bad_inputs.rs` says which bad input is covered where).
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::bad::*;
+use common::*;
+
+/// Train on the CPU with a checkpoint every 3 steps.
+const SET: [&str; 4] = ["--backend", "cpu", "--set", "checkpoint.every=3"];
+
+/// `cmd` under a file-size limit of `blocks` (`ulimit -f`; 512- or 1024-byte blocks depending on
+/// the shell), SIGXFSZ ignored: a write past the limit fails with EFBIG, like a full disk.
+fn with_file_size_limit(blocks: u32, cmd: &Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    sh
+}
+
+#[test]
+fn a_full_disk_names_the_file_and_keeps_the_previous_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let r = recipe(&tmp.path().join("a"), &data);
+    // No valid split: the first large file step 6 writes is its checkpoint's adapter (~220 kB).
+    std::fs::write(
+        &r,
+        std::fs::read_to_string(&r)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("valid"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (out, _, stderr) =
+        run(bin().arg("train").arg(&r).args(SET).args(["--set", "train.iters=3"]));
+    assert!(out.status.success(), "{stderr}");
+    let ckpts = tmp.path().join("a/run/checkpoints");
+    let before = snapshot(&ckpts);
+    assert!(before.contains_key(Path::new("0000003/optimizer.safetensors")));
+
+    // "Disk full" while saving the step-6 checkpoint: the error names the file, no partial
+    // snapshot is left, the step-3 one is intact, and a later resume finishes.
+    let mut train = bin();
+    train.arg("train").arg(&r).args(SET).args(["--set", "train.iters=6", "--resume"]);
+    let result = run(&mut with_file_size_limit(200, &train));
+    assert_fails_cleanly(
+        "file size limit",
+        &result,
+        &[
+            &format!("{}/.0000006.tmp-", ckpts.display()),
+            "adapter_model.safetensors",
+            "File too large",
+        ],
+        &ckpts,
+        &before,
+    );
+    let (out, stdout, stderr) = run(&mut train);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("at step 3") && ckpts.join("0000006/trainer_state.json").is_file(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_checkpoints_file_fails_the_save_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    // `checkpoints` is a file: the save fails naming it; the run's other files stay as they were.
+    let b = tmp.path().join("b");
+    let r = recipe(&b, &data);
+    std::fs::create_dir_all(b.join("run")).unwrap();
+    std::fs::write(b.join("run/checkpoints"), "not a directory").unwrap();
+    let result = run(bin().arg("train").arg(&r).args(SET).args([
+        "--set",
+        "train.iters=3",
+        "--set",
+        "eval.batches=1",
+    ]));
+    assert_eq!(result.0.status.code(), Some(1), "{}", result.2);
+    assert!(
+        result.2.contains(&format!("{}: ", b.join("run/checkpoints/0000003").display()))
+            && result.2.contains("Not a directory"),
+        "{}",
+        result.2
+    );
+    assert!(!b.join("run/adapter").exists());
+}
+
+#[test]
+fn an_out_dir_that_is_a_file_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    // The output directory is a file.
+    let c = tmp.path().join("c");
+    let r = recipe(&c, &data);
+    std::fs::write(c.join("run"), "a file").unwrap();
+    let result = run(bin().arg("train").arg(&r).args(SET));
+    assert_fails_cleanly(
+        "out_dir is a file",
+        &result,
+        &[&c.join("run").display().to_string(), "File exists"],
+        &c,
+        &snapshot(&c),
+    );
+}
+
+#[test]
+fn logits_out_into_a_missing_directory_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `logits --out` into a directory that does not exist.
+    let result = run(bin()
+        .args(["logits", "--backend", "cpu", "--model"])
+        .arg(fixture("dense"))
+        .arg("--input")
+        .arg(fixture("dense/golden.safetensors"))
+        .arg("--out")
+        .arg(tmp.path().join("no/such/dir/o.safetensors")));
+    assert_fails_cleanly(
+        "--out in a missing directory",
+        &result,
+        &["no/such/dir/o.safetensors: ", "No such file"],
+        tmp.path(),
+        &snapshot(tmp.path()),
+    );
+}
