@@ -5,7 +5,8 @@
 //! `resolve.rs` (through [`Gemma4TextConfig::from_json`]) applies HF's defaults and
 //! post-processing (`configuration_gemma4.py`, transformers 5.24) and derives the per-layer
 //! structure: layer types, head dims, KV heads, KV donors, MLP widths (`formats/gemma3.rs` does
-//! the same for Gemma 3 configs). The model only ever sees the resolved type.
+//! the same for Gemma 3 configs), with `rope.rs` resolving `rope_parameters` for both. The model
+//! only ever sees the resolved type.
 //!
 //! Missing keys take HF's defaults (never mlx-lm's). Values we do not implement are an error
 //! naming the key; keys we do not know are returned as warnings for the caller to print.
@@ -192,10 +193,12 @@ impl Gemma4TextConfig {
 
 mod hf;
 mod resolve;
+mod rope;
 pub(crate) use hf::HfTextConfig;
 use hf::IGNORED_KEYS;
 use resolve::resolve;
-pub(crate) use resolve::{derive_layers, parse_eos, resolve_layer_types, resolve_rope, validate};
+pub(crate) use resolve::{derive_layers, parse_eos, resolve_layer_types, validate};
+pub(crate) use rope::resolve_rope;
 
 use crate::formats::gemma3::resolve_gemma3;
 

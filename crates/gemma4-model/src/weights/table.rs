@@ -157,22 +157,28 @@ pub fn expected_tensors(cfg: &Gemma4TextConfig, prefix: &str) -> Vec<(String, Ve
             push(format!("{p}post_per_layer_input_norm.weight"), vec![e]);
         }
         if cfg.enable_moe_block {
-            let (n, mi) = (cfg.num_experts, cfg.moe_intermediate_size);
-            push(format!("{p}router.proj.weight"), vec![n, e]);
-            push(format!("{p}router.scale"), vec![e]);
-            push(format!("{p}router.per_expert_scale"), vec![n]);
-            push(format!("{p}experts.gate_up_proj"), vec![n, 2 * mi, e]);
-            push(format!("{p}experts.down_proj"), vec![n, e, mi]);
-            for norm in [
-                "pre_feedforward_layernorm_2",
-                "post_feedforward_layernorm_1",
-                "post_feedforward_layernorm_2",
-            ] {
-                push(format!("{p}{norm}.weight"), vec![e]);
-            }
+            push_moe_tensors(cfg, &p, &mut push);
         }
     }
     out
+}
+
+/// The MoE block of one layer (`p` = `{prefix}layers.{i}.`): router, stacked experts and the
+/// block's extra norms, in [`expected_tensors`]' order.
+fn push_moe_tensors(cfg: &Gemma4TextConfig, p: &str, push: &mut impl FnMut(String, Vec<usize>)) {
+    let (n, mi, e) = (cfg.num_experts, cfg.moe_intermediate_size, cfg.hidden_size);
+    push(format!("{p}router.proj.weight"), vec![n, e]);
+    push(format!("{p}router.scale"), vec![e]);
+    push(format!("{p}router.per_expert_scale"), vec![n]);
+    push(format!("{p}experts.gate_up_proj"), vec![n, 2 * mi, e]);
+    push(format!("{p}experts.down_proj"), vec![n, e, mi]);
+    for norm in [
+        "pre_feedforward_layernorm_2",
+        "post_feedforward_layernorm_1",
+        "post_feedforward_layernorm_2",
+    ] {
+        push(format!("{p}{norm}.weight"), vec![e]);
+    }
 }
 
 /// How a checkpoint name is handled: `Some(row)` = read through that table row,
