@@ -102,15 +102,7 @@ pub(crate) fn sync_parent(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::test_util::names;
 
     #[test]
     fn an_atomic_write_replaces_an_existing_file_and_leaves_no_temporary() {

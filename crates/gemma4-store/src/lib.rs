@@ -22,6 +22,8 @@ mod naming;
 pub mod recover;
 pub mod safetensors;
 pub mod staged;
+#[cfg(test)]
+mod test_util;
 
 pub use atomic::{AtomicFile, write_atomic, write_atomic_with};
 pub use error::{Result, StoreError};

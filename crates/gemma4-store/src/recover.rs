@@ -40,15 +40,7 @@ pub fn recover(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::test_util::names;
 
     /// Moved here from gemma4-train's checkpoint.rs, in the store's one naming scheme.
     #[test]

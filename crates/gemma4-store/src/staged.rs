@@ -85,15 +85,7 @@ impl StagedDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::test_util::names;
 
     #[test]
     fn a_commit_puts_a_new_directory_in_place() {
