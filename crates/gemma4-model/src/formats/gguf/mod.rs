@@ -186,7 +186,9 @@ pub fn find_gguf(path: &Path) -> Result<Option<PathBuf>> {
             path.display(),
             found
                 .iter()
-                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .map(|p| p
+                    .file_name()
+                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
