@@ -16,6 +16,8 @@ pub enum Backend {
     Wgpu,
     /// burn-wgpu pinned to Vulkan with the SPIR-V compiler (tensor-core f16 matmuls); feature `vulkan`.
     Vulkan,
+    /// CUDA through CubeCL (NVRTC), cuBLAS for the large matmuls; feature `cuda`.
+    Cuda,
 }
 
 /// `--dtype f32|f16|bf16`: weight/activation dtype (norms, softmax, softcap and loss always run
@@ -27,7 +29,9 @@ pub fn dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
 
 /// The default backend: the GPU one when compiled in, else the CPU.
 pub fn default_backend() -> Backend {
-    if cfg!(feature = "vulkan") {
+    if cfg!(feature = "cuda") {
+        Backend::Cuda
+    } else if cfg!(feature = "vulkan") {
         Backend::Vulkan
     } else if cfg!(feature = "wgpu") {
         Backend::Wgpu
@@ -47,6 +51,8 @@ pub fn device(backend: Backend) -> Result<(Device, usize)> {
         Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
         #[cfg(feature = "vulkan")]
         Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Device::cuda(0),
         #[allow(unreachable_patterns)]
         other => bail!(
             "backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)",
@@ -60,7 +66,7 @@ pub fn device(backend: Backend) -> Result<(Device, usize)> {
 /// The largest buffer a CubeCL device allocates in one piece (`None` on the CPU backend).
 pub fn largest_buffer(device: &Device) -> Option<u64> {
     match device.as_dispatch() {
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
         burn::backend::DispatchDevice::Cube(d) => {
             Some(d.client().properties().memory.max_page_size)
         }
