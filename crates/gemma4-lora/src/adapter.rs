@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Distribution, Tensor, TensorData, module::linear};
+use burn::tensor::{Distribution, Tensor, TensorData};
+use gemma4_kernels::linear;
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -12,6 +12,8 @@ use burn::tensor::{Bool, DType, Tensor, activation::softmax};
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
+use gemma4_kernels::matmul;
+
 use crate::linear::{Adapter, Linear, ProjName, Site};
 use crate::norm::RmsNorm;
 use crate::rope::apply_rotary;
@@ -231,7 +233,7 @@ pub fn scaled_dot_product(
     let g = h / kv;
     let dtype = q.dtype();
     let q = q.reshape([b, kv, g * s, d]); // rows ordered (group, position)
-    let mut scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
+    let mut scores = matmul(q, k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
     if scale != 1.0 {
         scores = scores.mul_scalar(scale as f32);
     }
@@ -243,7 +245,7 @@ pub fn scaled_dot_product(
         Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
     let scores = scores.reshape([b, kv * g, s, t]) + bias; // [b, kv·g, s, t]
     let probs = softmax(scores, 3).cast(dtype).reshape([b, kv, g * s, t]);
-    probs.matmul(v).reshape([b, h, s, d])
+    matmul(probs, v).reshape([b, h, s, d])
 }
 
 #[cfg(test)]

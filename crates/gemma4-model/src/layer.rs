@@ -164,10 +164,9 @@ impl DecoderLayer {
 
         if let (Some(ple), Some(p)) = (&self.per_layer_input, per_layer_input) {
             let w = ple.per_layer_input_gate.weight.clone();
-            let g =
-                gelu_approximate(burn::tensor::module::linear(h.clone().cast(w.dtype()), w, None))
-                    * p.cast(ple.per_layer_projection.weight.dtype());
-            let g = burn::tensor::module::linear(g, ple.per_layer_projection.weight.clone(), None);
+            let g = gelu_approximate(gemma4_kernels::linear(h.clone().cast(w.dtype()), w, None))
+                * p.cast(ple.per_layer_projection.weight.dtype());
+            let g = gemma4_kernels::linear(g, ple.per_layer_projection.weight.clone(), None);
             h = h.clone() + ple.post_per_layer_input_norm.forward(g).cast(h.dtype());
         }
         let dtype = h.dtype();

@@ -5,7 +5,8 @@
 //! term. [`NoAdapter`] returns the base output untouched. Base weights are plain tensors, never
 //! Burn `Param`s: they cannot receive gradients.
 
-use burn::tensor::{DType, Tensor, module::linear};
+use burn::tensor::{DType, Tensor};
+use gemma4_kernels::linear;
 
 /// HF module names of the projections an adapter may target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -9,8 +9,9 @@
 use burn::tensor::{
     DType, IndexingUpdateOp, Int, Tensor, TensorData,
     activation::{gelu_approximate, softmax},
-    module::linear,
 };
+
+use gemma4_kernels::{linear, matmul};
 
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
@@ -61,7 +62,7 @@ impl Router {
         let z = self.norm.forward(h).cast(DType::F32)
             * self.scale.clone().unsqueeze::<2>()
             * (e as f64).powf(-0.5);
-        let logits = linear(z.cast(dtype), self.proj.clone(), None).cast(DType::F32); // [n, E]
+        let logits = matmul(z.cast(dtype), self.proj.clone()).cast(DType::F32); // [n, E]
         let (top, idx) = softmax(logits, 1).topk_with_indices(self.top_k, 1); // [n, k]
         let top = top.clone() / top.sum_dim(1);
         let scale = self

@@ -65,7 +65,7 @@ impl Ple {
             Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
                 .mul_scalar((d as f32).sqrt())
                 .cast(dtype);
-        let context = burn::tensor::module::linear(
+        let context = gemma4_kernels::linear(
             h0.clone().cast(dtype),
             self.per_layer_model_projection.clone(),
             None,

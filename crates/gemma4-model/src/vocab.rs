@@ -85,7 +85,7 @@ impl Head {
         let mut parts: Vec<Tensor<3>> = self
             .pieces
             .iter()
-            .map(|w| burn::tensor::module::linear(hidden.clone(), w.clone(), None))
+            .map(|w| gemma4_kernels::linear(hidden.clone(), w.clone(), None))
             .collect();
         if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 2) }
     }

@@ -2,6 +2,11 @@
 //!
 //! Exit codes: 0 success, 1 any error (printed with its full context chain), 2 bad arguments.
 
+// gemma4-kernels' cuBLAS route implements Burn's extension for the plain CubeCL backend, which
+// Burn's `fusion` replaces with `Fusion<CubeBackend>`.
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+compile_error!("the `cuda` and `fusion` features cannot be combined (see Cargo.toml)");
+
 mod backend;
 mod cmd;
 mod demo;

@@ -30,7 +30,7 @@ pub struct Args {
     /// Where to write `logits` and `loss` (f32); nothing is written without it.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
+    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
     /// Weight/activation dtype.

@@ -19,7 +19,7 @@ pub struct Args {
     /// Resume from a checkpoint directory, or (no value) from the newest one in the run's output.
     #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
     resume: Option<String>,
-    /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
+    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
 }

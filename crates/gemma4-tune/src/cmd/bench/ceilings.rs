@@ -2,7 +2,8 @@
 //! measured through the same Burn calls the model makes.
 //!
 //! ```text
-//! matmul   : [m, k]·[k, n] at n³ (8192³ from the CLI) and at the preset's up/down projections and LM-head chunk
+//! matmul   : [m, k]·[k, n] at n³ (8192³ from the CLI) and at the preset's up/down projections and LM-head chunk;
+//!            Burn's matmul, and on CUDA also the model's frozen-weight route (cuBLAS)
 //! attention: one layer of each type (full, sliding), the model's own attention code
 //!            (scores, additive mask, f32 softmax, ·V; sliding layers in window blocks),
 //!            forward, and forward + backward (the gradients of q, k and v)
@@ -43,7 +44,7 @@ pub fn ceilings(
         cfg.layers.iter().map(|l| l.intermediate_size).max().unwrap_or(cfg.intermediate_size),
     );
     let mut out = serde_json::Map::new();
-    for dtype in [DType::F32, DType::F16] {
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
         if !device.supports_dtype(dtype) {
             continue;
         }
@@ -58,7 +59,16 @@ pub fn ceilings(
             let w = Tensor::<2>::random([b, c], Distribution::Normal(0.0, 0.02), (device, dtype));
             let s = time(device, 10, &|| drop(x.clone().matmul(w.clone())))?;
             let valid = corner_is_right(&x, &w)?;
-            row.insert(name, json!({"shape": [a, b, c], "ms": s * 1e3, "tflops": 2.0 * (a * b * c) as f64 / s / 1e12, "valid": valid}));
+            let tflops = |s: f64| 2.0 * (a * b * c) as f64 / s / 1e12;
+            let mut r =
+                json!({"shape": [a, b, c], "ms": s * 1e3, "tflops": tflops(s), "valid": valid});
+            if gemma4_kernels::uses_cublas(device) {
+                // The frozen-weight route the model takes on this device (cuBLAS).
+                let s = time(device, 10, &|| drop(gemma4_kernels::matmul(x.clone(), w.clone())))?;
+                r["cublas_ms"] = json!(s * 1e3);
+                r["cublas_tflops"] = json!(tflops(s));
+            }
+            row.insert(name, r);
         }
         for layer_type in [LayerType::Full, LayerType::Sliding] {
             if let Some(spec) = cfg.layers.iter().find(|l| l.layer_type == layer_type) {
@@ -144,7 +154,7 @@ fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
 }
 
 /// Mean seconds of `f` over `reps` runs, after one untimed run (compilation, autotuning).
-fn time(device: &Device, reps: usize, f: &dyn Fn()) -> Result<f64> {
+pub fn time(device: &Device, reps: usize, f: &dyn Fn()) -> Result<f64> {
     f();
     sync(device)?;
     let t = Instant::now();

@@ -13,6 +13,7 @@
 mod ceilings;
 mod flops;
 mod infer;
+mod kernels;
 mod report;
 mod run;
 mod train;
@@ -77,7 +78,7 @@ pub struct Args {
     decode_batch: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Compute backend (default: vulkan, else wgpu, when compiled in; else cpu).
+    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
     /// Time the phases of each step (forward, loss, backward, optimizer; syncs between them).
@@ -87,6 +88,11 @@ pub struct Args {
     /// shapes) and one attention layer of each type (forward, and forward + backward).
     #[arg(long)]
     ceilings: bool,
+    /// Check the matrix products instead: gemma4-kernels' route (cuBLAS on CUDA) and Burn's
+    /// matmul against f64 on every product shape of --model, forward and backward, over --batch ×
+    /// --seq rows (at most 4096); exits non-zero when ours is out of tolerance.
+    #[arg(long, conflicts_with = "ceilings")]
+    check_kernels: bool,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -117,6 +123,16 @@ pub fn run_cmd(args: Args) -> Result<()> {
         profile: args.profile,
         backend: format!("{backend:?}").to_lowercase(),
     };
+    if args.check_kernels {
+        let cfg = load_config(&settings.model)?;
+        let rows = (settings.batch * settings.seq).clamp(1, 4096);
+        let (report, ok) = kernels::check_kernels(&cfg, rows, settings.rank, &device)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if !ok {
+            anyhow::bail!("bench --check-kernels: a product is out of tolerance (see above)");
+        }
+        return Ok(());
+    }
     let report = if args.ceilings {
         let cfg = load_config(&settings.model)?;
         ceilings::ceilings(&cfg, settings.batch, settings.seq, 8192, &device)?

@@ -1,0 +1,90 @@
+//! [`CublasMatmul`] on CubeCL: CUDA tensors go to cuBLAS on their buffers' device pointers;
+//! anything else (another runtime, mixed dtypes, unequal batch axes) is CubeCL's own matmul.
+
+use burn::backend::ops::FloatTensorOps;
+use burn::tensor::DType;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl_runtime::runtime::Runtime;
+
+use super::gemm::{self, Gemm, Operand};
+use super::ops::CublasMatmul;
+
+type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
+
+impl CublasMatmul for CubeBackend {
+    fn cublas_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+        let Some(index) = cuda_index(&a, &b) else { return Self::float_matmul(a, b) };
+        let (a, a_t) = physical(a);
+        let (b, b_t) = physical(b);
+        let (sa, sb) = (a.meta.shape().to_vec(), b.meta.shape().to_vec());
+        let r = sa.len();
+        let (m, k) = if a_t { (sa[r - 1], sa[r - 2]) } else { (sa[r - 2], sa[r - 1]) };
+        let (kb, n) = if b_t { (sb[r - 1], sb[r - 2]) } else { (sb[r - 2], sb[r - 1]) };
+        assert_eq!(k, kb, "cublas_matmul: inner dimensions differ ({sa:?}·{sb:?})");
+        let batch: usize = sa[..r - 2].iter().product();
+        let mut shape = sa[..r - 2].to_vec();
+        shape.extend([m, n]);
+        let c = empty_device_contiguous_dtype(
+            a.client.clone(),
+            a.device.clone(),
+            shape.into(),
+            a.dtype,
+        );
+        let resource = |t: &CubeTensor| {
+            t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
+        };
+        // Each `get_resource` pins its buffer and lines this thread's stream up with the one
+        // that wrote it; the sync then waits for those writes (and the allocation of `c`).
+        let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
+        cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
+        let g = Gemm {
+            dtype: a.dtype,
+            batch,
+            m,
+            n,
+            k,
+            a: Operand { ptr: ra.resource().ptr, transposed: a_t },
+            b: Operand { ptr: rb.resource().ptr, transposed: b_t },
+            c: rc.resource().ptr,
+        };
+        gemm::run(index, &g);
+        drop((ra, rb, rc));
+        c
+    }
+}
+
+/// The CUDA device index when cuBLAS takes `a·b`: CUDA tensors of one float dtype cuBLAS runs,
+/// rank ≥ 2 with equal batch axes, no empty axis, and libcublas present.
+fn cuda_index(a: &CubeTensor, b: &CubeTensor) -> Option<usize> {
+    let cubecl::Device::Cuda(device) = &a.device else { return None };
+    let (sa, sb) = (a.meta.shape(), b.meta.shape());
+    let ok = a.dtype == b.dtype
+        && matches!(a.dtype, DType::F32 | DType::F16 | DType::BF16)
+        && sa.num_dims() == sb.num_dims()
+        && sa.num_dims() >= 2
+        && sa[..sa.num_dims() - 2] == sb[..sb.num_dims() - 2]
+        && sa.iter().chain(sb.iter()).all(|&d| d > 0 && d <= i32::MAX as usize)
+        && gemm::available();
+    ok.then_some(device.index)
+}
+
+/// `t` as a contiguous buffer cuBLAS reads: itself, the contiguous tensor it is a transposed
+/// view of (`true`: read it transposed), or a contiguous copy.
+fn physical(t: CubeTensor) -> (CubeTensor, bool) {
+    if t.meta.is_tiled() {
+        return (into_contiguous(t), false);
+    }
+    if t.is_contiguous() {
+        return (t, false);
+    }
+    let r = t.meta.shape().num_dims();
+    let swapped = CubeBackend::float_swap_dims(t, r - 2, r - 1);
+    if swapped.is_contiguous() {
+        return (swapped, true);
+    }
+    let t = CubeBackend::float_swap_dims(swapped, r - 2, r - 1);
+    (into_contiguous(t), false)
+}

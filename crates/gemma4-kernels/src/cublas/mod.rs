@@ -1,0 +1,52 @@
+//! Matrix products through cuBLAS on CUDA devices, as a Burn backend extension.
+//!
+//! - `ops.rs`: the extension trait [`CublasMatmul`] and its routing (Burn's `backend_extension`).
+//! - `cube.rs`: the CubeCL implementation: CUDA buffers' device pointers into cuBLAS.
+//! - `autodiff.rs`: the backward, `da = dc·bᵀ` and `db = aᵀ·dc` through the same op.
+//! - `gemm.rs`: the cuBLAS call (cudarc) and its per-thread handle and stream.
+//!
+//! Ordering with CubeCL's kernels: CubeCL runs its kernels on a stream of its own that it does
+//! not expose. Before a cuBLAS call the calling thread's CubeCL stream is drained
+//! (`client.sync()`); the call runs on this crate's stream, which is drained before the result
+//! is handed back. Correct on any CubeCL version; the cost is two host round trips per product.
+
+mod autodiff;
+mod cube;
+mod gemm;
+mod ops;
+
+use burn::backend::DispatchDevice;
+use burn::tensor::{DType, Device, Tensor};
+
+use ops::CublasMatmul;
+
+/// Whether `device` is a CUDA device (directly or under autodiff).
+pub fn is_cuda(device: &Device) -> bool {
+    fn cube_cuda(d: &DispatchDevice) -> bool {
+        match d {
+            DispatchDevice::Cube(c) => matches!(c, cubecl::Device::Cuda(_)),
+            DispatchDevice::Autodiff(a) => cube_cuda(a),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+    cube_cuda(device.as_dispatch())
+}
+
+/// Whether cuBLAS takes `a·b`: both on a CUDA device in one float dtype it runs (f32, f16,
+/// bf16), libcublas present. Shapes the op does not take fall back inside it.
+pub fn eligible<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> bool {
+    let dtype = a.dtype();
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+        && b.dtype() == dtype
+        && gemm::available()
+        && is_cuda(&a.device())
+}
+
+/// `a·b` through the extension (see [`eligible`]).
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as CublasMatmul>::cublas_matmul(
+        a.into_dispatch(),
+        b.into_dispatch(),
+    ))
+}

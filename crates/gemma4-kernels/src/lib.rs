@@ -1,0 +1,92 @@
+//! Device kernels for gemma4-tune: one home for the kernels the model picks by device.
+//!
+//! Today: [`matmul`] and [`linear`], every matrix product of the model and the adapter. On a
+//! CUDA device, when the crate's `cuda` feature is on, they run through cuBLAS (bf16/f16/f32
+//! inputs, f32 accumulation, f32 as full-precision SGEMM) as a Burn backend extension with its
+//! own backward (`da = dc·bᵀ`, `db = aᵀ·dc`, also through cuBLAS; only operands that need a
+//! gradient get one). Everywhere else, and for any layout the cuBLAS route is not given, they
+//! are Burn's `matmul`, which is also the reference the CUDA path is tested against
+//! (`gemma4-tune bench --check-kernels`).
+
+use burn::tensor::Tensor;
+
+#[cfg(feature = "cuda")]
+mod cublas;
+
+/// `a·b` over the last two axes; `b`'s leading axes are all 1 (broadcast) or equal to `a`'s.
+///
+/// # Shapes
+/// - a: `[.., m, k]`, b: `[.., k, n]` → `[.., m, n]`
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "cuda")]
+    if cublas::eligible(&a, &b) {
+        let (sa, sb) = (a.dims(), b.dims());
+        if D > 2 && sa[..D - 2] != sb[..D - 2] && sb[..D - 2].iter().all(|&d| d == 1) {
+            // A broadcast right operand: one product over the stacked rows of `a`.
+            let (rows, k, n) = (sa[..D - 1].iter().product::<usize>(), sa[D - 1], sb[D - 1]);
+            let y = cublas::matmul(a.reshape([rows, k]), b.reshape([k, n]));
+            let mut out = sa;
+            out[D - 1] = n;
+            return y.reshape(out);
+        }
+        return cublas::matmul(a, b);
+    }
+    a.matmul(b)
+}
+
+/// `x·W + b` over the last axis, `W` kept as `[in, out]`.
+///
+/// # Shapes
+/// - x: `[b, s, in]`, w: `[in, out]`, bias: `[out]` → `[b, s, out]`
+pub fn linear(x: Tensor<3>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let [b, s, k] = x.dims();
+    let n = w.dims()[1];
+    let y = matmul(x.reshape([b * s, k]), w).reshape([b, s, n]);
+    match bias {
+        Some(bias) => y + bias.unsqueeze::<3>(),
+        None => y,
+    }
+}
+
+/// Whether this build takes the cuBLAS route on `device` (for f32, f16 and bf16 products).
+pub fn uses_cublas(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        cublas::is_cuda(device)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor, Tolerance, module};
+
+    use super::{linear, matmul};
+
+    #[test]
+    fn linear_matches_burns_linear() {
+        let device = Device::flex();
+        let x = Tensor::<3>::random([2, 3, 5], Distribution::Default, &device);
+        let w = Tensor::<2>::random([5, 4], Distribution::Default, &device);
+        let b = Tensor::<1>::random([4], Distribution::Default, &device);
+        let ours = linear(x.clone(), w.clone(), Some(b.clone())).into_data();
+        let reference = module::linear(x, w, Some(b)).into_data();
+        ours.assert_approx_eq::<f32>(&reference, Tolerance::default());
+    }
+
+    #[test]
+    fn batched_matmul_matches_burns() {
+        let device = Device::flex();
+        let a = Tensor::<4>::random([2, 3, 4, 5], Distribution::Default, &device);
+        let b = Tensor::<4>::random([2, 3, 6, 5], Distribution::Default, &device);
+        let ours = matmul(a.clone(), b.clone().swap_dims(2, 3)).into_data();
+        ours.assert_approx_eq::<f32>(
+            &a.matmul(b.swap_dims(2, 3)).into_data(),
+            Tolerance::default(),
+        );
+    }
+}
