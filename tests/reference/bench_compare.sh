@@ -3,7 +3,7 @@
 #
 #   tests/reference/bench_compare.sh OUTDIR --model e2b --batch 4 --seq 2048 --rank 16 [--gradient-checkpointing]
 #
-# Writes OUTDIR/{ours,peft}.json (+ .log, and .mem: nvidia-smi samples of device memory in use,
+# Writes OUTDIR/{ours,[ours2,]peft}.json (+ .log, and .mem: nvidia-smi samples of device memory in use,
 # every 0.2 s) and prints both side by side. The binary is $G4T (default: gemma4-tune on PATH);
 # dtypes: $OURS_DTYPE (default f16: Burn's Vulkan path has no bf16) and $PEFT_DTYPE (default bf16).
 # $SKIP_PEFT=1 or $SKIP_OURS=1 runs one side only; $OURS_ARGS / $PEFT_ARGS add tool-specific
@@ -30,6 +30,9 @@ sampled() { # TAG CMD...: run CMD while sampling the GPU's memory in use into OU
 }
 
 [ "${SKIP_OURS:-0}" = 1 ] || sampled ours "$G4T" bench --dtype "${OURS_DTYPE:-f16}" ${OURS_ARGS:-} "$@"
+# A second build of ours in the same call (e.g. the Vulkan build beside the CUDA one): $G4T2,
+# with $OURS2_DTYPE (default f16) and $OURS2_ARGS.
+[ -z "${G4T2:-}" ] || sampled ours2 "$G4T2" bench --dtype "${OURS2_DTYPE:-f16}" ${OURS2_ARGS:-} "$@"
 [ "${SKIP_PEFT:-0}" = 1 ] || sampled peft "$PY" "$here/bench_peft.py" --dtype "${PEFT_DTYPE:-bf16}" ${PEFT_ARGS:-} "$@"
 
 "$PY" - "$out" <<'PY'
@@ -47,7 +50,7 @@ rows = [("train tokens/s", ("train", "tokens_per_s")), ("train step (s)", ("trai
         ("loss first", ("train", "loss_first")), ("loss last", ("train", "loss_last")),
         ("prefill tokens/s", ("prefill", "tokens_per_s")), ("decode tokens/s", ("decode", "tokens_per_s")),
         ("peak memory (GiB, tool)", ("memory", "peak_gib")), ("peak memory (GiB, nvidia-smi)", ("smi_peak_gib",))]
-tools = [(t, load(t)) for t in ("ours", "peft")]
+tools = [(t, load(t)) for t in ("ours", "ours2", "peft") if t != "ours2" or load(t) is not None]
 def get(r, path):
     for k in path:
         if r is None or not isinstance(r, dict):
@@ -60,6 +63,7 @@ print(f"| {s.get('batch')}x{s.get('seq')} r{s.get('rank')} ckpt={s.get('gradient
 print("|---|" + "---|" * (len(tools) + 1))
 for name, path in rows:
     vals = [get(r, path) for _, r in tools]
-    ratio = vals[0] / vals[1] if all(isinstance(v, (int, float)) and v for v in vals) else None
+    pair = (vals[0], vals[-1])
+    ratio = pair[0] / pair[1] if all(isinstance(v, (int, float)) and v for v in pair) else None
     print(f"| {name} | " + " | ".join(fmt(v) for v in vals) + f" | {fmt(ratio)} |")
 PY
