@@ -126,7 +126,8 @@ pub fn run_cmd(args: Args) -> Result<()> {
     if args.check_kernels {
         let cfg = load_config(&settings.model)?;
         let rows = (settings.batch * settings.seq).clamp(1, 4096);
-        let (report, ok) = kernels::check_kernels(&cfg, rows, settings.rank, &device)?;
+        let (report, ok) =
+            kernels::check_kernels(&cfg, rows, settings.rank, &kernels::DTYPES, &device)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         if !ok {
             anyhow::bail!("bench --check-kernels: a product is out of tolerance (see above)");
