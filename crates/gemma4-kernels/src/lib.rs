@@ -12,6 +12,9 @@ use burn::tensor::Tensor;
 
 #[cfg(feature = "cuda")]
 mod cublas;
+// The BLAS call's layout arithmetic: used by `cublas`, tested on every build.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod layout;
 
 /// `a·b` over the last two axes; `b`'s leading axes are all 1 (broadcast) or equal to `a`'s.
 ///

@@ -9,8 +9,9 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl_runtime::runtime::Runtime;
 
-use super::gemm::{self, Gemm, Operand};
+use super::gemm::{self, Gemm};
 use super::ops::CublasMatmul;
+use crate::layout::RowMajor;
 
 type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
 
@@ -42,12 +43,9 @@ impl CublasMatmul for CubeBackend {
         cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
         let g = Gemm {
             dtype: a.dtype,
-            batch,
-            m,
-            n,
-            k,
-            a: Operand { ptr: ra.resource().ptr, transposed: a_t },
-            b: Operand { ptr: rb.resource().ptr, transposed: b_t },
+            shape: RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t },
+            a: ra.resource().ptr,
+            b: rb.resource().ptr,
             c: rc.resource().ptr,
         };
         gemm::run(index, &g);

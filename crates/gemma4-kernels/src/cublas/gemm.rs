@@ -9,6 +9,8 @@ use burn::tensor::DType;
 use cudarc::cublas::{CudaBlas, result, sys};
 use cudarc::driver::{CudaContext, CudaStream};
 
+use crate::layout::RowMajor;
+
 /// Whether libcublas loads on this machine (checked once) and the route is not switched off
 /// with `GEMMA4_TUNE_CUBLAS=0` (which keeps every product on CubeCL's matmul, e.g. to compare).
 pub fn available() -> bool {
@@ -20,23 +22,12 @@ pub fn available() -> bool {
     })
 }
 
-/// A contiguous row-major matrix (batch) on the device, read as stored or transposed.
-pub struct Operand {
-    pub ptr: u64,
-    /// Stored as the transpose of the logical operand (`[k, m]` for a logical `[m, k]`).
-    pub transposed: bool,
-}
-
-/// `c[i] = a[i]·b[i]` for each of `batch` row-major matrices: `a[i]` is `[m, k]`, `b[i]` is
-/// `[k, n]` (as read), `c[i]` is `[m, n]`, all of one dtype.
+/// `c[i] = a[i]·b[i]` on device pointers of one dtype, laid out as [`RowMajor`] says.
 pub struct Gemm {
     pub dtype: DType,
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub a: Operand,
-    pub b: Operand,
+    pub shape: RowMajor,
+    pub a: u64,
+    pub b: u64,
     pub c: u64,
 }
 
@@ -73,45 +64,42 @@ pub fn run(device: usize, g: &Gemm) {
     });
 }
 
-/// Column-major cuBLAS computes `cᵀ[n, m] = bᵀ · aᵀ`: a row-major buffer read column-major is
-/// its transpose, so a stored operand needs cuBLAS's transpose flag exactly when it is stored
-/// transposed, and nothing is copied.
+/// The column-major call of [`RowMajor::col_major`]: cuBLAS's first operand is our `b`.
 unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::CublasError> {
-    use sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
     let ty = match g.dtype {
         DType::BF16 => sys::cudaDataType_t::CUDA_R_16BF,
         DType::F16 => sys::cudaDataType_t::CUDA_R_16F,
         _ => sys::cudaDataType_t::CUDA_R_32F,
     };
-    let (m, n, k) = (g.m as i32, g.n as i32, g.k as i32);
-    // Leading dimension: the stored row length.
-    let (op_b, ld_b) = if g.b.transposed { (CUBLAS_OP_T, k) } else { (CUBLAS_OP_N, n) };
-    let (op_a, ld_a) = if g.a.transposed { (CUBLAS_OP_T, m) } else { (CUBLAS_OP_N, k) };
+    let op = |t: bool| {
+        if t { sys::cublasOperation_t::CUBLAS_OP_T } else { sys::cublasOperation_t::CUBLAS_OP_N }
+    };
+    let c = g.shape.col_major();
     let (one, zero) = (1.0f32, 0.0f32);
-    // SAFETY: forwarded from `run`.
+    // SAFETY: forwarded from `run`; every size fits an i32 (checked by the caller).
     unsafe {
         result::gemm_strided_batched_ex(
             handle,
-            op_b,
-            op_a,
-            n,
-            m,
-            k,
+            op(c.first.transposed),
+            op(c.second.transposed),
+            c.rows as i32,
+            c.cols as i32,
+            c.inner as i32,
             (&one as *const f32).cast(),
-            g.b.ptr as *const _,
+            g.b as *const _,
             ty,
-            ld_b,
-            (g.k * g.n) as i64,
-            g.a.ptr as *const _,
+            c.first.ld as i32,
+            c.first.stride as i64,
+            g.a as *const _,
             ty,
-            ld_a,
-            (g.m * g.k) as i64,
+            c.second.ld as i32,
+            c.second.stride as i64,
             (&zero as *const f32).cast(),
             g.c as *mut _,
             ty,
-            n,
-            (g.m * g.n) as i64,
-            g.batch as i32,
+            c.ld_c as i32,
+            c.stride_c as i64,
+            c.batch as i32,
             sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
             sys::cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
         )
