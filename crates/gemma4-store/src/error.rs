@@ -13,6 +13,12 @@ pub enum StoreError {
     /// order or of the wrong size); `reason` names the tensor.
     #[error("{path}: {reason}")]
     Safetensors { path: PathBuf, reason: String },
+    /// An output that is, or resolves to, a file the command reads: writing it would destroy
+    /// that input.
+    #[error(
+        "{path}: refusing to write over an input of this command ({input}); choose another path"
+    )]
+    OverwritesInput { path: PathBuf, input: PathBuf },
     /// A destination without a file name (`/`, `..`): nothing to name a temporary after.
     #[error("{path}: not a file or directory name")]
     NoFileName { path: PathBuf },

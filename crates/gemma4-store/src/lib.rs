@@ -7,6 +7,8 @@
 //!   ([`StagedDir`]).
 //! - [`recover`]: after a crash, removes the temporaries left in a directory and puts back a
 //!   directory that was moved aside for a replacement that never arrived.
+//! - [`guard`]: no output may be, or resolve to, a file the command reads
+//!   ([`refuse_input_overwrite`]).
 //! - [`safetensors`]: the one f32 safetensors writer ([`write_f32`]) and the streaming writer
 //!   ([`StreamingWriter`]) used to fuse checkpoints larger than memory.
 //!
@@ -18,6 +20,7 @@
 
 pub mod atomic;
 pub mod error;
+pub mod guard;
 mod naming;
 pub mod recover;
 pub mod safetensors;
@@ -27,6 +30,7 @@ mod test_util;
 
 pub use atomic::{AtomicFile, write_atomic, write_atomic_with};
 pub use error::{Result, StoreError};
+pub use guard::refuse_input_overwrite;
 pub use recover::recover;
 pub use safetensors::{F32Tensor, StreamingWriter, TensorSpec, write_f32};
 pub use staged::StagedDir;

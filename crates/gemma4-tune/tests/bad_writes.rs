@@ -133,3 +133,37 @@ fn logits_out_into_a_missing_directory_fails_naming_it() {
         &snapshot(tmp.path()),
     );
 }
+
+#[test]
+fn logits_out_over_an_input_is_refused_and_the_inputs_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "golden.safetensors"] {
+        std::fs::copy(fixture("dense").join(f), model.join(f)).unwrap();
+    }
+    let link = tmp.path().join("out-link.safetensors");
+    std::os::unix::fs::symlink(model.join("model.safetensors"), &link).unwrap();
+    // Over the weights, over the input, and through a symlink to the weights.
+    for (what, out) in [
+        ("--out over the model's weights", model.join("model.safetensors")),
+        ("--out over --input", model.join("golden.safetensors")),
+        ("--out through a symlink to the weights", link.clone()),
+    ] {
+        let before = snapshot(tmp.path());
+        let result = run(bin()
+            .args(["logits", "--backend", "cpu", "--model"])
+            .arg(&model)
+            .arg("--input")
+            .arg(model.join("golden.safetensors"))
+            .arg("--out")
+            .arg(&out));
+        assert_fails_cleanly(
+            what,
+            &result,
+            &["refusing to write over an input", "model"],
+            tmp.path(),
+            &before,
+        );
+    }
+}

@@ -57,6 +57,11 @@ pub fn run(args: Args) -> Result<()> {
             (demo.model_dir().to_owned(), demo.input())
         }
     };
+    if let Some(out) = &args.out {
+        let mut inputs = vec![model_dir.as_path(), input.as_path()];
+        inputs.extend(args.adapter.as_deref());
+        gemma4_store::refuse_input_overwrite(out, &inputs)?;
+    }
     let (mut device, piece_bytes) =
         backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     if args.grads {
