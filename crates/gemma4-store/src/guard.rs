@@ -7,12 +7,17 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StoreError};
 
 /// An error if `out` is, or resolves to, one of the files of `inputs` (a directory among them
-/// stands for every file directly inside it). An `out` that does not exist yet aliases nothing.
+/// stands for every file directly inside it), or if `out` is a directory (which its writer
+/// replaces whole) holding one of them. An `out` that does not exist yet aliases nothing.
 pub fn refuse_input_overwrite(out: &Path, inputs: &[&Path]) -> Result<()> {
     let Ok(out_id) = FileId::of(out) else { return Ok(()) };
+    let out_dir = out.is_dir().then(|| out.canonicalize().ok()).flatten();
     for input in inputs {
         for file in files(input) {
-            if FileId::of(&file).is_ok_and(|id| id == out_id) {
+            let inside = |dir: &PathBuf| file.canonicalize().is_ok_and(|f| f.starts_with(dir));
+            if FileId::of(&file).is_ok_and(|id| id == out_id)
+                || out_dir.as_ref().is_some_and(inside)
+            {
                 return Err(StoreError::OverwritesInput { path: out.to_owned(), input: file });
             }
         }
@@ -77,6 +82,15 @@ mod tests {
             let err = refuse_input_overwrite(out, &inputs).expect_err("refused");
             assert!(matches!(err, StoreError::OverwritesInput { .. }), "{out:?}: {err}");
         }
+        // A directory output holding an input (here through a symlink into it) is refused too.
+        let blobs = tmp.path().join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        std::fs::write(blobs.join("abc"), b"weights").unwrap();
+        let snapshot = tmp.path().join("snapshot");
+        std::fs::create_dir(&snapshot).unwrap();
+        std::os::unix::fs::symlink(blobs.join("abc"), snapshot.join("model.safetensors")).unwrap();
+        let err = refuse_input_overwrite(&blobs, &[snapshot.as_path()]).expect_err("refused");
+        assert!(matches!(err, StoreError::OverwritesInput { .. }), "{err}");
         // A new file, or another existing one, is fine.
         refuse_input_overwrite(&tmp.path().join("new.safetensors"), &inputs).unwrap();
         let other = tmp.path().join("other");

@@ -45,6 +45,9 @@ fn out_dtype() -> impl TypedValueParser<Value = Option<WeightDtype>> {
 pub fn run(args: Args) -> Result<()> {
     // Fail on the output before spending time on loading.
     check_out_dir(&args.model, &args.out, args.force)?;
+    // What the inputs resolve to, not their names: a model directory of symlinks (the Hugging
+    // Face cache) may point into `--out`, which `--force` replaces.
+    gemma4_store::refuse_input_overwrite(&args.out, &[&args.model, &args.adapter])?;
     if args.force
         && args
             .adapter
