@@ -172,17 +172,17 @@ fn logits_out_over_an_input_is_refused_and_the_inputs_stay() {
 fn fuse_force_over_the_directory_a_symlinked_model_points_into_is_refused() {
     // The Hugging Face cache layout: `snapshot/` holds symlinks into `blobs/`.
     let tmp = tempfile::tempdir().unwrap();
-    let (blobs, snapshot) = (tmp.path().join("blobs"), tmp.path().join("snapshot"));
+    let (blobs, links) = (tmp.path().join("blobs"), tmp.path().join("snapshot"));
     std::fs::create_dir(&blobs).unwrap();
-    std::fs::create_dir(&snapshot).unwrap();
+    std::fs::create_dir(&links).unwrap();
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture("dense").join(f), blobs.join(format!("blob-{f}"))).unwrap();
-        std::os::unix::fs::symlink(blobs.join(format!("blob-{f}")), snapshot.join(f)).unwrap();
+        std::os::unix::fs::symlink(blobs.join(format!("blob-{f}")), links.join(f)).unwrap();
     }
-    let before = snapshot_of(tmp.path());
+    let before = snapshot(tmp.path());
     let result = run(bin()
         .args(["fuse", "--model"])
-        .arg(&snapshot)
+        .arg(&links)
         .arg("--adapter")
         .arg(fixture("dense/peft"))
         .arg("--out")
@@ -195,9 +195,4 @@ fn fuse_force_over_the_directory_a_symlinked_model_points_into_is_refused() {
         tmp.path(),
         &before,
     );
-}
-
-/// [`snapshot`] under another name (a local here is called `snapshot`).
-fn snapshot_of(dir: &Path) -> common::bad::Snapshot {
-    snapshot(dir)
 }
