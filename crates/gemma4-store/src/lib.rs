@@ -31,6 +31,7 @@ mod test_util;
 pub use atomic::{AtomicFile, write_atomic, write_atomic_with};
 pub use error::{Result, StoreError};
 pub use guard::refuse_input_overwrite;
+pub use naming::is_temporary;
 pub use recover::recover;
 pub use safetensors::{F32Tensor, StreamingWriter, TensorSpec, write_f32};
 pub use staged::StagedDir;

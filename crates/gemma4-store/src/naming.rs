@@ -80,6 +80,11 @@ pub(crate) fn parse(name: &str) -> Option<Leftover> {
     (is_digits(step) && is_digits(pid)).then_some(Leftover::Temporary)
 }
 
+/// Whether `name` is a temporary of the store (a write that never completed).
+pub fn is_temporary(name: &OsStr) -> bool {
+    name.to_str().and_then(parse) == Some(Leftover::Temporary)
+}
+
 /// `tempfile`'s random part, or a process id (the names before this scheme).
 fn is_random(s: &str) -> bool {
     (s.len() == RAND_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())) || is_digits(s)

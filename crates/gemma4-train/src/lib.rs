@@ -1,6 +1,6 @@
 //! The training engine: recipes, AdamW on the adapter, LR schedules, chunked cross-entropy, the
 //! loop, validation, checkpoints and metrics. Files in the order a run uses them:
-//! `recipe` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`, `schedule`, `trainer`
+//! `recipe` → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`, `schedule`, `trainer`
 //! with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` → `checkpoint` → `metrics`.
 
 pub mod checkpoint;
@@ -12,6 +12,7 @@ pub mod optim;
 pub mod recipe;
 pub mod recompute;
 pub mod report;
+pub mod run_dir;
 pub mod schedule;
 pub mod setup;
 pub mod start;

@@ -37,6 +37,8 @@ pub fn start(
     resume: Option<&Path>,
 ) -> Result<Started> {
     let out = &recipe.train.out_dir;
+    // A run directory belongs to one run: checked before anything is written into it.
+    crate::run_dir::claim(out, resume)?;
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
     for dir in [out.clone(), out.join("base_model")] {
         gemma4_store::recover(&dir);

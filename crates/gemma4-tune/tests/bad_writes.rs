@@ -72,28 +72,34 @@ fn a_full_disk_names_the_file_and_keeps_the_previous_checkpoint() {
 }
 
 #[test]
-fn a_checkpoints_file_fails_the_save_naming_it() {
+fn a_stray_checkpoints_file_is_an_earlier_run_and_is_left_as_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let data = data_dir(tmp.path());
-    // `checkpoints` is a file: the save fails naming it; the run's other files stay as they were.
+    // `checkpoints` is a file. Before issue 16 the run started and its first save failed naming
+    // it; now a run directory holding anything of another run is refused before any write (the
+    // failed save naming its path is `a_full_disk_names_the_file_…`).
     let b = tmp.path().join("b");
     let r = recipe(&b, &data);
     std::fs::create_dir_all(b.join("run")).unwrap();
     std::fs::write(b.join("run/checkpoints"), "not a directory").unwrap();
+    let before = snapshot(&b.join("run"));
     let result = run(bin().arg("train").arg(&r).args(SET).args([
         "--set",
         "train.iters=3",
         "--set",
         "eval.batches=1",
     ]));
-    assert_eq!(result.0.status.code(), Some(1), "{}", result.2);
-    assert!(
-        result.2.contains(&format!("{}: ", b.join("run/checkpoints/0000003").display()))
-            && result.2.contains("Not a directory"),
-        "{}",
-        result.2
+    assert_fails_cleanly(
+        "a checkpoints file",
+        &result,
+        &[
+            &format!("{}: holds an earlier run (checkpoints)", b.join("run").display()),
+            "it has no checkpoint to resume from",
+            "`--force`",
+        ],
+        &b.join("run"),
+        &before,
     );
-    assert!(!b.join("run/adapter").exists());
 }
 
 #[test]
@@ -195,4 +201,82 @@ fn fuse_force_over_the_directory_a_symlinked_model_points_into_is_refused() {
         tmp.path(),
         &before,
     );
+}
+
+#[test]
+fn a_second_run_into_an_earlier_runs_out_dir_is_refused_or_moves_it_aside_whole() {
+    // Issue 16, case 3: another learning rate into the same out_dir used to mix the two runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let r = recipe(&tmp.path().join("a"), &data);
+    let three = ["--set", "train.iters=3", "--set", "eval.batches=1"];
+    let (out, _, stderr) = run(bin().arg("train").arg(&r).args(SET).args(three));
+    assert!(out.status.success(), "{stderr}");
+    let run_dir = tmp.path().join("a/run");
+    let before = snapshot(&run_dir);
+    let other_lr = ["--set", "optim.lr=1e-3"];
+    // Without --resume: refused, saying how to resume or where else to write; nothing changes.
+    let result = run(bin().arg("train").arg(&r).args(SET).args(three).args(other_lr));
+    assert_fails_cleanly(
+        "a fresh run into an earlier run's out_dir",
+        &result,
+        &[
+            &format!("{}: holds an earlier run", run_dir.display()),
+            "`--resume`",
+            "checkpoints/0000003",
+            "train.out_dir",
+            "`--force`",
+            "run.old-1",
+        ],
+        &run_dir,
+        &before,
+    );
+    // Resuming another run directory's checkpoint into it: refused too.
+    let other = tmp.path().join("b/run");
+    std::fs::create_dir_all(other.join("checkpoints")).unwrap();
+    let copied = other.join("checkpoints/0000003");
+    std::fs::create_dir(&copied).unwrap();
+    for e in std::fs::read_dir(run_dir.join("checkpoints/0000003")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copied.join(e.file_name())).unwrap();
+    }
+    let result = run(bin().arg("train").arg(&r).args(SET).args(three).arg("--resume").arg(&copied));
+    assert_fails_cleanly(
+        "--resume of another directory's checkpoint",
+        &result,
+        &["holds an earlier run", "checkpoint of another run directory"],
+        &run_dir,
+        &before,
+    );
+    // --force: the earlier run is moved aside whole (byte-identical), then the new run starts.
+    let (out, stdout, stderr) =
+        run(bin().arg("train").arg(&r).args(SET).args(three).args(other_lr).arg("--force"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let aside = tmp.path().join("a/run.old-1");
+    assert!(
+        stdout.contains(&format!(
+            "--force: moved the earlier run in {} aside to {}",
+            run_dir.display(),
+            aside.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(snapshot(&aside), before, "the earlier run, moved aside, is unchanged");
+    let recipe_now = std::fs::read_to_string(run_dir.join("recipe.resolved.toml")).unwrap();
+    assert!(recipe_now.contains("lr = 0.001"), "{recipe_now}");
+    let records = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    // The new run's log alone: one step-0 record, none of the earlier run's (another lr).
+    assert_eq!(records.matches("{\"step\":0,").count(), 1, "{records}");
+    assert_ne!(records, std::fs::read_to_string(aside.join("metrics.jsonl")).unwrap());
+    // And the new run resumes (its own checkpoint, its own recipe).
+    let (out, stdout, stderr) = run(bin()
+        .arg("train")
+        .arg(&r)
+        .args(SET)
+        .args(["--set", "train.iters=6", "--set", "eval.batches=1"])
+        .args(other_lr)
+        .arg("--resume"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("at step 3"), "{stdout}");
 }

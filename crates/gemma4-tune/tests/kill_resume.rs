@@ -49,13 +49,13 @@ fn recipe(dir: &Path) -> PathBuf {
     dir.join("recipe.toml")
 }
 
-/// Start `train` (with `--resume` if a checkpoint exists), output into `dir/log-N.{out,err}`.
+/// Start `train` (with `--resume` if a checkpoint exists, else `--force`: a run killed before
+/// its first checkpoint is started over, moved aside), output into `dir/log-N.{out,err}`.
 fn spawn(dir: &Path, attempt: usize, extra: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemma4-tune"));
     cmd.arg("train").arg(dir.join("recipe.toml")).args(SET).args(extra);
-    if latest_checkpoint(&dir.join("run")).is_some() {
-        cmd.arg("--resume");
-    }
+    let again = if latest_checkpoint(&dir.join("run")).is_some() { "--resume" } else { "--force" };
+    cmd.arg(again);
     let log =
         |ext: &str| Stdio::from(File::create(dir.join(format!("log-{attempt}.{ext}"))).unwrap());
     cmd.stdout(log("out")).stderr(log("err")).spawn().expect("start gemma4-tune")

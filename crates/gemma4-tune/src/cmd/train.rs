@@ -1,4 +1,4 @@
-//! `gemma4-tune train RECIPE [--set table.key=value]... [--resume [DIR]]`
+//! `gemma4-tune train RECIPE [--set table.key=value]... [--resume [DIR] | --force]`
 
 use std::path::PathBuf;
 
@@ -19,6 +19,10 @@ pub struct Args {
     /// Resume from a checkpoint directory, or (no value) from the newest one in the run's output.
     #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
     resume: Option<String>,
+    /// Start over in an output directory that holds an earlier run: it is first moved aside,
+    /// whole, to `<out_dir>.old-<N>` (without this, such a directory is an error).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -40,6 +44,15 @@ pub fn run(args: Args) -> Result<()> {
         }
         Some(dir) => Some(PathBuf::from(dir)),
     };
+    if args.force
+        && let Some(aside) = gemma4_train::run_dir::move_aside(&recipe.train.out_dir)?
+    {
+        println!(
+            "--force: moved the earlier run in {} aside to {}",
+            recipe.train.out_dir.display(),
+            aside.display()
+        );
+    }
     println!("{}", recipe.to_toml());
     // First Ctrl-C: finish the step, save a checkpoint, exit 130. Second: exit at once.
     static INTERRUPT: AtomicBool = AtomicBool::new(false);
