@@ -39,6 +39,15 @@ impl GenerationConfig {
             }
             _ => Vec::new(),
         };
+        if let Some(t) = raw.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(format!(
+                "{}: `temperature` {t} must be a finite number >= 0",
+                path.display()
+            ));
+        }
+        if let Some(p) = raw.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(format!("{}: `top_p` {p} must be in (0, 1]", path.display()));
+        }
         let sampling = (raw.do_sample == Some(true)).then(|| SamplingConfig {
             temperature: raw.temperature.unwrap_or(1.0),
             top_k: raw.top_k.unwrap_or(0),

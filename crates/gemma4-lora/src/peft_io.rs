@@ -70,6 +70,13 @@ pub fn load_for(dir: &Path, layout: &Layout) -> Result<LoraAdapter> {
     for (key, view) in st.tensors() {
         let unsupported = || err(format!("{key}: dtype {:?} is not supported", view.dtype()));
         let values = decode(view.dtype(), view.data()).ok_or_else(unsupported)?;
+        // A NaN/inf factor would be trained on, or fused into every weight it touches (issue 16).
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(err(format!(
+                "tensor {key}: value {} at index {i} is not finite; the adapter is unusable",
+                values[i]
+            )));
+        }
         tensors.insert(
             key.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."),
             (view.shape().to_vec(), values),

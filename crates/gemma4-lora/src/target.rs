@@ -14,12 +14,24 @@ use gemma4_model::{Gemma4TextModel, Projection};
 use regex::Regex;
 
 use crate::adapter::{LoraAdapter, LoraModule, ModuleSite, init_rng};
-use crate::config::{LoraConfig, TargetModules};
+use crate::config::{LayerSelection, LoraConfig, TargetModules};
 use crate::error::{LoraError, Result};
 
 /// The projections `cfg` selects in `model`.
 pub fn select(model: &Gemma4TextModel, cfg: &LoraConfig) -> Result<Vec<Projection>> {
     let matcher = Matcher::new(cfg)?;
+    let n = model.config.num_hidden_layers;
+    let out_of_range = match &cfg.layers_to_transform {
+        Some(LayerSelection::One(i)) => Some(*i).filter(|&i| i >= n),
+        Some(LayerSelection::Many(v)) => v.iter().copied().find(|&i| i >= n),
+        None => None,
+    };
+    if let Some(i) = out_of_range {
+        return Err(LoraError::Target(format!(
+            "`layers_to_transform`: layer {i} does not exist (the model has {n} layers: 0..={})",
+            n.saturating_sub(1)
+        )));
+    }
     Ok(model
         .projections()
         .into_iter()

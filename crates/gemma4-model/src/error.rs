@@ -35,6 +35,10 @@ pub enum ModelError {
 
     #[error("{0}")]
     Input(String),
+
+    /// An error in a config read from `path` (`config.json`, or a GGUF file's metadata).
+    #[error("{path}: {inner}")]
+    InFile { path: PathBuf, inner: Box<ModelError> },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
@@ -42,6 +46,15 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 impl ModelError {
     pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidConfig { key: key.into(), reason: reason.into() }
+    }
+    /// This error, as found in the file `path` (kept as it is if it already names a file).
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            e @ (Self::InvalidConfig { .. } | Self::Unsupported { .. }) => {
+                Self::InFile { path: path.to_owned(), inner: Box::new(e) }
+            }
+            e => e,
+        }
     }
     pub(crate) fn unsupported(key: impl Into<String>, value: impl std::fmt::Display) -> Self {
         Self::Unsupported { key: key.into(), value: value.to_string(), hint: None }

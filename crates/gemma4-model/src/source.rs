@@ -48,6 +48,7 @@ impl CheckpointSource {
             Self::Gguf(path) => {
                 let header = gguf::parse(&map_file(path)?, path)?;
                 Gemma4TextConfig::from_json(&gguf::config_json(&header, path)?)
+                    .map_err(|e| gguf::blame_metadata(e, path))
             }
             Self::Random { config, .. } => {
                 Ok(LoadedConfig { config: (**config).clone(), warnings: Vec::new() })
@@ -64,7 +65,9 @@ impl CheckpointSource {
             }
             Self::Gguf(path) => {
                 let (ckpt, json) = gguf::open(path)?;
-                Ok((Gemma4TextConfig::from_json(&json)?, ckpt))
+                let loaded = Gemma4TextConfig::from_json(&json)
+                    .map_err(|e| gguf::blame_metadata(e, path))?;
+                Ok((loaded, ckpt))
             }
             Self::Random { config, init } => {
                 let ckpt = Checkpoint::random(config, *init);

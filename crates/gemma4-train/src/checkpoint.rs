@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use gemma4_lora::LoraAdapter;
 use gemma4_model::Gemma4TextModel;
 use gemma4_store::{F32Tensor, StagedDir};
-use safetensors::SafeTensors;
+use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -98,7 +98,13 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<(LoraAdapter, AdamW, 
     let state: TrainerState =
         serde_json::from_str(&text).map_err(|e| err(&state_path, e.to_string()))?;
     let adapter = gemma4_lora::peft_io::load(dir, model)?;
-    let opt = read_optimizer(&dir.join("optimizer.safetensors"), model, state.step as u64)?;
+    if let Some(s) = &state.loss_scale
+        && !(s.scale.is_finite() && s.scale > 0.0)
+    {
+        return Err(err(&state_path, format!("loss_scale.scale {} must be > 0", s.scale)));
+    }
+    let opt_path = dir.join("optimizer.safetensors");
+    let opt = read_optimizer(&opt_path, &adapter, &model.device, state.step as u64)?;
     Ok((adapter, opt, state))
 }
 
@@ -122,28 +128,53 @@ fn write_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
     Ok(())
 }
 
-fn read_optimizer(path: &Path, model: &Gemma4TextModel, step: u64) -> Result<AdamW> {
+/// The optimizer moments of a checkpoint, each checked against the adapter it belongs to: F32,
+/// `m.<key>`/`v.<key>` of an adapter tensor of the same shape, every value finite (and `v` ≥ 0),
+/// so that bad state is reported here, naming the tensor, not later as a non-finite loss.
+fn read_optimizer(path: &Path, adapter: &LoraAdapter, device: &Device, step: u64) -> Result<AdamW> {
     let bytes =
         std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
+    let shapes: BTreeMap<String, Vec<usize>> =
+        adapter.tensors().into_iter().map(|(k, t)| (k, t.dims().to_vec())).collect();
     let mut m = BTreeMap::new();
     let mut v = BTreeMap::new();
     for (name, view) in st.tensors() {
+        let (moments, key) = match name.split_once('.') {
+            Some(("m", k)) => (&mut m, k),
+            Some(("v", k)) => (&mut v, k),
+            _ => return Err(err(path, format!("unexpected tensor {name}"))),
+        };
+        if shapes.get(key).is_none_or(|s| s[..] != *view.shape()) || view.dtype() != Dtype::F32 {
+            return Err(err(
+                path,
+                format!(
+                    "{name}: {:?} {:?} matches no adapter tensor (expected F32 {:?})",
+                    view.dtype(),
+                    view.shape(),
+                    shapes.get(key)
+                ),
+            ));
+        }
         let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let [a, b] = view.shape()[..] else {
-            return Err(err(path, format!("{name}: expected 2 dims")));
-        };
-        let t = Tensor::<2>::from_data(TensorData::new(values, [a, b]), &model.device)
+        let second = name.starts_with("v.");
+        if let Some(i) = values.iter().position(|&x| !x.is_finite() || (second && x < 0.0)) {
+            return Err(err(
+                path,
+                format!(
+                    "optimizer state {name}: value {} at index {i} is not {}; the checkpoint is unusable (resume from an earlier one)",
+                    values[i],
+                    if second { "finite and >= 0" } else { "finite" }
+                ),
+            ));
+        }
+        let t = Tensor::<2>::from_data(TensorData::new(values, view.shape().to_vec()), device)
             .without_autodiff();
-        match name.split_once('.') {
-            Some(("m", k)) => m.insert(k.to_owned(), t),
-            Some(("v", k)) => v.insert(k.to_owned(), t),
-            _ => return Err(err(path, format!("unexpected tensor {name}"))),
-        };
+        moments.insert(key.to_owned(), t);
     }
     Ok(AdamW { step, m, v })
 }

@@ -245,6 +245,12 @@ impl Recipe {
                 return Err(format!("{key} must be > 0"));
             }
         }
+        // Sizes that are allocated per step: bounded before any is (issue 16).
+        for (key, v) in &counts[1..] {
+            if *v > MAX_PER_STEP {
+                return Err(format!("{key} = {v}: must be at most {MAX_PER_STEP}"));
+            }
+        }
         // NaN/inf (valid TOML) would only surface later as a non-finite loss blamed on the data.
         let (o, s) = (&self.optim, &self.schedule);
         if !(o.lr.is_finite() && o.lr > 0.0) {
@@ -281,6 +287,9 @@ impl Recipe {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 }
+
+/// The most sequences a batch or micro-batches a step may hold (`batch_size`, `grad_accum`).
+pub const MAX_PER_STEP: usize = 1 << 16;
 
 /// `table.key=value` (also `table.sub.key`); the value is parsed as TOML, else taken as a string.
 fn apply_override(tree: &mut toml::Table, spec: &str) -> std::result::Result<(), String> {

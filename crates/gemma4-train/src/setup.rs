@@ -77,7 +77,21 @@ pub fn load_base(recipe: &Recipe, device: &Device, piece_bytes: usize) -> Result
     Base::open(&model_dir(recipe)?, device, options)
 }
 
-/// Tokenise one split.
+/// Tokenise one split. A token id the model has no embedding for is an error here, naming the
+/// line, tokenizer.json and config.json (issue 16: it surfaced late, in the forward pass).
 pub fn split(base: &Base, recipe: &Recipe, path: &Path) -> Result<Split> {
-    Ok(load_split(path, &recipe.data, Some(&base.template), &base.tokenizer)?)
+    let split = load_split(path, &recipe.data, Some(&base.template), &base.tokenizer)?;
+    let vocab = base.model.config.vocab_size;
+    for s in &split.samples {
+        if let Some(&id) = s.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(TrainError::Run(format!(
+                "{}:{}: token id {id} from {} is >= the model's vocab_size {vocab} (config.json in {}): the tokenizer does not belong to this model",
+                path.display(),
+                s.line,
+                base.dir.join("tokenizer.json").display(),
+                base.dir.display()
+            )));
+        }
+    }
+    Ok(split)
 }

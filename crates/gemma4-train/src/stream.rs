@@ -29,7 +29,7 @@ impl MicroBatches {
     /// The next `count` micro-batches (one optimizer step's), advancing `state`'s data position
     /// (and its epoch when one ends).
     pub fn next_step(&mut self, count: usize, state: &mut TrainerState) -> Result<Vec<Batch>> {
-        let mut micro = Vec::with_capacity(count);
+        let mut micro = Vec::with_capacity(count.min(self.epoch.len().max(1)));
         while micro.len() < count {
             if state.batch_index >= self.epoch.len() {
                 if self.epoch.is_empty() {

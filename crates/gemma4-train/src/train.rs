@@ -18,6 +18,7 @@ use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate;
 use crate::metrics::write_plot;
+use crate::optim::nonfinite_keys;
 use crate::recipe::Recipe;
 use crate::report::{Reporter, say};
 use crate::schedule::learning_rate;
@@ -101,6 +102,24 @@ pub fn train_until(
     run.finish()
 }
 
+/// Which it is, for a non-finite step: the adapter's weights, the optimizer state (both read
+/// back here), else these samples as the base model's weights meet them. The config and a
+/// checkpoint's numbers are checked when read, so they are not the cause.
+fn nonfinite_cause(trainer: &Trainer) -> String {
+    let first = |keys: Vec<String>| keys.first().map(|k| (k.clone(), keys.len() - 1));
+    if let Some((k, more)) = first(nonfinite_keys(&trainer.adapter.tensors())) {
+        return format!(
+            "the adapter's weights ({k} and {more} more are not finite: training diverged; lower [optim] lr or max_grad_norm)"
+        );
+    }
+    for (which, moments) in [("m", &trainer.opt.m), ("v", &trainer.opt.v)] {
+        if let Some((k, more)) = first(nonfinite_keys(moments)) {
+            return format!("the optimizer state ({which}.{k} and {more} more are not finite)");
+        }
+    }
+    "the data meeting the base model's weights (the adapter and optimizer state are finite, config.json was checked): a weight these samples' tokens reach is not finite, or overflows in this dtype (try [model] dtype = \"f32\")".into()
+}
+
 /// A run in progress: the trainer, the validation split and what the summary will say.
 struct Run<'a> {
     recipe: &'a Recipe,
@@ -140,10 +159,11 @@ impl Run<'_> {
             )),
             StepOutcome::NonFinite { loss, grad_norm, skipped: false } => {
                 return Err(TrainError::Run(format!(
-                    "step {step}: non-finite {} (loss {loss}, grad norm {grad_norm}) on samples at lines {:?} of {}; the last checkpoint is intact (set train.skip_nonfinite = true to skip such steps)",
+                    "step {step}: non-finite {} (loss {loss}, grad norm {grad_norm}) on samples at lines {:?} of {}; cause: {}; the last checkpoint is intact (set train.skip_nonfinite = true to skip such steps)",
                     if loss.is_finite() { "gradient" } else { "loss" },
                     micro.iter().flat_map(|b| b.lines.iter().copied()).collect::<Vec<_>>(),
-                    self.recipe.data.train.display()
+                    self.recipe.data.train.display(),
+                    nonfinite_cause(&self.trainer)
                 )));
             }
         }

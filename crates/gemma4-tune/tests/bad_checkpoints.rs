@@ -197,3 +197,36 @@ fn a_non_finite_loss_stops_naming_step_and_line_or_is_skipped_and_counted() {
     assert!(state["skipped_steps"].as_u64().unwrap() >= 1, "{state}");
     assert!(all_finite(&run_dir.join("adapter")) && all_finite(&run_dir.join("best")));
 }
+
+#[test]
+fn nan_in_a_checkpoints_optimizer_state_is_refused_when_loaded_naming_the_tensor() {
+    // Issue 16: it surfaced as a non-finite loss blamed on the data, the checkpoint called intact.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let r = recipe(&tmp.path().join("a"), &data);
+    let set = ["--backend", "cpu", "--set", "checkpoint.every=1", "--set", "eval.batches=1"];
+    let (out, _, stderr) =
+        run(bin().arg("train").arg(&r).args(set).args(["--set", "train.iters=2"]));
+    assert!(out.status.success(), "{stderr}");
+    let run_dir = tmp.path().join("a/run");
+    let opt = run_dir.join("checkpoints/0000002/optimizer.safetensors");
+    let mut bytes = std::fs::read(&opt).unwrap();
+    let (header, _) = split_safetensors(&bytes);
+    let (name, t) = header.iter().find(|(n, _)| n.starts_with("v.")).unwrap();
+    let name = name.clone();
+    let at = 8
+        + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize
+        + t["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&opt, bytes).unwrap();
+    let before = snapshot(&run_dir);
+    let result =
+        run(bin().arg("train").arg(&r).args(set).args(["--set", "train.iters=4", "--resume"]));
+    assert_fails_cleanly(
+        "NaN in the optimizer state",
+        &result,
+        &[&opt.display().to_string(), &format!("optimizer state {name}"), "not finite"],
+        &run_dir,
+        &before,
+    );
+}

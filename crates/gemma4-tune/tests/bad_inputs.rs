@@ -229,3 +229,127 @@ fn bad_recipe_values_fail_naming_the_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("none.toml") && stderr.contains("No such file"), "{stderr}");
 }
+
+// ── Issue 16: values checked where they enter, naming the file and key ──
+
+/// The tiny built-in model (materialised by `data`) copied to `root/name`, its config.json and
+/// tokenizer.json edited; and a recipe training on it, writing into `root/name-run/run`.
+fn tiny_copy(
+    root: &Path,
+    data: &Path,
+    name: &str,
+    edit: impl Fn(&mut serde_json::Value, &mut serde_json::Value),
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let src = root.join("materialise/run/base_model");
+    if !src.join("model.safetensors").is_file() {
+        let (out, _, stderr) = run(bin().arg("data").arg(recipe(&root.join("materialise"), data)));
+        assert!(out.status.success(), "{stderr}");
+    }
+    let dst = root.join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dst.join("model.safetensors")).unwrap();
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(src.join(f)).unwrap()).unwrap()
+    };
+    let (mut config, mut tokenizer) = (read("config.json"), read("tokenizer.json"));
+    edit(&mut config, &mut tokenizer);
+    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dst.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let r = recipe(&root.join(format!("{name}-run")), data);
+    let text = std::fs::read_to_string(&r).unwrap();
+    std::fs::write(
+        &r,
+        text.replace("builtin = \"tiny\"", &format!("path = \"{}\"", dst.display())),
+    )
+    .unwrap();
+    (dst, r)
+}
+
+#[test]
+fn values_from_model_files_and_recipes_fail_where_they_enter_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let train = data.join("train.jsonl");
+    let (eps, eps_recipe) = tiny_copy(tmp.path(), &data, "eps", |c, _| {
+        c["rms_norm_eps"] = (-1e-6).into();
+    });
+    let (tok, tok_recipe) = tiny_copy(tmp.path(), &data, "tok", |_, t| {
+        t["model"]["vocab"]["@"] = 100_000.into();
+    });
+    let good = std::fs::read_to_string(&train).unwrap();
+    let at = "{\"messages\": [{\"role\": \"user\", \"content\": \"Upper: @\"}, {\"role\": \"assistant\", \"content\": \"@\"}]}\n";
+    std::fs::write(&train, format!("{good}{at}")).unwrap();
+    let quick = recipe(&tmp.path().join("quick"), &data);
+    let cases: [(&str, &Path, &[&str], Vec<String>); 4] = [
+        (
+            "negative rms_norm_eps",
+            &eps_recipe,
+            &[],
+            vec![eps.join("config.json").display().to_string(), "`rms_norm_eps`".into()],
+        ),
+        (
+            "a token id past vocab_size",
+            &tok_recipe,
+            &[],
+            vec![
+                format!("{}:6", train.display()),
+                "token id 100000".into(),
+                tok.join("tokenizer.json").display().to_string(),
+                "vocab_size".into(),
+            ],
+        ),
+        (
+            "layers_to_transform out of range",
+            &quick,
+            &["lora.layers_to_transform=[99]"],
+            vec!["`layers_to_transform`".into(), "layer 99 does not exist".into()],
+        ),
+        (
+            "a huge grad_accum",
+            &quick,
+            &["train.grad_accum=1000000000000"],
+            vec!["recipe.toml".into(), "grad_accum".into(), "at most 65536".into()],
+        ),
+    ];
+    for (what, r, sets, needles) in cases {
+        let mut cmd = bin();
+        cmd.arg("train").arg(r).args(["--backend", "cpu", "--set", "train.iters=2"]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let out_dir = r.parent().unwrap().join("run");
+        assert_fails_cleanly(what, &run(&mut cmd), &needles, &out_dir, &BTreeMap::new());
+    }
+}
+
+#[test]
+fn generate_refuses_bad_sampling_flags_and_warns_past_max_position_embeddings() {
+    for (flag, value, needle) in [
+        ("--temperature", "nan", "--temperature NaN: must be a finite number >= 0"),
+        ("--temperature", "-1", "--temperature -1: must be a finite number >= 0"),
+        ("--top-p", "2", "--top-p 2: must be in (0, 1]"),
+    ] {
+        let (out, _, stderr) = run(bin()
+            .args(["generate", "--backend", "cpu", "--prompt", "hi", "--model"])
+            .arg(fixture("dense"))
+            .arg(format!("{flag}={value}")));
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(needle) && !stderr.contains("panicked"), "{stderr}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir(tmp.path());
+    let (model, _) = tiny_copy(tmp.path(), &data, "short", |c, _| {
+        c["max_position_embeddings"] = 8.into();
+    });
+    let (out, _, stderr) = run(bin()
+        .args(["generate", "--backend", "cpu", "--max-tokens", "2", "--prompt", "Upper: abc"])
+        .arg("--model")
+        .arg(&model));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("exceed the model's max_position_embeddings 8 (config.json)"),
+        "{stderr}"
+    );
+}

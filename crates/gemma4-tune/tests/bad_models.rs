@@ -216,3 +216,149 @@ fn an_adapter_for_another_model_fails_naming_a_tensor() {
         &BTreeMap::new(),
     );
 }
+
+// ── Issue 16: sizes and values from a model's files, checked where they enter ──
+
+/// A copy of the dense fixture whose config.json has `edit` applied.
+fn config_copy(root: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let dir = model_copy(root, name, None);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    dir
+}
+
+/// A GGUF v3 Gemma 3 file (metadata, one F32 `token_embd.weight` of ggml dims `embd`) with
+/// `block_count` layers: the header a loader reads before any weight.
+fn gguf(dir: &Path, block_count: u32, embd: [u64; 2]) -> PathBuf {
+    let string = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
+    let mut kv =
+        [string("general.architecture"), 8u32.to_le_bytes().to_vec(), string("gemma3")].concat();
+    let keys = [
+        ("embedding_length", 2u32),
+        ("block_count", block_count),
+        ("feed_forward_length", 4),
+        ("attention.head_count", 1),
+        ("attention.head_count_kv", 1),
+        ("attention.key_length", 2),
+        ("context_length", 8),
+    ];
+    for (k, v) in keys {
+        kv.extend([string(&format!("gemma3.{k}")), 4u32.to_le_bytes().to_vec()].concat());
+        kv.extend(v.to_le_bytes());
+    }
+    let mut bytes = [b"GGUF".as_slice(), &3u32.to_le_bytes(), &1u64.to_le_bytes()].concat();
+    bytes.extend((1 + keys.len() as u64).to_le_bytes());
+    bytes.extend(kv);
+    bytes.extend([string("token_embd.weight"), 2u32.to_le_bytes().to_vec()].concat());
+    embd.iter().for_each(|d| bytes.extend(d.to_le_bytes()));
+    bytes.extend([0u32.to_le_bytes().as_slice(), &0u64.to_le_bytes()].concat()); // F32, offset 0
+    bytes.resize(bytes.len().div_ceil(32) * 32 + 8 * 4, 0);
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("model.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn huge_sizes_and_bad_values_in_config_or_gguf_fail_naming_the_key_and_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let cfg = |name: &str| models.join(name).join("config.json").display().to_string();
+    let (layers, overflow) = (gguf(&models.join("g1"), 1 << 31, [2, 4]), models.join("g2"));
+    let overflow = gguf(&overflow, 1, [1 << 33, 1 << 33]);
+    let cases: Vec<Case> = vec![
+        (
+            "huge num_hidden_layers, no layer_types",
+            config_copy(&models, "layers", |c| {
+                c["num_hidden_layers"] = (1u64 << 40).into();
+                c.as_object_mut().unwrap().remove("layer_types");
+            }),
+            vec![cfg("layers"), "`num_hidden_layers`".into(), "past the limit 1024".into()],
+        ),
+        (
+            "negative rms_norm_eps",
+            config_copy(&models, "eps", |c| c["rms_norm_eps"] = (-1.0).into()),
+            vec![cfg("eps"), "`rms_norm_eps`".into(), "must be finite and > 0".into()],
+        ),
+        (
+            "negative head_dim",
+            config_copy(&models, "neg", |c| c["head_dim"] = (-4).into()),
+            vec![cfg("neg"), "`head_dim`".into(), "-4".into()],
+        ),
+        (
+            "GGUF with a huge block_count",
+            layers.clone(),
+            vec![
+                layers.display().to_string(),
+                "`gemma3.block_count`".into(),
+                "past the limit".into(),
+            ],
+        ),
+        (
+            "GGUF tensor whose dimensions overflow",
+            overflow.clone(),
+            vec![overflow.display().to_string(), "token_embd.weight".into(), "overflow".into()],
+        ),
+    ];
+    assert_logits_fails(tmp.path(), cases);
+}
+
+#[test]
+fn logits_on_an_empty_batch_fails_naming_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("empty.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![0, 4], &[]).unwrap();
+    std::fs::write(&input, safetensors::serialize([("input_ids", view)], None).unwrap()).unwrap();
+    let before = snapshot(tmp.path());
+    let result = run(bin()
+        .args(["logits", "--backend", "cpu", "--model"])
+        .arg(fixture("dense"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(tmp.path().join("o.safetensors")));
+    assert_fails_cleanly(
+        "input_ids [0, 4]",
+        &result,
+        &[&input.display().to_string(), "no rows"],
+        tmp.path(),
+        &before,
+    );
+}
+
+#[test]
+fn fusing_an_adapter_holding_nan_fails_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let peft = tmp.path().join("peft");
+    std::fs::create_dir(&peft).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(fixture("dense/peft").join(f), peft.join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(peft.join("adapter_model.safetensors")).unwrap();
+    let (header, _) = split_safetensors(&bytes);
+    let (name, t) = header.iter().find(|(n, _)| n.contains("lora_B")).unwrap();
+    let name = name.clone();
+    let at = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = at + t["data_offsets"][0].as_u64().unwrap() as usize;
+    assert_eq!(t["dtype"], "F32");
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(peft.join("adapter_model.safetensors"), bytes).unwrap();
+    let before = snapshot(tmp.path());
+    let result = run(bin()
+        .args(["fuse", "--model"])
+        .arg(fixture("dense"))
+        .arg("--adapter")
+        .arg(&peft)
+        .arg("--out")
+        .arg(tmp.path().join("fused")));
+    assert_fails_cleanly(
+        "fuse a NaN adapter",
+        &result,
+        &["adapter_model.safetensors", &format!("tensor {name}"), "not finite"],
+        tmp.path(),
+        &before,
+    );
+}

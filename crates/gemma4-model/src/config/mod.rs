@@ -10,6 +10,7 @@
 //!
 //! Missing keys take HF's defaults (never mlx-lm's). Values we do not implement are an error
 //! naming the key; keys we do not know are returned as warnings for the caller to print.
+//! `limits.rs` bounds every size before it is used, and names the key of a mistyped value.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,6 +85,9 @@ pub struct Gemma4TextConfig {
     pub attention_bias: bool,
     /// As written in config.json.
     pub sliding_window: usize,
+    /// The longest sequence the model was trained for (`None`: not stated); longer input is
+    /// allowed, with a warning from the callers that see it.
+    pub max_position_embeddings: Option<usize>,
     /// `use_bidirectional_attention: "all"`: no causal mask; sliding layers see `|q − k| ≤ W/2 + 1`.
     pub bidirectional: bool,
     pub final_logit_softcapping: Option<f64>,
@@ -128,7 +132,7 @@ impl Gemma4TextConfig {
             .map_err(|source| ModelError::Io { path: path.to_owned(), source })?;
         let json: Value = serde_json::from_str(&text)
             .map_err(|source| ModelError::Json { path: path.to_owned(), source })?;
-        Self::from_json(&json)
+        Self::from_json(&json).map_err(|e| e.in_file(path))
     }
 
     /// Resolve a parsed `config.json` (text-only or multimodal).
@@ -157,8 +161,9 @@ impl Gemma4TextConfig {
                 });
             }
         };
-        let mut hf: HfTextConfig = serde_json::from_value(text)
-            .map_err(|e| ModelError::invalid(format!("{prefix}<fields>"), e.to_string()))?;
+        let mut hf: HfTextConfig = serde_json::from_value(text.clone())
+            .map_err(|e| limits::name_bad_key(&text, prefix, &e))?;
+        limits::check_limits(&hf, prefix)?;
         if multimodal {
             // Gemma4ForConditionalGeneration ties `lm_head` by the TOP-LEVEL key (default true).
             hf.tie_word_embeddings =
@@ -192,6 +197,7 @@ impl Gemma4TextConfig {
 }
 
 mod hf;
+pub mod limits;
 mod resolve;
 mod rope;
 pub(crate) use hf::HfTextConfig;

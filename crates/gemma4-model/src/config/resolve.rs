@@ -45,6 +45,7 @@ pub(crate) fn resolve(hf: HfTextConfig, multimodal: bool) -> Result<Gemma4TextCo
         tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(true),
         attention_bias: hf.attention_bias.unwrap_or(false),
         sliding_window: hf.sliding_window.unwrap_or(512),
+        max_position_embeddings: hf.max_position_embeddings,
         bidirectional,
         final_logit_softcapping: hf.final_logit_softcapping,
         vocab_size_per_layer_input: hf.vocab_size_per_layer_input.unwrap_or(262_144),
@@ -301,6 +302,19 @@ pub(crate) fn validate(cfg: &Gemma4TextConfig) -> Result<()> {
                 ),
             ));
         }
+    }
+    // A negative or NaN epsilon makes every norm NaN (issue 16: it was blamed on the data).
+    if !(cfg.rms_norm_eps.is_finite() && is_positive(cfg.rms_norm_eps)) {
+        return Err(ModelError::invalid(
+            "rms_norm_eps",
+            format!("{} must be finite and > 0 (typically 1e-6)", cfg.rms_norm_eps),
+        ));
+    }
+    if !cfg.attention_scale.is_finite() {
+        return Err(ModelError::invalid(
+            "query_pre_attn_scalar",
+            "must be > 0 (the attention scale is its inverse square root)",
+        ));
     }
     if let Some(c) = cfg.final_logit_softcapping
         && !is_positive(c)

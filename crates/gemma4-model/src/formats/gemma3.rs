@@ -62,6 +62,7 @@ pub(crate) fn resolve_gemma3(hf: HfTextConfig, multimodal: bool) -> Result<Gemma
         tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(true),
         attention_bias: hf.attention_bias.unwrap_or(false),
         sliding_window: hf.sliding_window.unwrap_or(4096),
+        max_position_embeddings: hf.max_position_embeddings,
         bidirectional: false,
         final_logit_softcapping: hf.final_logit_softcapping,
         vocab_size_per_layer_input: 0,

@@ -67,7 +67,7 @@ impl GgmlType {
     /// Bytes of `n` elements (`n` must be a whole number of blocks).
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         let (e, b) = self.block();
-        n.is_multiple_of(e).then_some(n / e * b)
+        n.is_multiple_of(e).then(|| (n / e).checked_mul(b)).flatten()
     }
 }
 

@@ -86,6 +86,11 @@ fn enums_and_bounds_are_refused_naming_the_key() {
         ("schedule.kind=exponential", "`schedule.kind`"),
         ("data.max_seq_len=1", "`data.max_seq_len`: 1 is too small"),
         ("train.grad_accum=0", "[train] grad_accum must be > 0"),
+        (
+            "train.grad_accum=1000000000000000",
+            "[train] grad_accum = 1000000000000000: must be at most 65536",
+        ),
+        ("train.batch_size=70000", "[train] batch_size = 70000: must be at most"),
         ("optim.beta2=1", "[optim] beta2 = 1: must be in [0, 1)"),
     ];
     for (set, needle) in cases {

@@ -74,6 +74,7 @@ struct Session {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    check_sampling_flags(&args)?;
     let (device, piece_bytes) =
         backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
     let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
@@ -153,6 +154,21 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Sampling flags out of range are refused before anything loads (issue 16: NaN was accepted).
+fn check_sampling_flags(args: &Args) -> Result<()> {
+    if let Some(t) = args.temperature
+        && !(t.is_finite() && t >= 0.0)
+    {
+        bail!("--temperature {t}: must be a finite number >= 0 (0 = greedy)");
+    }
+    if let Some(p) = args.top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        bail!("--top-p {p}: must be in (0, 1] (1 = off)");
+    }
+    Ok(())
+}
+
 fn render(s: &Session, messages: &[Value], thinking: bool) -> Result<Vec<u32>> {
     let text = s.template.render(&Value::Array(messages.to_vec()), None, true, thinking)?;
     Ok(s.tok.encode(&text, false)?.ids)
@@ -165,6 +181,15 @@ fn turn(s: &mut Session, ids: &[u32], args: &Args) -> Result<String> {
         // The conversation diverged from what the cache holds: start over.
         s.cache = KvCache::new(&s.model.config);
         s.fed.clear();
+    }
+    if let Some(max) = s.model.config.max_position_embeddings
+        && ids.len().saturating_add(args.max_tokens) > max
+    {
+        eprintln!(
+            "warning: {} prompt tokens + --max-tokens {} exceed the model's max_position_embeddings {max} (config.json): output past {max} tokens is unreliable",
+            ids.len(),
+            args.max_tokens
+        );
     }
     let start = s.fed.len();
     let new = &ids[start..];

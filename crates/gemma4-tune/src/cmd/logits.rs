@@ -107,6 +107,12 @@ fn read_batch(st: &SafeTensors, input: &Path) -> Result<TokenBatch> {
     let [b, t] = ids.shape[..] else {
         bail!("{}: `input_ids` must be 2-D [B, T], found {:?}", input.display(), ids.shape)
     };
+    if b == 0 {
+        bail!(
+            "{}: `input_ids` has no rows (shape [0, {t}]); it needs at least one",
+            input.display()
+        );
+    }
     if t < 2 {
         bail!("{}: `input_ids` needs at least 2 tokens per row for the loss", input.display());
     }
@@ -158,6 +164,13 @@ fn base_outputs(f: &Forward, st: &SafeTensors, input: &Path) -> Result<Vec<Named
     let logits = to_vec(logits)?;
     let loss = to_vec(loss)?;
     println!("logits [{}, {}, {}]  loss {:.6}", shape[0], shape[1], shape[2], loss[0]);
+    if !loss[0].is_finite() {
+        // The config is validated when read and the ids are checked: the weights are the cause.
+        eprintln!(
+            "warning: the loss is {}: the model's weights hold or produce non-finite values (config.json was checked)",
+            loss[0]
+        );
+    }
     if let Some((reference, ref_shape)) = io::read_f32(st, input, "logits")? {
         report_difference("logits", &logits, &shape, &reference, &ref_shape, input)?;
     }

@@ -161,22 +161,31 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, dims, ty, offset) in raw {
         let ggml_type = GgmlType::from_id(ty);
-        let n: usize = dims.iter().product();
-        let start = data + offset;
+        // Sizes from the file are multiplied with overflow checks (issue 16: a product that
+        // wrapped to 0 elements passed every check below, then aborted).
+        let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| {
+            c.err(&format!(
+                "tensor {name}: dimensions {dims:?} overflow (no file holds that many elements)"
+            ))
+        })?;
         let len = match &ggml_type {
             Ok(t) => t.bytes_for(n).ok_or_else(|| {
-                c.err(&format!("tensor {name}: {n} elements is not a whole number of {t:?} blocks"))
+                c.err(&format!(
+                    "tensor {name}: {n} elements is not a whole number of {t:?} blocks, or too many"
+                ))
             })?,
             Err(_) => 0,
         };
-        if start + len > bytes.len() || offset % align != 0 {
+        let range = data.checked_add(offset).and_then(|s| Some((s, s.checked_add(len)?)));
+        let Some((start, end)) =
+            range.filter(|&(_, end)| end <= bytes.len() && offset % align == 0)
+        else {
             return Err(c.err(&format!(
-                "tensor {name}: data at {start}..{} is outside the file or misaligned",
-                start + len
+                "tensor {name}: data at offset {offset} ({len} bytes) is outside the file or misaligned"
             )));
-        }
+        };
         let shape = dims.into_iter().rev().collect();
-        tensors.push(GgufTensor { name, shape, ggml_type, start, end: start + len });
+        tensors.push(GgufTensor { name, shape, ggml_type, start, end });
     }
     Ok(GgufHeader { version, metadata, tensors })
 }

@@ -134,6 +134,31 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
     Ok(cfg)
 }
 
+/// The GGUF metadata key each `config.json` key of [`config_json`] comes from.
+const GGUF_KEYS: &[(&str, &str)] = &[
+    ("hidden_size", "gemma3.embedding_length"),
+    ("num_hidden_layers", "gemma3.block_count"),
+    ("intermediate_size", "gemma3.feed_forward_length"),
+    ("num_attention_heads", "gemma3.attention.head_count"),
+    ("num_key_value_heads", "gemma3.attention.head_count_kv"),
+    ("head_dim", "gemma3.attention.key_length"),
+    ("query_pre_attn_scalar", "gemma3.attention.key_length"),
+    ("rms_norm_eps", "gemma3.attention.layer_norm_rms_epsilon"),
+    ("sliding_window", "gemma3.attention.sliding_window"),
+    ("vocab_size", "token_embd.weight (rows)"),
+];
+
+/// A config error of the GGUF file `path`, naming the metadata key its value came from.
+pub(crate) fn blame_metadata(e: ModelError, path: &Path) -> ModelError {
+    if let ModelError::InvalidConfig { key, reason } = &e
+        && let Some((_, gguf)) = GGUF_KEYS.iter().find(|(hf, _)| hf == key)
+    {
+        let named = ModelError::Input(format!("metadata `{gguf}` (config key `{key}`): {reason}"));
+        return ModelError::InFile { path: path.to_owned(), inner: Box::new(named) };
+    }
+    e.in_file(path)
+}
+
 /// Open a GGUF file: the tensors under their HF names, and the HF `config.json` its metadata
 /// describes. Tensors of a type we cannot dequantise are an error naming both.
 pub(crate) fn open(path: &Path) -> Result<(Checkpoint, Value)> {
