@@ -1,7 +1,8 @@
 //! The training engine: recipes, AdamW on the adapter, LR schedules, chunked cross-entropy, the
 //! loop, validation, checkpoints and metrics. Files in the order a run uses them:
-//! `recipe` → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`, `schedule`, `trainer`
-//! with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` → `checkpoint` → `metrics`.
+//! `recipe` → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`,
+//! `schedule`, `trainer` with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` →
+//! `checkpoint` → `metrics`.
 
 pub mod checkpoint;
 pub mod error;
