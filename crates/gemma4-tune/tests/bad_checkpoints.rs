@@ -162,6 +162,7 @@ fn a_non_finite_loss_stops_naming_step_and_line_or_is_skipped_and_counted() {
     assert!(
         stderr.contains("non-finite loss")
             && stderr.contains(&format!("lines [21] of {train_path}"))
+            && stderr.contains("cause: the data meeting the base model's weights")
             && stderr.contains("skip_nonfinite"),
         "{stderr}"
     );
