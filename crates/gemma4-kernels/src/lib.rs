@@ -1,17 +1,23 @@
 //! Device kernels for gemma4-tune: one home for the kernels the model picks by device.
 //!
-//! Today: [`matmul`] and [`linear`], every matrix product of the model and the adapter. On a
-//! CUDA device, when the crate's `cuda` feature is on, they run through cuBLAS (bf16/f16/f32
-//! inputs, f32 accumulation, f32 as full-precision SGEMM) as a Burn backend extension with its
-//! own backward (`da = dc·bᵀ`, `db = aᵀ·dc`, also through cuBLAS; only operands that need a
-//! gradient get one). Everywhere else, and for any layout the cuBLAS route is not given, they
-//! are Burn's `matmul`, which is also the reference the CUDA path is tested against
-//! (`gemma4-tune bench --check-kernels`).
+//! - [`fused`]: the project's CubeCL kernels (RMSNorm, GeGLU, masked softmax; forward and
+//!   backward) on every GPU runtime, with [`reference`]'s plain ops on the CPU.
+//! - [`matmul`] and [`linear`], every matrix product of the model and the adapter. On a
+//!   CUDA device, when the crate's `cuda` feature is on, they run through cuBLAS (bf16/f16/f32
+//!   inputs, f32 accumulation, f32 as full-precision SGEMM) as a Burn backend extension with its
+//!   own backward (`da = dc·bᵀ`, `db = aᵀ·dc`, also through cuBLAS; only operands that need a
+//!   gradient get one). Everywhere else, and for any layout the cuBLAS route is not given, they
+//!   are Burn's `matmul`, which is also the reference the CUDA path is tested against
+//!   (`gemma4-tune bench --check-kernels`).
 
 use burn::tensor::Tensor;
 
 #[cfg(feature = "cuda")]
 mod cublas;
+#[cfg(feature = "cube")]
+mod device;
+pub mod fused;
+pub mod reference;
 // The BLAS call's layout arithmetic: used by `cublas`, tested on every build.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod layout;

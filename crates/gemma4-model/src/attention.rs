@@ -8,11 +8,11 @@
 //! GQA: query head `h` uses KV head `h / (heads / kv_heads)`; we fold the group into the query
 //! rows instead of copying K/V (`repeat_kv`).
 
-use burn::tensor::{Bool, DType, Tensor, activation::softmax};
+use burn::tensor::{Bool, DType, Tensor};
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
-use gemma4_kernels::matmul;
+use gemma4_kernels::{fused::masked_softmax, matmul};
 
 use crate::linear::{Adapter, Linear, ProjName, Site};
 use crate::norm::RmsNorm;
@@ -231,20 +231,16 @@ pub fn scaled_dot_product(
     let [b, h, s, d] = q.dims();
     let [_, kv, t, _] = k.dims();
     let g = h / kv;
-    let dtype = q.dtype();
     let q = q.reshape([b, kv, g * s, d]); // rows ordered (group, position)
-    let mut scores = matmul(q, k.swap_dims(2, 3)).cast(DType::F32); // [b, kv, g·s, t]
-    if scale != 1.0 {
-        scores = scores.mul_scalar(scale as f32);
-    }
+    let scores = matmul(q, k.swap_dims(2, 3)).reshape([b, kv * g, s, t]); // rows (kv, g, s)
     // The mask as an additive f32 bias `[b or 1, 1, s, t]`, broadcast over heads and groups: a
     // constant, so the tape keeps nothing for it (a `mask_fill` would keep a mask expanded to
     // the scores' size in every layer). −1e30 absorbs any score, and keeps fully masked rows
-    // (padding queries) finite instead of NaN.
+    // (padding queries) finite instead of NaN. Scale, bias and softmax in f32: one kernel each
+    // way on a GPU (gemma4-kernels), Burn's ops on the CPU.
     let bias =
         Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
-    let scores = scores.reshape([b, kv * g, s, t]) + bias; // [b, kv·g, s, t]
-    let probs = softmax(scores, 3).cast(dtype).reshape([b, kv, g * s, t]);
+    let probs = masked_softmax(scores, bias, scale).reshape([b, kv, g * s, t]);
     matmul(probs, v).reshape([b, h, s, d])
 }
 

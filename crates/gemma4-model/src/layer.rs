@@ -8,7 +8,8 @@
 //! ```
 //! `layer_scalar` multiplies the whole stream, residual included.
 
-use burn::tensor::{Tensor, activation::gelu_approximate};
+use burn::tensor::Tensor;
+use gemma4_kernels::fused::geglu;
 
 use crate::attention::{Attention, AttnInputs, KeyValue};
 use crate::cache::LayerCache;
@@ -164,8 +165,10 @@ impl DecoderLayer {
 
         if let (Some(ple), Some(p)) = (&self.per_layer_input, per_layer_input) {
             let w = ple.per_layer_input_gate.weight.clone();
-            let g = gelu_approximate(gemma4_kernels::linear(h.clone().cast(w.dtype()), w, None))
-                * p.cast(ple.per_layer_projection.weight.dtype());
+            let g = geglu(
+                gemma4_kernels::linear(h.clone().cast(w.dtype()), w, None),
+                p.cast(ple.per_layer_projection.weight.dtype()),
+            );
             let g = gemma4_kernels::linear(g, ple.per_layer_projection.weight.clone(), None);
             h = h.clone() + ple.post_per_layer_input_norm.forward(g).cast(h.dtype());
         }

@@ -1,7 +1,8 @@
 //! GeGLU MLP (HF `Gemma4TextMLP`): `down(gelu_tanh(gate(x)) ⊙ up(x))`. Width `intermediate_size`,
 //! doubled on KV-shared layers when `use_double_wide_mlp` (E2B); the config resolves the width.
 
-use burn::tensor::{DType, Tensor, activation::gelu_approximate};
+use burn::tensor::{DType, Tensor};
+use gemma4_kernels::fused::geglu;
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
@@ -45,16 +46,12 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone(), site(ProjName::GateProj), adapter);
         let up = self.up_proj.forward(x, site(ProjName::UpProj), adapter);
         if gate.dtype() != DType::F16 {
-            return self.down_proj.forward(
-                gelu_approximate(gate) * up,
-                site(ProjName::DownProj),
-                adapter,
-            );
+            return self.down_proj.forward(geglu(gate, up), site(ProjName::DownProj), adapter);
         }
         // f16: the product gelu(gate)·up can exceed f16's range. Form it in f32 and scale it by a
         // power of two into range for the f16 down_proj (its LoRA term is linear too), then undo
         // the scale in f32: exact, whatever the activations' size. Output f32 (the residual dtype).
-        let act = gelu_approximate(gate.cast(DType::F32)) * up.cast(DType::F32);
+        let act = geglu(gate.cast(DType::F32), up.cast(DType::F32));
         let scale = f16_scale(&act);
         let y = self.down_proj.forward(
             act.div(scale.clone()).cast(DType::F16),

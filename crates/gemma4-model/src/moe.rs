@@ -6,12 +6,9 @@
 //! it and run `down(gelu_tanh(gate(x)) ⊙ up(x))` with `gate_up_proj` rows `[0, I)` = gate,
 //! `[I, 2I)` = up; outputs are weighted and scattered back (index-add).
 
-use burn::tensor::{
-    DType, IndexingUpdateOp, Int, Tensor, TensorData,
-    activation::{gelu_approximate, softmax},
-};
+use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor, TensorData, activation::softmax};
 
-use gemma4_kernels::{linear, matmul};
+use gemma4_kernels::{fused::geglu, linear, matmul};
 
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
@@ -144,7 +141,7 @@ impl Experts {
                 &xe,
                 linear(xe.clone(), gate_up_w, None),
             ); // [1, c, 2m]
-            let act = gelu_approximate(gu.clone().narrow(2, 0, m)) * gu.narrow(2, m, m); // [1, c, m]
+            let act = geglu(gu.clone().narrow(2, 0, m), gu.narrow(2, m, m)); // [1, c, m]
             let y = adapter.adapt(
                 site(ProjName::ExpertsDown(expert)),
                 &act,

@@ -29,17 +29,13 @@ impl RmsNorm {
         Self { weight: None, eps }
     }
 
+    /// One fused kernel each way on a GPU, Burn's plain ops on the CPU
+    /// ([`gemma4_kernels::fused::rms_norm`]).
+    ///
     /// # Shapes
     /// - x: `[..., d]` → `[..., d]` (same dtype as `x`)
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let dtype = x.dtype();
-        let x = x.cast(DType::F32);
-        let mean_sq = x.clone().square().mean_dim(D - 1).add_scalar(self.eps);
-        let mut y = x * mean_sq.powf_scalar(-0.5);
-        if let Some(w) = &self.weight {
-            y = y * w.clone().unsqueeze::<D>();
-        }
-        y.cast(dtype)
+        gemma4_kernels::fused::rms_norm(x, self.weight.as_ref(), self.eps)
     }
 }
 

@@ -15,22 +15,13 @@ mod cube;
 mod gemm;
 mod ops;
 
-use burn::backend::DispatchDevice;
 use burn::tensor::{DType, Device, Tensor};
 
 use ops::CublasMatmul;
 
 /// Whether `device` is a CUDA device (directly or under autodiff).
 pub fn is_cuda(device: &Device) -> bool {
-    fn cube_cuda(d: &DispatchDevice) -> bool {
-        match d {
-            DispatchDevice::Cube(c) => matches!(c, cubecl::Device::Cuda(_)),
-            DispatchDevice::Autodiff(a) => cube_cuda(a),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    cube_cuda(device.as_dispatch())
+    matches!(crate::device::cube(device), Some(cubecl::Device::Cuda(_)))
 }
 
 /// Whether cuBLAS takes `a·b`: both on a CUDA device in one float dtype it runs (f32, f16,

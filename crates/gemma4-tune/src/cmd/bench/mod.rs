@@ -12,6 +12,7 @@
 
 mod ceilings;
 mod flops;
+mod fused;
 mod infer;
 mod kernels;
 mod report;
@@ -88,9 +89,10 @@ pub struct Args {
     /// shapes) and one attention layer of each type (forward, and forward + backward).
     #[arg(long)]
     ceilings: bool,
-    /// Check the matrix products instead: gemma4-kernels' route (cuBLAS on CUDA) and Burn's
-    /// matmul against f64 on every product shape of --model, forward and backward, over --batch ×
-    /// --seq rows (at most 4096); exits non-zero when ours is out of tolerance.
+    /// Check the kernels instead: gemma4-kernels' products (cuBLAS on CUDA) and Burn's matmul
+    /// against f64 on every product shape of --model, and the fused kernels (RMSNorm) against
+    /// their plain-op reference, forward and backward, over --batch × --seq rows (at most 4096);
+    /// exits non-zero when one is out of tolerance.
     #[arg(long, conflicts_with = "ceilings")]
     check_kernels: bool,
     /// Also write the JSON report here.
@@ -126,11 +128,13 @@ pub fn run_cmd(args: Args) -> Result<()> {
     if args.check_kernels {
         let cfg = load_config(&settings.model)?;
         let rows = (settings.batch * settings.seq).clamp(1, 4096);
-        let (report, ok) =
+        let (mut report, ok) =
             kernels::check_kernels(&cfg, rows, settings.rank, &kernels::DTYPES, &device)?;
+        let (fused_report, fused_ok) = fused::check_fused(&cfg, rows, &kernels::DTYPES, &device)?;
+        report["fused_kernels"] = fused_report;
         println!("{}", serde_json::to_string_pretty(&report)?);
-        if !ok {
-            anyhow::bail!("bench --check-kernels: a product is out of tolerance (see above)");
+        if !(ok && fused_ok) {
+            anyhow::bail!("bench --check-kernels: a kernel is out of tolerance (see above)");
         }
         return Ok(());
     }

@@ -1,0 +1,158 @@
+//! The backward of each [`Fused`] op, as its own kernel. Scales and other weights the ops take
+//! are constants: the wrapper in `super` sends an op whose weight needs a gradient to the
+//! plain ops instead.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+
+use super::ops::Fused;
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: Backend + Fused> Backward<B, 1> for RmsNormBackward {
+    /// The input, the scale (read when `scaled`) and eps.
+    type State = (FloatTensor<B>, FloatTensor<B>, bool, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight, scaled, eps) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dy| {
+            B::fused_rms_norm_backward(x, weight, scaled, dy, eps)
+        });
+    }
+}
+
+#[derive(Debug)]
+struct GegluBackward;
+
+impl<B: Backend + Fused> Backward<B, 2> for GegluBackward {
+    /// gate and up.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (gate, up) = ops.state;
+        let dh = grads.consume::<B>(&ops.node);
+        // One kernel writes both gradients; each goes to its input where that is tracked.
+        let (dgate, dup) = B::fused_geglu_backward(gate, up, dh);
+        let [gate_node, up_node] = ops.parents;
+        if let Some(node) = gate_node {
+            grads.register::<B>(node.id, dgate);
+        }
+        if let Some(node) = up_node {
+            grads.register::<B>(node.id, dup);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<B: Backend + Fused> Backward<B, 1> for SoftmaxBackward {
+    /// The output (the probabilities, which the next product keeps anyway) and the scale.
+    type State = (FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (probs, scale) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dprobs| {
+            B::fused_softmax_backward(probs, dprobs, scale)
+        });
+    }
+}
+
+/// The inner value of a constant (its autodiff node, if any, is not followed).
+fn constant<B: Backend, C: CheckpointStrategy>(t: FloatTensor<Autodiff<B, C>>) -> FloatTensor<B> {
+    t.into_parts().0
+}
+
+impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scaled: bool,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let weight = constant::<B, C>(weight);
+        let (x, x_node) = x.into_parts();
+        match RmsNormBackward.prepare::<C>([x_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::fused_rms_norm(x.clone(), weight.clone(), scaled, eps);
+                prep.finish((x, weight, scaled, eps), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_rms_norm(x, weight, scaled, eps)),
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scaled: bool,
+        dy: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let dx = B::fused_rms_norm_backward(
+            constant::<B, C>(x),
+            constant::<B, C>(weight),
+            scaled,
+            constant::<B, C>(dy),
+            eps,
+        );
+        FloatTensor::<Self>::new(dx)
+    }
+
+    fn fused_geglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (gate, gate_node) = gate.into_parts();
+        let (up, up_node) = up.into_parts();
+        match GegluBackward.prepare::<C>([gate_node, up_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let h = B::fused_geglu(gate.clone(), up.clone());
+                prep.finish((gate, up), h)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_geglu(gate, up)),
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_geglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dgate, dup) = B::fused_geglu_backward(
+            constant::<B, C>(gate),
+            constant::<B, C>(up),
+            constant::<B, C>(dh),
+        );
+        (FloatTensor::<Self>::new(dgate), FloatTensor::<Self>::new(dup))
+    }
+
+    fn fused_softmax(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let bias = constant::<B, C>(bias);
+        let (scores, node) = scores.into_parts();
+        match SoftmaxBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let probs = B::fused_softmax(scores, bias, scale);
+                prep.finish((probs.clone(), scale), probs)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_softmax(scores, bias, scale)),
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_softmax_backward(
+        probs: FloatTensor<Self>,
+        dprobs: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let dscores =
+            B::fused_softmax_backward(constant::<B, C>(probs), constant::<B, C>(dprobs), scale);
+        FloatTensor::<Self>::new(dscores)
+    }
+}

@@ -1,0 +1,43 @@
+//! [`Fused`] on the CubeCL runtimes: each op is the project's own kernel.
+
+use burn_cubecl::CubeBackend;
+use burn_cubecl::tensor::CubeTensor;
+
+use super::ops::Fused;
+use super::{geglu, rms_norm, softmax};
+
+impl Fused for CubeBackend {
+    fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
+        rms_norm::forward(x, scaled.then_some(weight), eps)
+    }
+
+    fn fused_rms_norm_backward(
+        x: CubeTensor,
+        weight: CubeTensor,
+        scaled: bool,
+        dy: CubeTensor,
+        eps: f32,
+    ) -> CubeTensor {
+        rms_norm::backward(x, scaled.then_some(weight), dy, eps)
+    }
+
+    fn fused_geglu(gate: CubeTensor, up: CubeTensor) -> CubeTensor {
+        geglu::forward(gate, up)
+    }
+
+    fn fused_geglu_backward(
+        gate: CubeTensor,
+        up: CubeTensor,
+        dh: CubeTensor,
+    ) -> (CubeTensor, CubeTensor) {
+        geglu::backward(gate, up, dh)
+    }
+
+    fn fused_softmax(scores: CubeTensor, bias: CubeTensor, scale: f32) -> CubeTensor {
+        softmax::forward(scores, bias, scale)
+    }
+
+    fn fused_softmax_backward(probs: CubeTensor, dprobs: CubeTensor, scale: f32) -> CubeTensor {
+        softmax::backward(probs, dprobs, scale)
+    }
+}

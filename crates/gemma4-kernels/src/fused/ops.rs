@@ -1,0 +1,72 @@
+//! The extension trait of the project's fused kernels. Burn's `backend_extension` generates its
+//! `Dispatch` routing: CubeCL devices (wgpu, CUDA) reach `cube.rs`, autodiff-wrapped ones
+//! `autodiff.rs`. The CPU never calls it: `super` keeps the plain ops there.
+
+use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
+
+/// Kernels written once in CubeCL for every GPU runtime Burn has.
+#[backend_extension(Cube, Autodiff)]
+pub trait Fused: Backend {
+    /// RMSNorm over the last axis: `x·(mean(x²) + eps)^-½·w`, f32 inside, `x`'s dtype out. The
+    /// scale `w` is a constant (no gradient); without `scaled` it is not read (pass any tensor
+    /// of the device: the extension macro takes no optional tensors).
+    ///
+    /// # Shapes
+    /// - x: `[.., d]`, weight: `[d]` (f32) → `[.., d]`
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scaled: bool,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`Fused::fused_rms_norm`] with respect to `x`, given the output's `dy`.
+    ///
+    /// # Shapes
+    /// - x, dy: `[.., d]`, weight: `[d]` (f32) → `[.., d]`
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scaled: bool,
+        dy: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// GeGLU's activation `gelu_tanh(gate)·up`, elementwise, f32 inside, the inputs' dtype out.
+    ///
+    /// # Shapes
+    /// - gate, up: `[..]` (equal) → `[..]`
+    fn fused_geglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The gradients of [`Fused::fused_geglu`] with respect to `gate` and `up`, given `dh`.
+    ///
+    /// # Shapes
+    /// - gate, up, dh: `[..]` (equal) → (`[..]`, `[..]`)
+    fn fused_geglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `softmax(scores·scale + bias)` over the last axis in f32, the scores' dtype out; the
+    /// bias (f32, additive mask) is a constant.
+    ///
+    /// # Shapes
+    /// - scores: `[b, n, s, t]`, bias: `[b or 1, 1, s, t]` → `[b, n, s, t]`
+    fn fused_softmax(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`Fused::fused_softmax`] with respect to the scores, from its output
+    /// `probs` and the output's gradient `dprobs`.
+    ///
+    /// # Shapes
+    /// - probs, dprobs: `[.., t]` → `[.., t]`
+    fn fused_softmax_backward(
+        probs: FloatTensor<Self>,
+        dprobs: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+}
