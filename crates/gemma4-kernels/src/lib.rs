@@ -18,6 +18,8 @@ mod cublas;
 mod device;
 pub mod fused;
 pub mod reference;
+
+pub use reference::AdamwStep;
 // The BLAS call's layout arithmetic: used by `cublas`, tested on every build.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod layout;

@@ -39,3 +39,61 @@ pub fn masked_softmax(scores: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<
     }
     softmax(scores + bias, 3).cast(dtype)
 }
+
+/// One AdamW step's settings (PyTorch `torch.optim.AdamW` semantics).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamwStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// The step number `t` (from 1), for the bias corrections `1 − β^t`.
+    pub step: u64,
+    /// The factor the gradient is multiplied by first (unscale × clip).
+    pub grad_scale: f64,
+}
+
+/// One AdamW step of one tensor in Burn's ops: decoupled weight decay `p ← p·(1 − lr·wd)`,
+/// bias-corrected moments (`None`: the first step). Returns the new parameter and moments.
+///
+/// # Shapes
+/// - param, grad, m, v: `[r, c]` → three of `[r, c]`
+pub fn adamw(
+    param: Tensor<2>,
+    grad: Tensor<2>,
+    moments: Option<(Tensor<2>, Tensor<2>)>,
+    s: &AdamwStep,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    let g = grad.mul_scalar(s.grad_scale);
+    let (b1, b2) = (s.beta1, s.beta2);
+    let (m, v) = match moments {
+        Some((m, v)) => (
+            m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+            v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
+        ),
+        None => (g.clone().mul_scalar(1.0 - b1), g.square().mul_scalar(1.0 - b2)),
+    };
+    let t = i32::try_from(s.step).unwrap_or(i32::MAX);
+    let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
+    let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
+    let decayed =
+        if s.weight_decay > 0.0 { param.mul_scalar(1.0 - s.lr * s.weight_decay) } else { param };
+    let new = decayed - m_hat.div(v_hat.sqrt().add_scalar(s.eps)).mul_scalar(s.lr);
+    (new, m, v)
+}
+
+/// `Σ t²` of each tensor in Burn's ops (f32 sums), read back once.
+pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
+    let sums: Vec<Tensor<1>> =
+        tensors.iter().map(|t| (*t).clone().cast(DType::F32).square().sum()).collect();
+    if sums.is_empty() {
+        return Vec::new();
+    }
+    read_f64(Tensor::cat(sums, 0))
+}
+
+/// A 1-D tensor's values on the host, as f64 (one read-back).
+pub(crate) fn read_f64(t: Tensor<1>) -> Vec<f64> {
+    t.cast(DType::F32).into_data().iter::<f32>().map(f64::from).collect()
+}

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Tensor};
+use gemma4_kernels::AdamwStep;
 
 use crate::recipe::OptimSection;
 
@@ -19,7 +20,9 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// One update of `param` (key `key`) with gradient `grad`; returns the new value.
+    /// One update of `param` (key `key`) with gradient `grad` times `grad_scale` (the
+    /// unscale-and-clip factor); returns the new value. The arithmetic is
+    /// [`gemma4_kernels::fused::adamw`]'s: one kernel per tensor on a GPU.
     pub fn update(
         &mut self,
         cfg: &OptimSection,
@@ -27,35 +30,33 @@ impl AdamW {
         key: &str,
         param: Tensor<2>,
         grad: Tensor<2>,
+        grad_scale: f64,
     ) -> Tensor<2> {
-        let (b1, b2) = (cfg.beta1, cfg.beta2);
-        let m = match self.m.remove(key) {
-            Some(m) => m.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1),
-            None => grad.clone().mul_scalar(1.0 - b1),
+        let moments = match (self.m.remove(key), self.v.remove(key)) {
+            (Some(m), Some(v)) => Some((m, v)),
+            _ => None,
         };
-        let v = match self.v.remove(key) {
-            Some(v) => v.mul_scalar(b2) + grad.clone().square().mul_scalar(1.0 - b2),
-            None => grad.square().mul_scalar(1.0 - b2),
+        let step = AdamwStep {
+            lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            step: self.step,
+            grad_scale,
         };
-        let t = self.step as i32;
-        let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
-        let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
-        let decayed = if cfg.weight_decay > 0.0 {
-            param.mul_scalar(1.0 - lr * cfg.weight_decay)
-        } else {
-            param
-        };
-        let new = decayed - m_hat.div(v_hat.sqrt().add_scalar(cfg.eps)).mul_scalar(lr);
+        let (new, m, v) = gemma4_kernels::fused::adamw(param, grad, moments, &step);
         self.m.insert(key.to_owned(), m);
         self.v.insert(key.to_owned(), v);
         new
     }
 }
 
-/// Global L2 norm of all gradients: one device reduction and one read-back (not one per tensor).
+/// Global L2 norm of all gradients: each tensor's `Σ g²` on the device (one kernel per tensor
+/// on a GPU), one read-back, the total in f64.
 pub fn global_norm(grads: &BTreeMap<String, Tensor<2>>) -> f64 {
-    let sq = grads.values().map(|g| g.clone().square().sum()).reduce(|a, b| a + b);
-    sq.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+    let tensors: Vec<&Tensor<2>> = grads.values().collect();
+    gemma4_kernels::fused::square_sums(&tensors).iter().sum::<f64>().sqrt()
 }
 
 /// Keys of the gradients holding a non-finite value (one read-back per tensor: for diagnostics).
@@ -159,7 +160,7 @@ mod tests {
         let g = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 0.25], [1, 2]), &device);
         for want in [[0.899f32, -2.098], [0.798101, -2.195902]] {
             opt.step += 1;
-            p = opt.update(&cfg, 0.1, "p", p, g.clone());
+            p = opt.update(&cfg, 0.1, "p", p, g.clone(), 1.0);
             let got: Vec<f32> = p.clone().into_data().try_to_vec_as::<f32>().unwrap();
             assert!(
                 (got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5,

@@ -138,10 +138,9 @@ pub fn apply_update(
 ) {
     opt.step += 1;
     adapter.map_tensors(|key, p| match grads.remove(key) {
-        Some(g) => opt
-            .update(cfg, lr, key, p.without_autodiff(), g.mul_scalar(factor))
-            .autodiff()
-            .require_grad(),
+        Some(g) => {
+            opt.update(cfg, lr, key, p.without_autodiff(), g, factor).autodiff().require_grad()
+        }
         None => p,
     });
 }

@@ -8,7 +8,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
 
-use super::ops::Fused;
+use super::ops::{AdamwScalars, Fused};
 
 #[derive(Debug)]
 struct RmsNormBackward;
@@ -154,5 +154,33 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
         let dscores =
             B::fused_softmax_backward(constant::<B, C>(probs), constant::<B, C>(dprobs), scale);
         FloatTensor::<Self>::new(dscores)
+    }
+
+    /// Not differentiable: computed on the inner values, returned untracked.
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scalars: AdamwScalars,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (p, m, v) = B::fused_adamw(
+            constant::<B, C>(param),
+            constant::<B, C>(grad),
+            constant::<B, C>(m),
+            constant::<B, C>(v),
+            scalars,
+        );
+        (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
+    }
+
+    /// Not differentiable: computed on the inner values, returned untracked.
+    fn fused_square_sum(
+        t: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        slot: u32,
+    ) -> FloatTensor<Self> {
+        let out = B::fused_square_sum(constant::<B, C>(t), constant::<B, C>(out), slot);
+        FloatTensor::<Self>::new(out)
     }
 }

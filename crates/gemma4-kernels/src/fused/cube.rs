@@ -3,8 +3,8 @@
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::ops::Fused;
-use super::{geglu, rms_norm, softmax};
+use super::ops::{AdamwScalars, Fused};
+use super::{adamw, geglu, rms_norm, softmax, square_sum};
 
 impl Fused for CubeBackend {
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
@@ -39,5 +39,19 @@ impl Fused for CubeBackend {
 
     fn fused_softmax_backward(probs: CubeTensor, dprobs: CubeTensor, scale: f32) -> CubeTensor {
         softmax::backward(probs, dprobs, scale)
+    }
+
+    fn fused_adamw(
+        param: CubeTensor,
+        grad: CubeTensor,
+        m: CubeTensor,
+        v: CubeTensor,
+        scalars: AdamwScalars,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        adamw::step([param, grad, m, v], scalars)
+    }
+
+    fn fused_square_sum(t: CubeTensor, out: CubeTensor, slot: u32) -> CubeTensor {
+        square_sum::into_slot(t, out, slot)
     }
 }

@@ -4,6 +4,27 @@
 
 use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
 
+/// One AdamW step's scalars (PyTorch `torch.optim.AdamW`), for [`Fused::fused_adamw`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamwScalars {
+    /// The factor the gradient is multiplied by first (unscale × clip).
+    pub grad_scale: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// `1 − beta1`, `1 − beta2`, rounded once from f64 (as the plain ops' scalars are).
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    /// `1 − beta1^t` and `1 − beta2^t` at step `t`.
+    pub correction1: f32,
+    pub correction2: f32,
+    pub lr: f32,
+    pub eps: f32,
+    /// `1 − lr·weight_decay` (1: no decay).
+    pub decay: f32,
+    /// The first step: no previous moments (the `m`, `v` given are not read).
+    pub first: bool,
+}
+
 /// Kernels written once in CubeCL for every GPU runtime Burn has.
 #[backend_extension(Cube, Autodiff)]
 pub trait Fused: Backend {
@@ -68,5 +89,28 @@ pub trait Fused: Backend {
         probs: FloatTensor<Self>,
         dprobs: FloatTensor<Self>,
         scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// One AdamW step of one f32 tensor: the new parameter and moments. Not differentiable.
+    ///
+    /// # Shapes
+    /// - param, grad, m, v: `[..]` (equal) → three of `[..]`
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scalars: AdamwScalars,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Writes `Σ t²` (f32) into `out[slot]` and returns `out` (the same buffer). Not
+    /// differentiable.
+    ///
+    /// # Shapes
+    /// - t: `[r, c]`, out: `[n]`, slot < n
+    fn fused_square_sum(
+        t: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        slot: u32,
     ) -> FloatTensor<Self>;
 }
