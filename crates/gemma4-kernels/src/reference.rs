@@ -1,7 +1,10 @@
 //! The plain-op reference of each fused kernel: Burn's own ops, differentiated by Burn's
 //! autodiff. The CPU runs these; the kernels in `fused` are tested against them.
 
-use burn::tensor::{DType, Tensor, activation::gelu_approximate, activation::softmax};
+use burn::tensor::{
+    DType, Int, Tensor,
+    activation::{gelu_approximate, log_softmax, softmax},
+};
 
 /// RMSNorm over the last axis: `x·(mean(x²) + eps)^-½·w` in f32, cast back to `x`'s dtype.
 ///
@@ -96,4 +99,23 @@ pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
 /// A 1-D tensor's values on the host, as f64 (one read-back).
 pub(crate) fn read_f64(t: Tensor<1>) -> Vec<f64> {
     t.cast(DType::F32).into_data().iter::<f32>().map(f64::from).collect()
+}
+
+/// The LM loss of each row of raw head logits in Burn's ops: cast to f32, the final softcap
+/// `cap·tanh(x/cap)` when given, `−log_softmax` gathered at the label.
+///
+/// # Shapes
+/// - raw: `[n, V]`, labels: `[n]` → `[n]`
+pub fn softcap_cross_entropy(
+    raw: Tensor<2>,
+    labels: Tensor<1, Int>,
+    cap: Option<f64>,
+) -> Tensor<1> {
+    let logits = raw.cast(DType::F32);
+    let logits = match cap {
+        Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
+        None => logits,
+    };
+    let n = labels.dims()[0];
+    log_softmax(logits, 1).gather(1, labels.reshape([n, 1])).reshape([n]).neg()
 }

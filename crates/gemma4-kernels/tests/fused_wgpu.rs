@@ -9,7 +9,7 @@
 //! `GEMMA4_TUNE_REQUIRE_GPU_TESTS=1` (set by `.ci/run`): there they fail.
 #![cfg(feature = "wgpu")]
 
-use burn::tensor::{DType, Device, DeviceKind, Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Device, DeviceKind, Distribution, Int, Tensor, TensorData};
 use gemma4_kernels::{fused, reference};
 
 /// The wgpu device, or `None` (with a message) where none can be opened and none is required.
@@ -268,6 +268,59 @@ fn square_sums_match_the_reference() {
     eprintln!("square_sums: {got:?} vs {want:?}: {e:.2e}");
     assert!(e <= 1e-6, "square_sums {e:.2e} > 1e-6");
     assert!(fused::square_sums(&[]).is_empty());
+}
+
+/// The per-row losses and the raw logits' gradient under `Σ loss·c`.
+fn loss_and_grad(
+    inputs: [&TensorData; 3],
+    device: &Device,
+    dtype: DType,
+    cap: Option<f64>,
+    fused_path: bool,
+) -> [Vec<f64>; 2] {
+    let ad = device.clone().autodiff();
+    let [raw, labels, c] = inputs;
+    // Logits of a head's size: spread so the softcap (30) matters.
+    let raw = Tensor::<2>::from_data(raw.clone(), &ad).mul_scalar(20.0).cast(dtype).require_grad();
+    let labels = Tensor::<1, Int>::from_data(labels.clone(), &ad);
+    let c = Tensor::<1>::from_data(c.clone(), &ad);
+    let loss = if fused_path {
+        fused::softcap_cross_entropy(raw.clone(), labels, cap)
+    } else {
+        reference::softcap_cross_entropy(raw.clone(), labels, cap)
+    };
+    assert_eq!(loss.dtype(), DType::F32);
+    let grads = (loss.clone() * c).sum().backward();
+    [values(loss), values(raw.grad(&grads).expect("raw is tracked"))]
+}
+
+#[test]
+fn softcap_cross_entropy_matches_the_reference() {
+    let Some(device) = gpu() else { return };
+    let (rows, vocab) = (5, 300);
+    let raw = random([rows, vocab]);
+    let labels = TensorData::new(vec![0i64, 299, 17, 150, 17], [rows]);
+    let c = random([rows]);
+    for cap in [Some(30.0), None] {
+        let mut cases = vec![(DType::F32, 1e-5)];
+        if device.supports_dtype(DType::F16) {
+            cases.push((DType::F16, 2e-3));
+        }
+        for (dtype, tol) in cases {
+            // The reference on the CPU from the same (rounded) logits, in f32 inside: logits of
+            // ±40 in f16 are off by up to 0.016, which moves the softmax itself by 1.6%.
+            let want = loss_and_grad([&raw, &labels, &c], &Device::flex(), dtype, cap, false);
+            let got = loss_and_grad([&raw, &labels, &c], &device, dtype, cap, true);
+            for (name, (g, w)) in ["loss", "draw"].iter().zip(got.iter().zip(&want)) {
+                let e = rel_l2(g, w);
+                eprintln!("cross-entropy cap {cap:?} {dtype:?} {name}: {e:.2e} (bound {tol:.0e})");
+                assert!(
+                    e <= tol,
+                    "cross-entropy cap {cap:?} {dtype:?} {name}: {e:.2e} > {tol:.0e}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

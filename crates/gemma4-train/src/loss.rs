@@ -2,7 +2,8 @@
 //! positions and in chunks of rows: the `[b, s, 262144]` logits of a real vocabulary never exist
 //! at once.
 
-use burn::tensor::{DType, Int, Tensor, TensorData, activation::log_softmax};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use gemma4_kernels::fused::softcap_cross_entropy;
 use gemma4_model::Gemma4TextModel;
 
 /// Rows of hidden states per logits chunk (fewer when a chunk's f32 logits would exceed the
@@ -42,14 +43,12 @@ pub fn target_loss_sum(
             TensorData::new(rows[start..start + n].to_vec(), [n]),
             &device,
         );
-        let lab = Tensor::<2, Int>::from_data(
-            TensorData::new(labels[start..start + n].to_vec(), [n, 1]),
+        let lab = Tensor::<1, Int>::from_data(
+            TensorData::new(labels[start..start + n].to_vec(), [n]),
             &device,
         );
         let h = flat.clone().select(0, idx).reshape([1, n, e]);
-        let logits = model.logits(h).reshape([n, model.config.vocab_size]); // f32, softcapped
-        let picked = log_softmax(logits, 1).gather(1, lab); // [n, 1]
-        total = total - picked.sum().reshape([1]);
+        total = total + chunk_losses(model, h, lab).sum().reshape([1]);
     }
     (total, count)
 }
@@ -84,13 +83,12 @@ pub fn target_loss_and_grad(
             TensorData::new(rows[start..start + n].to_vec(), [n]),
             &device,
         );
-        let lab = Tensor::<2, Int>::from_data(
-            TensorData::new(labels[start..start + n].to_vec(), [n, 1]),
+        let lab = Tensor::<1, Int>::from_data(
+            TensorData::new(labels[start..start + n].to_vec(), [n]),
             &device,
         );
         let h = leaf.clone().reshape([b * s, e]).select(0, idx).reshape([1, n, e]);
-        let logits = model.logits(h).reshape([n, model.config.vocab_size]);
-        let chunk = log_softmax(logits, 1).gather(1, lab).sum().neg(); // [1]
+        let chunk = chunk_losses(model, h, lab).sum(); // [1]
         let grads = chunk.clone().mul_scalar(scale).backward();
         if let Some(g) = leaf.grad(&grads) {
             grad = grad + g.cast(DType::F32);
@@ -101,6 +99,18 @@ pub fn target_loss_and_grad(
 }
 
 /// Flat hidden-state rows that predict a target token, and those tokens.
+/// Each row's `−log p(label)` under the head and the final softcap (f32): one kernel each way
+/// on a GPU, so the chunk's `[n, vocab]` f32 logits are never written
+/// ([`gemma4_kernels::fused::softcap_cross_entropy`]).
+///
+/// # Shapes
+/// - h: `[1, n, e]`, labels: `[n]` → `[n]`
+fn chunk_losses(model: &Gemma4TextModel, h: Tensor<3>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let n = labels.dims()[0];
+    let raw = model.lm_head.forward(h).reshape([n, model.config.vocab_size]);
+    softcap_cross_entropy(raw, labels, model.config.final_logit_softcapping)
+}
+
 fn target_rows(b: usize, s: usize, ids: &[u32], target: &[bool]) -> (Vec<i64>, Vec<i64>) {
     let (mut rows, mut labels) = (Vec::new(), Vec::new());
     for r in 0..b {

@@ -50,8 +50,8 @@ fn adamw_kernel(
     let mut m_i = g * s.one_minus_beta1;
     let mut v_i = g * g * s.one_minus_beta2;
     if comptime!(!first) {
-        m_i = m[i] * s.beta1 + m_i;
-        v_i = v[i] * s.beta2 + v_i;
+        m_i += m[i] * s.beta1;
+        v_i += v[i] * s.beta2;
     }
     let m_hat = m_i / s.correction1;
     let v_hat = v_i / s.correction2;

@@ -6,7 +6,10 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+use burn::backend::{
+    Autodiff, Backend,
+    tensor::{FloatTensor, IntTensor},
+};
 
 use super::ops::{AdamwScalars, Fused};
 
@@ -58,6 +61,23 @@ impl<B: Backend + Fused> Backward<B, 1> for SoftmaxBackward {
         let (probs, scale) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |dprobs| {
             B::fused_softmax_backward(probs, dprobs, scale)
+        });
+    }
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+/// The raw logits, the labels, the log-sum-exps, the cap and whether there is one.
+type CrossEntropyState<B> = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>, f32, bool);
+
+impl<B: Backend + Fused> Backward<B, 1> for CrossEntropyBackward {
+    type State = CrossEntropyState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (raw, labels, lse, cap, has_cap) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dloss| {
+            B::fused_cross_entropy_backward(raw, labels, lse, dloss, cap, has_cap)
         });
     }
 }
@@ -182,5 +202,45 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let out = B::fused_square_sum(constant::<B, C>(t), constant::<B, C>(out), slot);
         FloatTensor::<Self>::new(out)
+    }
+
+    fn fused_cross_entropy(
+        raw: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        cap: f32,
+        has_cap: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (raw, node) = raw.into_parts();
+        match CrossEntropyBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (loss, lse) = B::fused_cross_entropy(raw.clone(), labels.clone(), cap, has_cap);
+                let state = (raw, labels, lse.clone(), cap, has_cap);
+                (prep.finish(state, loss), FloatTensor::<Self>::new(lse))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (loss, lse) = B::fused_cross_entropy(raw, labels, cap, has_cap);
+                (prep.finish(loss), FloatTensor::<Self>::new(lse))
+            }
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_cross_entropy_backward(
+        raw: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        dloss: FloatTensor<Self>,
+        cap: f32,
+        has_cap: bool,
+    ) -> FloatTensor<Self> {
+        let draw = B::fused_cross_entropy_backward(
+            constant::<B, C>(raw),
+            labels,
+            constant::<B, C>(lse),
+            constant::<B, C>(dloss),
+            cap,
+            has_cap,
+        );
+        FloatTensor::<Self>::new(draw)
     }
 }

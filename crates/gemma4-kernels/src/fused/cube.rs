@@ -4,7 +4,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, Fused};
-use super::{adamw, geglu, rms_norm, softmax, square_sum};
+use super::{adamw, cross_entropy, geglu, rms_norm, softmax, square_sum};
 
 impl Fused for CubeBackend {
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
@@ -53,5 +53,25 @@ impl Fused for CubeBackend {
 
     fn fused_square_sum(t: CubeTensor, out: CubeTensor, slot: u32) -> CubeTensor {
         square_sum::into_slot(t, out, slot)
+    }
+
+    fn fused_cross_entropy(
+        raw: CubeTensor,
+        labels: CubeTensor,
+        cap: f32,
+        has_cap: bool,
+    ) -> (CubeTensor, CubeTensor) {
+        cross_entropy::forward(raw, labels, has_cap.then_some(cap))
+    }
+
+    fn fused_cross_entropy_backward(
+        raw: CubeTensor,
+        labels: CubeTensor,
+        lse: CubeTensor,
+        dloss: CubeTensor,
+        cap: f32,
+        has_cap: bool,
+    ) -> CubeTensor {
+        cross_entropy::backward([raw, labels, lse, dloss], has_cap.then_some(cap))
     }
 }

@@ -4,7 +4,7 @@
 //! - `ops.rs`: the extension trait [`Fused`](ops::Fused) and its routing.
 //! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`,
 //!   `geglu.rs`, `softmax.rs`, `adamw.rs`,
-//!   `square_sum.rs`) and what the row kernels share (`rows.rs`).
+//!   `square_sum.rs`, `cross_entropy.rs`) and what the row kernels share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel.
 //!
 //! The wrappers here pick the kernel on a CubeCL device and the plain ops of
@@ -15,6 +15,8 @@
 mod adamw;
 #[cfg(feature = "cube")]
 mod autodiff;
+#[cfg(feature = "cube")]
+mod cross_entropy;
 #[cfg(feature = "cube")]
 mod cube;
 #[cfg(feature = "cube")]
@@ -32,7 +34,7 @@ mod square_sum;
 
 #[cfg(feature = "cube")]
 use burn::tensor::DType;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::reference::{self, AdamwStep};
 
@@ -192,4 +194,30 @@ pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
         return reference::read_f64(Tensor::<1>::from_dispatch(out));
     }
     reference::square_sums(tensors)
+}
+
+/// The LM loss of each row of raw head logits (the head's dtype): the final softcap
+/// `cap·tanh(x/cap)` when given, then `−log softmax` at the label, in f32. One kernel each way
+/// on a GPU (the `[n, V]` f32 logits are never written); the plain ops elsewhere.
+///
+/// # Shapes
+/// - raw: `[n, V]`, labels: `[n]` → `[n]`
+pub fn softcap_cross_entropy(
+    raw: Tensor<2>,
+    labels: Tensor<1, Int>,
+    cap: Option<f64>,
+) -> Tensor<1> {
+    #[cfg(feature = "cube")]
+    if enabled(&raw.device()) && matches!(raw.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        let (loss, _lse) = <Dispatch as Fused>::fused_cross_entropy(
+            raw.into_dispatch(),
+            labels.into_dispatch(),
+            cap.unwrap_or(1.0) as f32,
+            cap.is_some(),
+        );
+        return Tensor::from_dispatch(loss);
+    }
+    reference::softcap_cross_entropy(raw, labels, cap)
 }

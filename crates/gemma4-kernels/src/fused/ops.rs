@@ -2,7 +2,10 @@
 //! `Dispatch` routing: CubeCL devices (wgpu, CUDA) reach `cube.rs`, autodiff-wrapped ones
 //! `autodiff.rs`. The CPU never calls it: `super` keeps the plain ops there.
 
-use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Backend, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
 
 /// One AdamW step's scalars (PyTorch `torch.optim.AdamW`), for [`Fused::fused_adamw`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,5 +115,32 @@ pub trait Fused: Backend {
         t: FloatTensor<Self>,
         out: FloatTensor<Self>,
         slot: u32,
+    ) -> FloatTensor<Self>;
+
+    /// The LM loss of each row of raw head logits: softcap `cap·tanh(x/cap)` (when `has_cap`),
+    /// log-sum-exp, minus the label's logit. Returns the losses and the log-sum-exps (f32; the
+    /// latter not differentiable).
+    ///
+    /// # Shapes
+    /// - raw: `[n, V]`, labels: `[n]` → (`[n]`, `[n]`)
+    fn fused_cross_entropy(
+        raw: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        cap: f32,
+        has_cap: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradient of [`Fused::fused_cross_entropy`]'s losses with respect to `raw`, given
+    /// their gradient `dloss` and the forward's log-sum-exps.
+    ///
+    /// # Shapes
+    /// - raw: `[n, V]`, labels, lse, dloss: `[n]` → `[n, V]`
+    fn fused_cross_entropy_backward(
+        raw: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        dloss: FloatTensor<Self>,
+        cap: f32,
+        has_cap: bool,
     ) -> FloatTensor<Self>;
 }
