@@ -1,4 +1,5 @@
-//! [`CublasMatmul`] on CubeCL: CUDA tensors go to cuBLAS on their buffers' device pointers;
+//! [`CublasMatmul`] on CubeCL: CUDA tensors go to cuBLAS on their buffers' device pointers,
+//! ordered with CubeCL's stream on the device (`handoff.rs`);
 //! anything else (another runtime, mixed dtypes, unequal batch axes) is CubeCL's own matmul.
 
 use burn::backend::ops::FloatTensorOps;
@@ -9,7 +10,8 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl_runtime::runtime::Runtime;
 
-use super::gemm::{self, Gemm};
+use super::gemm::{self, Gemm, Order};
+use super::handoff;
 use super::ops::CublasMatmul;
 use crate::layout::RowMajor;
 
@@ -38,17 +40,27 @@ impl CublasMatmul for CubeBackend {
             t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
         };
         // Each `get_resource` pins its buffer and lines this thread's stream up with the one
-        // that wrote it; the sync then waits for those writes (and the allocation of `c`).
+        // that wrote it.
         let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
-        cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
+        let shape = RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t };
         let g = Gemm {
             dtype: a.dtype,
-            shape: RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t },
+            shape,
             a: ra.resource().ptr,
             b: rb.resource().ptr,
             c: rc.resource().ptr,
         };
-        gemm::run(index, &g);
+        if handoff::on_device() {
+            let (flags, count) = handoff::next(&c);
+            handoff::raise(&flags, count);
+            let go = resource(&flags).resource().ptr;
+            gemm::run(index, &g, &Order::Device { go, done: go + 4, n: count });
+            handoff::await_done(&flags, count);
+        } else {
+            // The sync waits for the inputs' writes (and the allocation of `c`).
+            cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
+            gemm::run(index, &g, &Order::Host);
+        }
         drop((ra, rb, rc));
         c
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use burn::tensor::DType;
 use cudarc::cublas::{CudaBlas, result, sys};
+use cudarc::driver::sys as driver;
 use cudarc::driver::{CudaContext, CudaStream};
 
 use crate::layout::RowMajor;
@@ -42,12 +43,20 @@ thread_local! {
     static BLAS: RefCell<Option<Blas>> = const { RefCell::new(None) };
 }
 
-/// Runs `g` on device `device` and waits for it. The caller has drained CubeCL's stream, so
-/// the inputs are written, and holds the buffers until this returns.
+/// How the call is ordered with CubeCL's stream.
+pub enum Order {
+    /// The caller drained CubeCL's stream; this drains cuBLAS's stream before returning.
+    Host,
+    /// On the device (see `handoff`): wait for `*go ≥ n`, run, then store `n` into `*done`.
+    Device { go: u64, done: u64, n: u32 },
+}
+
+/// Runs `g` on device `device`, ordered as `order` says. The caller holds the buffers until
+/// this returns.
 ///
 /// # Panics
 /// If CUDA or cuBLAS fails: the device is then in no state to continue a training step.
-pub fn run(device: usize, g: &Gemm) {
+pub fn run(device: usize, g: &Gemm, order: &Order) {
     BLAS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|b| b.device != device) {
@@ -57,10 +66,26 @@ pub fn run(device: usize, g: &Gemm) {
             *slot = Some(Blas { device, stream, blas });
         }
         let Some(b) = slot.as_ref() else { unreachable!("set above") };
+        let stream = b.stream.cu_stream();
+        if let Order::Device { go, n, .. } = *order {
+            let geq = driver::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_GEQ as u32;
+            // SAFETY: `go` is a live CubeCL buffer of this context (the caller holds it).
+            unsafe { driver::cuStreamWaitValue32_v2(stream, go, n, geq) }
+                .result()
+                .expect("cuStreamWaitValue32 before cuBLAS");
+        }
         // SAFETY: the pointers are live device buffers of the stated sizes (the caller holds
         // them); the handle belongs to this thread and its stream to the same context.
         unsafe { gemm(*b.blas.handle(), g) }.expect("cublasGemmStridedBatchedEx");
-        b.stream.synchronize().expect("cuBLAS stream synchronize");
+        match *order {
+            Order::Host => b.stream.synchronize().expect("cuBLAS stream synchronize"),
+            Order::Device { done, n, .. } => {
+                // SAFETY: as above; the default flags order the store after the product.
+                unsafe { driver::cuStreamWriteValue32_v2(stream, done, n, 0) }
+                    .result()
+                    .expect("cuStreamWriteValue32 after cuBLAS");
+            }
+        }
     });
 }
 

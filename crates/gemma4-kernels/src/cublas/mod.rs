@@ -4,15 +4,18 @@
 //! - `cube.rs`: the CubeCL implementation: CUDA buffers' device pointers into cuBLAS.
 //! - `autodiff.rs`: the backward, `da = dc·bᵀ` and `db = aᵀ·dc` through the same op.
 //! - `gemm.rs`: the cuBLAS call (cudarc) and its per-thread handle and stream.
+//! - `handoff.rs`: ordering each call between CubeCL's kernels on the device.
 //!
 //! Ordering with CubeCL's kernels: CubeCL runs its kernels on a stream of its own that it does
-//! not expose. Before a cuBLAS call the calling thread's CubeCL stream is drained
-//! (`client.sync()`); the call runs on this crate's stream, which is drained before the result
-//! is handed back. Correct on any CubeCL version; the cost is two host round trips per product.
+//! not expose. Two device counters order each call after the CubeCL kernels queued before it
+//! and before those queued after it, with no host wait (`handoff.rs`).
+//! `GEMMA4_TUNE_CUBLAS_SYNC=host` drains both streams from the host instead: two host round
+//! trips per product.
 
 mod autodiff;
 mod cube;
 mod gemm;
+mod handoff;
 mod ops;
 
 use burn::tensor::{DType, Device, Tensor};
