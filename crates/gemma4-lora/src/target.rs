@@ -19,8 +19,17 @@ use crate::error::{LoraError, Result};
 
 /// The projections `cfg` selects in `model`.
 pub fn select(model: &Gemma4TextModel, cfg: &LoraConfig) -> Result<Vec<Projection>> {
+    select_from(model.projections(), model.config.num_hidden_layers, cfg)
+}
+
+/// The projections `cfg` selects among `projections` of a model of `n` layers (also used
+/// without a loaded model: the memory plan lists them from the config).
+pub fn select_from(
+    projections: Vec<Projection>,
+    n: usize,
+    cfg: &LoraConfig,
+) -> Result<Vec<Projection>> {
     let matcher = Matcher::new(cfg)?;
-    let n = model.config.num_hidden_layers;
     let out_of_range = match &cfg.layers_to_transform {
         Some(LayerSelection::One(i)) => Some(*i).filter(|&i| i >= n),
         Some(LayerSelection::Many(v)) => v.iter().copied().find(|&i| i >= n),
@@ -32,8 +41,7 @@ pub fn select(model: &Gemma4TextModel, cfg: &LoraConfig) -> Result<Vec<Projectio
             n.saturating_sub(1)
         )));
     }
-    Ok(model
-        .projections()
+    Ok(projections
         .into_iter()
         .filter(|p| {
             matcher.matches(&p.path)

@@ -1,6 +1,6 @@
 //! The training engine: recipes, AdamW on the adapter, LR schedules, chunked cross-entropy, the
 //! loop, validation, checkpoints and metrics. Files in the order a run uses them:
-//! `recipe` → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`,
+//! `recipe` → `plan` (the memory plan; resolves `auto`) → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`,
 //! `schedule`, `trainer` with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` →
 //! `checkpoint` → `metrics`.
 
@@ -10,6 +10,7 @@ pub mod eval;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod plan;
 pub mod recipe;
 pub mod recompute;
 pub mod report;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use gemma4_data::DataConfig;
 use gemma4_lora::LoraConfig;
-use gemma4_model::WeightDtype;
 use serde::{Deserialize, Serialize};
+
+pub use self::choice::{DtypeChoice, Recompute};
 
 use crate::error::{Result, TrainError};
 use crate::schedule::ScheduleKind;
@@ -51,9 +52,10 @@ pub struct ModelSection {
     /// small tokenizer, created in `<out_dir>/base_model` from `seed`.
     #[serde(default)]
     pub builtin: Option<BuiltinModel>,
-    /// Weight/activation dtype: `f32`, `f16` or `bf16` (norms, softmax, loss stay f32). Default f32.
+    /// Weight/activation dtype: `auto` (default: bf16 on CUDA, f16 on wgpu/Vulkan/Metal, f32 on
+    /// the CPU), `f32`, `f16` or `bf16` (norms, softmax, loss stay f32).
     #[serde(default)]
-    pub dtype: WeightDtype,
+    pub dtype: DtypeChoice,
 }
 
 /// `[model] builtin`: a model made on the spot instead of read from a checkpoint.
@@ -109,8 +111,11 @@ pub struct TrainSection {
     /// last checkpoint intact; `true` skips that step's update and counts it.
     pub skip_nonfinite: bool,
     /// Recompute each decoder layer in the backward pass instead of keeping its activations
-    /// (peak memory of one layer, one more forward pass of compute). Same gradients.
-    pub gradient_checkpointing: bool,
+    /// (peak memory of one layer, one more forward pass of compute). Same gradients. `"auto"`
+    /// (default): on only when the memory plan says the run does not fit without it.
+    pub gradient_checkpointing: Recompute,
+    /// Also write the metrics as TensorBoard event files under `<out_dir>/tensorboard`.
+    pub tensorboard: bool,
 }
 
 /// `[eval]`: validation.
@@ -162,7 +167,8 @@ impl Default for TrainSection {
             report_every: 10,
             out_dir: PathBuf::from("runs/default"),
             skip_nonfinite: false,
-            gradient_checkpointing: false,
+            gradient_checkpointing: Recompute::Auto,
+            tensorboard: false,
         }
     }
 }
@@ -314,5 +320,6 @@ fn apply_override(tree: &mut toml::Table, spec: &str) -> std::result::Result<(),
     Ok(())
 }
 
+mod choice;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use gemma4_data::{ChatTemplate, Split, Tokenizer, load_split};
-use gemma4_model::{Gemma4TextModel, LoadOptions, LoadReport};
+use gemma4_model::{Gemma4TextConfig, Gemma4TextModel, LoadOptions, LoadReport, WeightDtype};
 
 use crate::error::{Result, TrainError};
 use crate::recipe::Recipe;
@@ -70,10 +70,25 @@ pub fn model_dir(recipe: &Recipe) -> Result<PathBuf> {
     }
 }
 
+/// The recipe's model config, read without weights and without writing anything (the memory
+/// plan): `config.json` of `[model] path` (or a `.gguf`'s metadata, or a config.json file), or
+/// the built-in model's.
+pub fn model_config(recipe: &Recipe) -> Result<Gemma4TextConfig> {
+    match &recipe.model.path {
+        Some(p) => Ok(Gemma4TextModel::config_at(p)?.config),
+        None => {
+            let vocab = gemma4_data::tiny_tokenizer().vocab_size();
+            Ok(Gemma4TextConfig::from_json(&crate::tiny::tiny_config(vocab))?.config)
+        }
+    }
+}
+
 /// Load the recipe's base model (weights in the recipe's dtype, pieces of at most
-/// `piece_bytes`, the device's limit), tokenizer and chat template ([`Base::open`]).
+/// `piece_bytes`, the device's limit), tokenizer and chat template ([`Base::open`]). A dtype
+/// still `auto` (not resolved by [`crate::plan`] for a device) loads as f32.
 pub fn load_base(recipe: &Recipe, device: &Device, piece_bytes: usize) -> Result<Base> {
-    let options = LoadOptions::new(recipe.model.dtype.burn()).with_piece_bytes(piece_bytes);
+    let dtype = recipe.model.dtype.fixed().unwrap_or(WeightDtype::F32);
+    let options = LoadOptions::new(dtype.burn()).with_piece_bytes(piece_bytes);
     Base::open(&model_dir(recipe)?, device, options)
 }
 

@@ -43,9 +43,10 @@ pub struct Summary {
 pub fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
     // Free to change on resume: length, reporting, where outputs go, the non-finite policy,
-    // gradient checkpointing (memory only).
-    (r.train.iters, r.train.report_every, r.train.skip_nonfinite, r.train.gradient_checkpointing) =
+    // gradient checkpointing (memory only), TensorBoard.
+    (r.train.iters, r.train.report_every, r.train.skip_nonfinite, r.train.tensorboard) =
         (0, 0, false, false);
+    r.train.gradient_checkpointing = crate::recipe::Recompute::Off;
     r.train.out_dir = PathBuf::new();
     r.eval = Default::default();
     r.checkpoint = Default::default();

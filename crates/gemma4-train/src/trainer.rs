@@ -41,7 +41,7 @@ impl StepSettings {
     pub fn from_recipe(recipe: &Recipe) -> Self {
         Self {
             optim: recipe.optim.clone(),
-            gradient_checkpointing: recipe.train.gradient_checkpointing,
+            gradient_checkpointing: recipe.train.gradient_checkpointing.enabled(),
             skip_nonfinite: recipe.train.skip_nonfinite,
             seed: recipe.train.seed,
         }

@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use clap::ValueEnum;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use gemma4_model::WeightDtype;
+use gemma4_train::plan::DeviceFacts;
 
 /// A compute backend (each behind a cargo feature of this crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,5 +73,61 @@ pub fn largest_buffer(device: &Device) -> Option<u64> {
         }
         #[allow(unreachable_patterns)]
         _ => None,
+    }
+}
+
+/// What the memory plan needs to know about `device` of `backend`: GPU or CPU, bf16 or not, its
+/// memory (CubeCL's `max_memory`: CUDA's total, Vulkan's largest device-local heap, Metal's
+/// recommended working set; the CPU's `MemTotal`), and the weight piece limit.
+pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFacts {
+    let gpu = largest_buffer(device).is_some();
+    let (memory, memory_source) = match device_memory(device) {
+        Some(m) => (Some(m), memory_source(backend).to_owned()),
+        None if gpu => (None, "the GPU runtime reports no capacity".into()),
+        None => match host_memory() {
+            Some(m) => (Some(m), "/proc/meminfo MemTotal".into()),
+            None => (None, "no /proc/meminfo on this system".into()),
+        },
+    };
+    DeviceFacts {
+        backend: format!("{backend:?}").to_lowercase(),
+        gpu,
+        // bf16 kernels: CUDA. WGSL has no bf16, nor Vulkan's SPIR-V path without
+        // VK_KHR_shader_bfloat16 (README, Backends).
+        bf16: backend == Backend::Cuda,
+        memory,
+        memory_source,
+        piece_bytes,
+    }
+}
+
+/// The memory a CubeCL device reports (`None` on the CPU backend, or where the runtime has no
+/// figure).
+fn device_memory(device: &Device) -> Option<u64> {
+    match device.as_dispatch() {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        burn::backend::DispatchDevice::Cube(d) => d.client().properties().memory.max_memory(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes (Linux).
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// What a backend's reported memory is.
+fn memory_source(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Cuda => "CUDA's total device memory",
+        Backend::Wgpu | Backend::Vulkan if cfg!(target_os = "macos") => {
+            "Metal's recommended working set"
+        }
+        Backend::Wgpu | Backend::Vulkan => "the largest device-local Vulkan heap",
+        Backend::Cpu => "/proc/meminfo MemTotal",
     }
 }

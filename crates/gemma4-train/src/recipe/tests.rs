@@ -2,6 +2,7 @@
 //! and every bound refused naming its `[table] key`.
 
 use super::*;
+use gemma4_model::WeightDtype;
 
 fn write(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("r.toml");
@@ -98,5 +99,8 @@ fn enums_and_bounds_are_refused_naming_the_key() {
         assert!(e.contains(needle), "{set}: {e}");
     }
     let r = Recipe::load(&p, &["model.dtype=bf16".into(), "data.max_seq_len=2".into()]).unwrap();
-    assert_eq!((r.model.dtype, r.model.builtin), (WeightDtype::Bf16, Some(BuiltinModel::Tiny)));
+    assert_eq!(
+        (r.model.dtype.fixed(), r.model.builtin),
+        (Some(WeightDtype::Bf16), Some(BuiltinModel::Tiny))
+    );
 }

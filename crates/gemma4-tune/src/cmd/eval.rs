@@ -26,9 +26,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let (device, piece_bytes) =
-        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let mut recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    let backend = args.backend.unwrap_or_else(backend::default_backend);
+    let (device, piece_bytes) = backend::device(backend)?;
+    // `dtype = "auto"`: the device's choice, as `train` makes it.
+    let auto = backend::facts(backend, &device, piece_bytes).auto_dtype();
+    recipe.model.dtype = recipe.model.dtype.fixed().unwrap_or(auto).into();
     let path = match args.split.as_str() {
         "train" => Some(recipe.data.train.clone()),
         "valid" => recipe.data.valid.clone(),

@@ -1,11 +1,11 @@
-//! `gemma4-tune train RECIPE [--set table.key=value]... [--resume [DIR] | --force]`
+//! `gemma4-tune train RECIPE [--set table.key=value]... [--resume [DIR] | --force] [--plan [--json]]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use gemma4_train::{Recipe, checkpoint};
+use gemma4_train::{Recipe, checkpoint, plan, setup};
 
 use crate::backend::{self, Backend};
 
@@ -23,6 +23,13 @@ pub struct Args {
     /// whole, to `<out_dir>.old-<N>` (without this, such a directory is an error).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Print the memory plan (peak device memory with and without recomputation, against the
+    /// device's memory) and exit: 0 when the run fits, 1 when it does not. Reads only config.json.
+    #[arg(long)]
+    plan: bool,
+    /// With --plan: the plan as JSON (bytes).
+    #[arg(long, requires = "plan")]
+    json: bool,
     /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -30,8 +37,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let (device, piece_bytes) =
-        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let backend = args.backend.unwrap_or_else(backend::default_backend);
+    let (device, piece_bytes) = backend::device(backend)?;
+    let facts = backend::facts(backend, &device, piece_bytes);
+    let cfg = setup::model_config(&recipe).context("the memory plan reads the model's config")?;
+    // `auto` dtype and recomputation resolved for this device; the resolved recipe is the run's.
+    let (recipe, plan) = plan::plan_recipe(&recipe, &cfg, &facts)?;
+    if args.plan {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+        } else {
+            plan.lines().iter().for_each(|l| println!("{l}"));
+        }
+        return Ok(plan.check()?);
+    }
+    println!("{}", plan.summary());
+    plan.check()?;
     let device = device.autodiff();
     let resume = match args.resume.as_deref() {
         None => None,
@@ -58,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     static INTERRUPT: AtomicBool = AtomicBool::new(false);
     ctrlc::set_handler(|| {
         if INTERRUPT.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: exiting now");
+            eprintln!("\ninterrupted again: exiting now (resume from the last saved checkpoint with --resume)");
             std::process::exit(130);
         }
         eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to exit now)");
@@ -67,6 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     let s =
         gemma4_train::train_until(&recipe, &device, piece_bytes, resume.as_deref(), &INTERRUPT)?;
     if s.interrupted {
+        println!("resume: {}", resume_command(&args.recipe, &args.overrides));
         std::process::exit(130);
     }
     let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
@@ -86,4 +108,13 @@ pub fn run(args: Args) -> Result<()> {
         s.out_dir.join("loss.svg").display()
     );
     Ok(())
+}
+
+/// The command that continues an interrupted run: the same recipe and overrides, `--resume`.
+fn resume_command(recipe: &Path, overrides: &[String]) -> String {
+    let mut cmd = format!("gemma4-tune train {}", recipe.display());
+    for o in overrides {
+        cmd += &format!(" --set '{o}'");
+    }
+    cmd + " --resume"
 }

@@ -22,7 +22,10 @@ mod train;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use gemma4_lora::{LoraConfig, TargetModules};
 use gemma4_model::WeightDtype;
+use gemma4_train::plan::{DeviceFacts, MemoryPlan, PlanInput};
+use gemma4_train::recipe::Recompute;
 
 use self::report::summary;
 use self::run::{BenchSettings, load_config, run};
@@ -95,6 +98,11 @@ pub struct Args {
     /// exits non-zero when one is out of tolerance.
     #[arg(long, conflicts_with = "ceilings")]
     check_kernels: bool,
+    /// Print the memory plan for these settings as JSON (what `train --plan --json` prints:
+    /// the estimated peak with and without recomputation) and exit without running. A run's
+    /// report holds it too (`plan`, and `memory.plan_pool_bytes` beside the measured peak).
+    #[arg(long, conflicts_with_all = ["ceilings", "check_kernels"])]
+    plan: bool,
     /// Also write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -125,6 +133,11 @@ pub fn run_cmd(args: Args) -> Result<()> {
         profile: args.profile,
         backend: format!("{backend:?}").to_lowercase(),
     };
+    let plan = plan(&settings, args.dtype, &backend::facts(backend, &device, piece_bytes))?;
+    if args.plan {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+        return Ok(());
+    }
     if args.check_kernels {
         let cfg = load_config(&settings.model)?;
         let rows = (settings.batch * settings.seq).clamp(1, 4096);
@@ -142,7 +155,15 @@ pub fn run_cmd(args: Args) -> Result<()> {
         let cfg = load_config(&settings.model)?;
         ceilings::ceilings(&cfg, settings.batch, settings.seq, 8192, &device)?
     } else {
-        run(&settings, &device)?
+        let mut report = run(&settings, &device)?;
+        // The estimate beside the measurement: the pool holds the plan's total less the runtime.
+        let pool = plan.chosen().total - plan.chosen().runtime;
+        report["memory"]["plan_pool_bytes"] = pool.into();
+        if let Some(peak) = report["memory"]["peak_reserved_bytes"].as_u64() {
+            report["memory"]["plan_error"] = (pool as f64 / peak.max(1) as f64 - 1.0).into();
+        }
+        report["plan"] = plan.to_json();
+        report
     };
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json {
@@ -153,4 +174,12 @@ pub fn run_cmd(args: Args) -> Result<()> {
     }
     println!("{text}");
     Ok(())
+}
+
+/// The memory plan of the benchmark's step (the estimator `train --plan` uses).
+fn plan(s: &BenchSettings, dtype: WeightDtype, facts: &DeviceFacts) -> Result<MemoryPlan> {
+    let cfg = load_config(&s.model)?;
+    let lora = LoraConfig::new(s.rank, s.alpha, TargetModules::List(s.targets.clone()));
+    let input = PlanInput { batch: s.batch, seq: s.seq, dtype, lora };
+    Ok(MemoryPlan::new(&cfg, &input, facts, Recompute::from(s.gradient_checkpointing))?)
 }

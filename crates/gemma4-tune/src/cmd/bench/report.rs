@@ -86,5 +86,10 @@ pub fn summary(r: &Value) -> String {
         "memory  peak {} GiB",
         r["memory"]["peak_gib"].as_f64().map_or("n/a".into(), |x| format!("{x:.2}"))
     );
+    if let (Some(plan), Some(err)) =
+        (r["memory"]["plan_pool_bytes"].as_f64(), r["memory"]["plan_error"].as_f64())
+    {
+        out += &format!(" (plan {:.2} GiB, {:+.1}%)", plan / (1u64 << 30) as f64, 100.0 * err);
+    }
     out
 }

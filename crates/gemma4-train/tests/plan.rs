@@ -1,0 +1,113 @@
+//! The memory plan against peaks measured on an NVIDIA H200 (docs/performance.md, CUDA, bf16,
+//! LoRA r 16 on q/k/v/o/gate/up/down, nvidia-smi), the `auto` choices, and the refusal of a run
+//! that cannot fit.
+
+use std::path::PathBuf;
+
+use gemma4_lora::{LoraConfig, TargetModules};
+use gemma4_model::{Gemma4TextConfig, WeightDtype};
+use gemma4_train::plan::{DeviceFacts, MemoryPlan, PlanInput, estimate};
+use gemma4_train::recipe::Recompute;
+
+fn preset(name: &str) -> Gemma4TextConfig {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../gemma4-tune/presets/{name}.json"));
+    Gemma4TextConfig::from_file(&p).expect("preset").config
+}
+
+fn h200() -> DeviceFacts {
+    DeviceFacts {
+        backend: "cuda".into(),
+        gpu: true,
+        bf16: true,
+        memory: Some(143_771 << 20),
+        memory_source: "cuDeviceTotalMem".into(),
+        piece_bytes: 1 << 30,
+    }
+}
+
+fn input(batch: usize, dtype: WeightDtype) -> PlanInput {
+    let seven = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    let lora = LoraConfig::new(16, 32.0, TargetModules::List(seven.map(String::from).to_vec()));
+    PlanInput { batch, seq: 2048, dtype, lora }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+#[test]
+fn estimates_are_within_15_percent_of_the_peaks_measured_on_an_h200() {
+    // (preset, batch, recomputation, measured GiB)
+    let measured = [
+        ("e2b", 4, true, 9.6),
+        ("e2b", 4, false, 50.2),
+        ("e4b", 2, true, 14.6),
+        ("e4b", 2, false, 44.7),
+    ];
+    for (name, batch, recompute, gib) in measured {
+        let e =
+            estimate(&preset(name), &input(batch, WeightDtype::Bf16), &h200(), recompute).unwrap();
+        let err = e.total as f64 / GIB / gib - 1.0;
+        eprintln!(
+            "{name} batch {batch} recompute {recompute}: estimate {:.2} GiB, measured {gib} GiB ({:+.1}%) {e:?}",
+            e.total as f64 / GIB,
+            100.0 * err
+        );
+        assert!(err.abs() <= 0.15, "{name} {batch} {recompute}: {err}");
+    }
+}
+
+#[test]
+fn auto_dtype_is_bf16_on_cuda_f16_on_other_gpus_and_f32_on_the_cpu() {
+    let mut f = h200();
+    assert_eq!(f.auto_dtype(), WeightDtype::Bf16);
+    f.bf16 = false; // wgpu / Vulkan
+    assert_eq!(f.auto_dtype(), WeightDtype::F16);
+    f.gpu = false;
+    assert_eq!(f.auto_dtype(), WeightDtype::F32);
+}
+
+#[test]
+fn auto_recomputes_only_when_the_step_does_not_fit_without() {
+    let (cfg, input) = (preset("e2b"), input(4, WeightDtype::Bf16));
+    let plan = MemoryPlan::new(&cfg, &input, &h200(), Recompute::Auto).unwrap();
+    assert!(!plan.recompute && plan.fits() == Some(true), "{}", plan.summary());
+    let mut small = h200();
+    small.memory = Some(24 << 30); // a 24 GiB card
+    let plan = MemoryPlan::new(&cfg, &input, &small, Recompute::Auto).unwrap();
+    assert!(plan.recompute && plan.fits() == Some(true), "{}", plan.summary());
+    plan.check().unwrap();
+    // Unknown memory: no check, and `auto` stays off.
+    small.memory = None;
+    let plan = MemoryPlan::new(&cfg, &input, &small, Recompute::Auto).unwrap();
+    assert!(!plan.recompute && plan.fits().is_none() && plan.check().is_ok());
+    assert!(plan.summary().contains("not checked"), "{}", plan.summary());
+}
+
+#[test]
+fn a_step_that_cannot_fit_is_refused_with_the_numbers_and_what_to_change() {
+    let mut card = h200();
+    card.memory = Some(16 << 30);
+    let cfg = preset("e4b");
+    let plan = MemoryPlan::new(&cfg, &input(8, WeightDtype::Bf16), &card, Recompute::Off).unwrap();
+    assert_eq!(plan.fits(), Some(false));
+    let e = plan.check().unwrap_err().to_string();
+    for needle in ["GiB", "weights", "activations", "16.0 GiB", "[train] batch_size = 1"] {
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // E4B's bf16 weights alone (9.9 GiB) and a 4 GiB device: nothing single fits.
+    card.memory = Some(4 << 30);
+    let plan = MemoryPlan::new(&cfg, &input(1, WeightDtype::Bf16), &card, Recompute::Auto).unwrap();
+    let e = plan.check().unwrap_err().to_string();
+    assert!(e.contains("no single change"), "{e}");
+}
+
+#[test]
+fn recomputation_and_smaller_steps_shrink_the_estimate() {
+    let cfg = preset("e2b");
+    let est = |b, dt, rc| estimate(&cfg, &input(b, dt), &h200(), rc).unwrap().total;
+    assert!(est(4, WeightDtype::Bf16, true) < est(4, WeightDtype::Bf16, false));
+    assert!(est(2, WeightDtype::Bf16, false) < est(4, WeightDtype::Bf16, false));
+    assert!(est(4, WeightDtype::Bf16, false) < est(4, WeightDtype::F32, false));
+    // f16 keeps an f32 residual stream and an f32 MLP product: more than bf16.
+    assert!(est(4, WeightDtype::Bf16, false) < est(4, WeightDtype::F16, false));
+}
