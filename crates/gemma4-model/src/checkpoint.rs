@@ -40,6 +40,13 @@ pub struct TensorInfo {
     pub(crate) end: usize,
 }
 
+impl TensorInfo {
+    /// How many bytes the tensor's values take in its file.
+    pub fn byte_len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
 /// A mapped file.
 #[derive(Debug)]
 pub(crate) struct Mapped {
@@ -113,6 +120,26 @@ impl Checkpoint {
             }
         }
         Ok(Self::from_parts(dir.to_owned(), tensors, Storage::Safetensors { files }))
+    }
+
+    /// The tensors listed by the header of the safetensors file `path`, held in `bytes`
+    /// (what [`Checkpoint::open`] reads from each file; errors name the file or the tensor).
+    pub fn list_safetensors(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
+        let mut tensors = BTreeMap::new();
+        list_tensors(bytes, path, 0, &mut tensors)?;
+        Ok(tensors)
+    }
+
+    /// A single-file safetensors checkpoint held in `bytes`, as if read from `path`
+    /// (fuzzing and tests: the same listing and reads as a mapped file, without one).
+    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let io = |source| ModelError::Io { path: path.to_owned(), source };
+        let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(io)?;
+        anon[..bytes.len()].copy_from_slice(bytes);
+        let map = anon.make_read_only().map_err(io)?;
+        let tensors = Self::list_safetensors(&map[..bytes.len()], path)?;
+        let files = vec![Mapped { path: path.to_owned(), map }];
+        Ok(Self::from_parts(path.to_owned(), tensors, Storage::Safetensors { files }))
     }
 
     /// A checkpoint of random weights with every tensor a `cfg` checkpoint holds, under `model.`.
@@ -221,7 +248,7 @@ impl Checkpoint {
 
 /// Add the tensors of the safetensors file `path` (file `fi`, mapped as `map`) to `tensors`.
 fn list_tensors(
-    map: &Mmap,
+    map: &[u8],
     path: &Path,
     fi: usize,
     tensors: &mut BTreeMap<String, TensorInfo>,
@@ -229,6 +256,10 @@ fn list_tensors(
     let st = SafeTensors::deserialize(map)
         .map_err(|e| ModelError::Safetensors { path: path.to_owned(), reason: e.to_string() })?;
     for (name, view) in st.tensors() {
+        if elements(view.shape()).is_none() {
+            let reason = format!("in {}: shape {:?} overflows", path.display(), view.shape());
+            return Err(ModelError::Tensor { name, reason });
+        }
         let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
         let end = start + view.data().len();
         let info =
@@ -239,6 +270,13 @@ fn list_tensors(
         }
     }
     Ok(())
+}
+
+/// The number of elements of `shape`, `None` if multiplying its dimensions overflows in any
+/// order (zeros left out: a `[0, 2^40, 2^40]` overflows whoever multiplies right to left).
+pub(crate) fn elements(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 fn dtype_size(name: &str, dtype: Dtype) -> Result<usize> {

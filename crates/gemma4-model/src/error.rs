@@ -21,6 +21,9 @@ pub enum ModelError {
     #[error("{path}: not a readable safetensors file: {reason}")]
     Safetensors { path: PathBuf, reason: String },
 
+    #[error("{path}: not a readable GGUF file: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+
     #[error("tensor {name}: {reason}")]
     Tensor { name: String, reason: String },
 

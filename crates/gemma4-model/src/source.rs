@@ -45,11 +45,7 @@ impl CheckpointSource {
     pub fn config(&self) -> Result<LoadedConfig> {
         match self {
             Self::Safetensors(dir) => Gemma4TextConfig::from_file(&dir.join("config.json")),
-            Self::Gguf(path) => {
-                let header = gguf::parse(&map_file(path)?, path)?;
-                Gemma4TextConfig::from_json(&gguf::config_json(&header, path)?)
-                    .map_err(|e| gguf::blame_metadata(e, path))
-            }
+            Self::Gguf(path) => gguf::parse(&map_file(path)?, path)?.config(path),
             Self::Random { config, .. } => {
                 Ok(LoadedConfig { config: (**config).clone(), warnings: Vec::new() })
             }

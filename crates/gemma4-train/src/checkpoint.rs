@@ -95,17 +95,41 @@ pub fn load(dir: &Path, model: &Gemma4TextModel) -> Result<(LoraAdapter, AdamW, 
     let state_path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_path)
         .map_err(|source| TrainError::Io { path: state_path.clone(), source })?;
-    let state: TrainerState =
-        serde_json::from_str(&text).map_err(|e| err(&state_path, e.to_string()))?;
+    let state = parse_state(&text, &state_path)?;
     let adapter = gemma4_lora::peft_io::load(dir, model)?;
-    if let Some(s) = &state.loss_scale
-        && !(s.scale.is_finite() && s.scale > 0.0)
-    {
-        return Err(err(&state_path, format!("loss_scale.scale {} must be > 0", s.scale)));
-    }
     let opt_path = dir.join("optimizer.safetensors");
     let opt = read_optimizer(&opt_path, &adapter, &model.device, state.step as u64)?;
     Ok((adapter, opt, state))
+}
+
+/// Counters in a checkpoint's state are at most this (2^53, exact in JSON and f64): far above
+/// any run, and far enough below `usize::MAX` that counting on never overflows.
+pub const MAX_COUNT: u64 = 1 << 53;
+
+/// `trainer_state.json` (read from `path`), its numbers checked: counters at most
+/// [`MAX_COUNT`], `best_val` finite, the loss scaler's state in range. Errors name the file and
+/// the key, so bad state is reported when loaded, not as an overflow or a non-finite loss later.
+pub fn parse_state(text: &str, path: &Path) -> Result<TrainerState> {
+    let state: TrainerState = serde_json::from_str(text).map_err(|e| err(path, e.to_string()))?;
+    let counters = [
+        ("step", state.step as u64),
+        ("epoch", state.epoch),
+        ("batch_index", state.batch_index as u64),
+        ("trained_tokens", state.trained_tokens as u64),
+        ("best_step", state.best_step as u64),
+        ("evals_since_best", state.evals_since_best as u64),
+        ("skipped_steps", state.skipped_steps as u64),
+    ];
+    if let Some((key, v)) = counters.iter().find(|(_, v)| *v > MAX_COUNT) {
+        return Err(err(path, format!("`{key}` = {v} is past the limit {MAX_COUNT}")));
+    }
+    if let Some(v) = state.best_val.filter(|v| !v.is_finite()) {
+        return Err(err(path, format!("`best_val` = {v} is not finite")));
+    }
+    if let Some(problem) = state.loss_scale.as_ref().and_then(crate::optim::LossScale::problem) {
+        return Err(err(path, problem));
+    }
+    Ok(state)
 }
 
 fn write_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
@@ -128,21 +152,47 @@ fn write_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
     Ok(())
 }
 
-/// The optimizer moments of a checkpoint, each checked against the adapter it belongs to: F32,
-/// `m.<key>`/`v.<key>` of an adapter tensor of the same shape, every value finite (and `v` ≥ 0),
-/// so that bad state is reported here, naming the tensor, not later as a non-finite loss.
+/// The optimizer moments of a checkpoint, each checked against the adapter it belongs to.
 fn read_optimizer(path: &Path, adapter: &LoraAdapter, device: &Device, step: u64) -> Result<AdamW> {
     let bytes =
         std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
     let shapes: BTreeMap<String, Vec<usize>> =
         adapter.tensors().into_iter().map(|(k, t)| (k, t.dims().to_vec())).collect();
     let mut m = BTreeMap::new();
     let mut v = BTreeMap::new();
+    for moment in parse_optimizer(&bytes, path, &shapes)? {
+        let t = Tensor::<2>::from_data(TensorData::new(moment.values, moment.shape), device)
+            .without_autodiff();
+        let moments = if moment.second { &mut v } else { &mut m };
+        moments.insert(moment.key, t);
+    }
+    Ok(AdamW { step, m, v })
+}
+
+/// One optimizer moment as stored: `m.<key>` or (`second`) `v.<key>`.
+#[derive(Debug)]
+pub struct Moment {
+    pub key: String,
+    pub second: bool,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// The moments in `optimizer.safetensors` (`bytes`, read from `path`), checked against the
+/// adapter tensors' `shapes`: F32, `m.<key>`/`v.<key>` of an adapter tensor of the same shape,
+/// every value finite (and `v` ≥ 0), so that bad state is reported here, naming the tensor,
+/// not later as a non-finite loss.
+pub fn parse_optimizer(
+    bytes: &[u8],
+    path: &Path,
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<Vec<Moment>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| err(path, e.to_string()))?;
+    let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        let (moments, key) = match name.split_once('.') {
-            Some(("m", k)) => (&mut m, k),
-            Some(("v", k)) => (&mut v, k),
+        let (second, key) = match name.split_once('.') {
+            Some(("m", k)) => (false, k),
+            Some(("v", k)) => (true, k),
             _ => return Err(err(path, format!("unexpected tensor {name}"))),
         };
         if shapes.get(key).is_none_or(|s| s[..] != *view.shape()) || view.dtype() != Dtype::F32 {
@@ -161,7 +211,6 @@ fn read_optimizer(path: &Path, adapter: &LoraAdapter, device: &Device, step: u64
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let second = name.starts_with("v.");
         if let Some(i) = values.iter().position(|&x| !x.is_finite() || (second && x < 0.0)) {
             return Err(err(
                 path,
@@ -172,9 +221,7 @@ fn read_optimizer(path: &Path, adapter: &LoraAdapter, device: &Device, step: u64
                 ),
             ));
         }
-        let t = Tensor::<2>::from_data(TensorData::new(values, view.shape().to_vec()), device)
-            .without_autodiff();
-        moments.insert(key.to_owned(), t);
+        out.push(Moment { key: key.to_owned(), second, shape: view.shape().to_vec(), values });
     }
-    Ok(AdamW { step, m, v })
+    Ok(out)
 }

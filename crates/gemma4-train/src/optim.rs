@@ -92,6 +92,21 @@ impl LossScale {
         Self { scale: if enabled { Self::INIT } else { 1.0 }, enabled, good_steps: 0 }
     }
 
+    /// What is wrong with a scaler read from a checkpoint, if anything: the scale finite,
+    /// in (0, 2^64] (doubling it must stay finite), the good-step count under the interval.
+    pub fn problem(&self) -> Option<String> {
+        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 2f64.powi(64)) {
+            return Some(format!("loss_scale.scale {} must be > 0 and at most 2^64", self.scale));
+        }
+        (self.good_steps >= Self::GROWTH_INTERVAL).then(|| {
+            format!(
+                "loss_scale.good_steps {} must be below {}",
+                self.good_steps,
+                Self::GROWTH_INTERVAL
+            )
+        })
+    }
+
     /// From the global norm of the (scaled) gradients: `Some((norm, factor))` with the true norm
     /// and the factor that unscales and clips them to `max_norm`; `None` when they overflowed
     /// (skip the step: the scale is halved). A non-finite norm at scale 1 is returned as is.

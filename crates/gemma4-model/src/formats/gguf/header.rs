@@ -70,9 +70,9 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> ModelError {
-        ModelError::Safetensors {
+        ModelError::Gguf {
             path: self.path.to_owned(),
-            reason: format!("GGUF: {what} (at byte {})", self.pos),
+            reason: format!("{what} (at byte {})", self.pos),
         }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -113,7 +113,8 @@ impl<'a> Cursor<'a> {
             8 => MetaValue::Str(self.string()?),
             9 if depth < 4 => {
                 let (ety, n) = (self.u32()?, self.u64()? as usize);
-                let mut items = Vec::with_capacity(n.min(1 << 20));
+                // Each item takes at least a byte: no capacity past what the file holds.
+                let mut items = Vec::with_capacity(n.min(self.b.len().saturating_sub(self.pos)));
                 for _ in 0..n {
                     items.push(self.value(ety, depth + 1)?);
                 }
@@ -162,8 +163,9 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<GgufHeader> {
     for (name, dims, ty, offset) in raw {
         let ggml_type = GgmlType::from_id(ty);
         // Sizes from the file are multiplied with overflow checks (issue 16: a product that
-        // wrapped to 0 elements passed every check below, then aborted).
-        let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| {
+        // wrapped to 0 elements passed every check below, then aborted), in any order (zeros
+        // left out: `[0, 2^40, 2^40]` would overflow whoever multiplies the other way round).
+        let n = crate::checkpoint::elements(&dims).ok_or_else(|| {
             c.err(&format!(
                 "tensor {name}: dimensions {dims:?} overflow (no file holds that many elements)"
             ))

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use safetensors::Dtype;
 
 use crate::checkpoint::{Checkpoint, Mapped, Storage, TensorInfo, map_file};
+use crate::config::{Gemma4TextConfig, LoadedConfig};
 use crate::error::{ModelError, Result};
 
 mod header;
@@ -86,10 +87,15 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
     let embd = h.tensors.iter().find(|t| t.name == "token_embd.weight").ok_or_else(|| {
         ModelError::MissingTensor { name: "token_embd.weight".into(), dir: path.to_owned() }
     })?;
+    // Rows first (HF order); a 0-dim table is refused, not indexed (a fuzz finding, issue 16).
+    let &vocab = embd.shape.first().ok_or_else(|| ModelError::Tensor {
+        name: "token_embd.weight".into(),
+        reason: format!("in {}: 0 dimensions (expected [vocab, hidden])", path.display()),
+    })?;
     let head_dim = u("attention.key_length")?;
     let mut cfg = json!({
         "model_type": "gemma3_text",
-        "vocab_size": embd.shape[0],
+        "vocab_size": vocab,
         "hidden_size": u("embedding_length")?,
         "num_hidden_layers": u("block_count")?,
         "intermediate_size": u("feed_forward_length")?,
@@ -132,6 +138,13 @@ pub fn config_json(h: &GgufHeader, path: &Path) -> Result<Value> {
         }
     }
     Ok(cfg)
+}
+
+impl GgufHeader {
+    /// The resolved config its metadata describes (errors name `path` and the metadata key).
+    pub fn config(&self, path: &Path) -> Result<LoadedConfig> {
+        Gemma4TextConfig::from_json(&config_json(self, path)?).map_err(|e| blame_metadata(e, path))
+    }
 }
 
 /// The GGUF metadata key each `config.json` key of [`config_json`] comes from.
