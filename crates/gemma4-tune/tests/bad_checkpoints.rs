@@ -74,6 +74,25 @@ fn resume_from_another_recipes_checkpoint_fails_and_changes_nothing() {
         &b.join("run"),
         &BTreeMap::new(),
     );
+    // Numbers in the state that counting on would overflow, or a broken loss scaler: refused
+    // when loaded, naming the file and key (was: an overflow panic in the loop).
+    let state_path = run_dir.join("checkpoints/0000002/trainer_state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let scaler = serde_json::json!({"scale": 1.0, "enabled": true, "good_steps": u32::MAX});
+    for (key, value, needle) in [
+        ("trained_tokens", serde_json::json!(u64::MAX), "`trained_tokens`"),
+        ("step", serde_json::json!(1u64 << 60), "`step`"),
+        ("loss_scale", scaler, "loss_scale.good_steps"),
+    ] {
+        let mut s = state.clone();
+        s[key] = value;
+        std::fs::write(&state_path, s.to_string()).unwrap();
+        let before = snapshot(&run_dir);
+        let result = run(bin().arg("train").arg(&r).args(short).arg("--resume"));
+        let needles = ["checkpoint", "0000002/trainer_state.json", needle];
+        assert_fails_cleanly(key, &result, &needles, &run_dir, &before);
+    }
 }
 
 // ── Numeric faults ──

@@ -268,6 +268,13 @@ fn huge_sizes_and_bad_values_in_config_or_gguf_fail_naming_the_key_and_file() {
     let cfg = |name: &str| models.join(name).join("config.json").display().to_string();
     let (layers, overflow) = (gguf(&models.join("g1"), 1 << 31, [2, 4]), models.join("g2"));
     let overflow = gguf(&overflow, 1, [1 << 33, 1 << 33]);
+    // `token_embd.weight` with 0 dims (a fuzz finding: was an index panic).
+    let flat = gguf(&models.join("g3"), 1, [2, 4]);
+    let mut b = std::fs::read(&flat).unwrap();
+    let at = b.windows(17).position(|w| w == b"token_embd.weight").unwrap() + 17;
+    b[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+    b.drain(at + 4..at + 20);
+    std::fs::write(&flat, b).unwrap();
     let cases: Vec<Case> = vec![
         (
             "huge num_hidden_layers, no layer_types",
@@ -300,6 +307,11 @@ fn huge_sizes_and_bad_values_in_config_or_gguf_fail_naming_the_key_and_file() {
             "GGUF tensor whose dimensions overflow",
             overflow.clone(),
             vec![overflow.display().to_string(), "token_embd.weight".into(), "overflow".into()],
+        ),
+        (
+            "GGUF token_embd.weight with 0 dims",
+            flat.clone(),
+            vec![flat.display().to_string(), "token_embd.weight".into(), "0 dimensions".into()],
         ),
     ];
     assert_logits_fails(tmp.path(), cases);

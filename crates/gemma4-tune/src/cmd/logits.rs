@@ -71,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a valid safetensors file", input.display()))?;
     let batch = read_batch(&st, &input)?;
+    check_vocab(&batch, &input, &model_dir)?;
 
     let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
     let model = load_model(&model_dir, &device, options)?;
@@ -120,8 +121,11 @@ fn read_batch(st: &SafeTensors, input: &Path) -> Result<TokenBatch> {
         .values
         .iter()
         .map(|&v| {
-            u32::try_from(v).with_context(|| {
-                format!("{}: negative or huge token id {v} in `input_ids`", input.display())
+            u32::try_from(v).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: token id {v} in `input_ids` is negative or past u32",
+                    input.display()
+                )
             })
         })
         .collect::<Result<_>>()?;
@@ -140,6 +144,22 @@ fn read_batch(st: &SafeTensors, input: &Path) -> Result<TokenBatch> {
 }
 
 /// The model in `model_dir`, its warnings and what was loaded reported on stderr.
+/// Ids past the model's vocabulary are refused before the weights load, naming the input
+/// (issue 16: the forward pass reported them, without the file). A config that does not read
+/// is left for the model's loader to report.
+fn check_vocab(batch: &TokenBatch, input: &Path, model_dir: &Path) -> Result<()> {
+    let Ok(loaded) = Gemma4TextModel::config_at(model_dir) else { return Ok(()) };
+    let vocab = loaded.config.vocab_size;
+    if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= vocab) {
+        bail!(
+            "{}: token id {id} in `input_ids` is >= the model's vocab_size {vocab} (config of {})",
+            input.display(),
+            model_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn load_model(model_dir: &Path, device: &Device, options: LoadOptions) -> Result<Gemma4TextModel> {
     let (model, report, warnings) = Gemma4TextModel::from_dir_with(model_dir, device, options)
         .with_context(|| format!("loading model from {}", model_dir.display()))?;
