@@ -114,8 +114,6 @@ pub struct TrainSection {
     /// (peak memory of one layer, one more forward pass of compute). Same gradients. `"auto"`
     /// (default): on only when the memory plan says the run does not fit without it.
     pub gradient_checkpointing: Recompute,
-    /// Also write the metrics as TensorBoard event files under `<out_dir>/tensorboard`.
-    pub tensorboard: bool,
 }
 
 /// `[eval]`: validation.
@@ -168,7 +166,6 @@ impl Default for TrainSection {
             out_dir: PathBuf::from("runs/default"),
             skip_nonfinite: false,
             gradient_checkpointing: Recompute::Auto,
-            tensorboard: false,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::eval::evaluate;
 use crate::metrics::write_plot;
 use crate::optim::nonfinite_keys;
 use crate::recipe::Recipe;
-use crate::report::{Reporter, say};
+use crate::report::{Reporter, StepReport, say};
 use crate::schedule::learning_rate;
 use crate::start::{Started, start};
 use crate::trainer::{StepOutcome, Trainer};
@@ -43,9 +43,8 @@ pub struct Summary {
 pub fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
     // Free to change on resume: length, reporting, where outputs go, the non-finite policy,
-    // gradient checkpointing (memory only), TensorBoard.
-    (r.train.iters, r.train.report_every, r.train.skip_nonfinite, r.train.tensorboard) =
-        (0, 0, false, false);
+    // gradient checkpointing (memory only).
+    (r.train.iters, r.train.report_every, r.train.skip_nonfinite) = (0, 0, false);
     r.train.gradient_checkpointing = crate::recipe::Recompute::Off;
     r.train.out_dir = PathBuf::new();
     r.eval = Default::default();
@@ -76,7 +75,7 @@ pub fn train_until(
 ) -> Result<Summary> {
     let Started { trainer, valid, mut stream, log } = start(recipe, device, piece_bytes, resume)?;
     let (step, iters) = (trainer.state.step, recipe.train.iters);
-    let report = Reporter::new(log, step, iters, recipe.train.report_every);
+    let report = Reporter::new(log, (step, iters), recipe.train.report_every, device);
     let mut run =
         Run { recipe, trainer, valid, report, last_loss: None, first_val: None, last_val: None };
     if step == 0 {
@@ -146,7 +145,16 @@ impl Run<'_> {
         match outcome {
             StepOutcome::Updated { loss, grad_norm, tokens } => {
                 self.last_loss = Some(loss);
-                self.report.updated(step, lr, loss, grad_norm, (tokens, state.trained_tokens))?;
+                let f16 = self.trainer.dtype() == burn::tensor::DType::F16;
+                self.report.updated(StepReport {
+                    step,
+                    lr,
+                    loss,
+                    grad_norm,
+                    tokens,
+                    trained_tokens: state.trained_tokens,
+                    loss_scale: f16.then_some(self.trainer.loss_scale.scale),
+                })?;
                 return Ok(true);
             }
             StepOutcome::Overflow { first, count, scale, .. } => say(format_args!(
@@ -246,9 +254,10 @@ impl Run<'_> {
     /// Interrupted after the checkpoint of `step`.
     fn interrupted(&self, step: usize) -> Summary {
         self.report.finish();
-        let dir = self.recipe.train.out_dir.join("checkpoints");
+        let dir = self.recipe.train.out_dir.join("checkpoints").join(format!("{step:07}"));
         say(format_args!(
-            "interrupted: checkpoint saved at step {step} in {} (continue with --resume)",
+            "interrupted: checkpoint saved at step {step} in {} (`train --resume` continues from the newest checkpoint, `--resume {}` from this one)",
+            dir.display(),
             dir.display()
         ));
         self.summary(step, true)

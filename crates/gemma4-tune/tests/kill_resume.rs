@@ -98,7 +98,8 @@ fn temporaries(run: &Path) -> Vec<String> {
     t
 }
 
-/// The metrics records without their timing fields (`elapsed_s`, `tokens_per_s`).
+/// The metrics records without their timing and memory fields (`elapsed_s`, `tokens_per_s`,
+/// `eta_s`, `mem_bytes`, `mem_peak_bytes`).
 fn loss_records(run: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     text.lines()
@@ -106,7 +107,9 @@ fn loss_records(run: &Path) -> Vec<Value> {
             let mut v: Value = serde_json::from_str(l).unwrap();
             let o = v.as_object_mut().unwrap();
             o.remove("elapsed_s");
-            o.remove("tokens_per_s");
+            for timing in ["tokens_per_s", "eta_s", "mem_bytes", "mem_peak_bytes"] {
+                o.remove(timing);
+            }
             v
         })
         .collect()

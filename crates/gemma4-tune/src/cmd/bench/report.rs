@@ -4,9 +4,10 @@
 use burn::tensor::Device;
 use serde_json::Value;
 
-/// Device memory pool `(bytes in use, bytes reserved)`, where the backend reports it.
+/// Device memory pool `(bytes in use, bytes reserved)`; on the CPU backend the process's
+/// resident set and its peak (`VmRSS`, `VmHWM`), what the memory plan is checked against there.
 pub fn memory(device: &Device) -> Option<(u64, u64)> {
-    device.memory_pool_usage().map(|m| (m.bytes_in_use, m.bytes_reserved))
+    gemma4_train::report::memory(device)
 }
 
 /// `memory` in GiB, for the progress lines.

@@ -215,7 +215,7 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
             "peak_reserved_bytes": train_peak.map(|p| p.1),
             "peak_gib": train_peak.map(|p| gib(p.1)),
             "weights_reserved_bytes": weights_mem.map(|m| m.1),
-            "method": "Burn device memory pool after each training step (reserved = what the process holds on the device)",
+            "method": "Burn device memory pool after each training step (reserved = what the process holds on the device); CPU backend: the process's resident set (allocated = VmRSS, reserved = VmHWM, its peak)",
         },
     }))
 }
