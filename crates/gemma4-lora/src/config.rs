@@ -241,8 +241,10 @@ impl LoraConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| LoraError::Io { path: path.to_owned(), source })?;
-        let cfg: Self = serde_json::from_str(&text)
-            .map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
+        let cfg: Self = serde_json::from_str(&text).map_err(|e| LoraError::Config {
+            path: path.to_owned(),
+            reason: crate::error::name_bad_key::<Self>(&text, &e),
+        })?;
         cfg.validate()
             .map_err(|e| LoraError::Config { path: path.to_owned(), reason: e.to_string() })?;
         Ok(cfg)
@@ -257,6 +259,9 @@ impl LoraConfig {
         }
         if self.r == 0 {
             return bad("r", "must be > 0");
+        }
+        if self.r > MAX_RANK {
+            return bad("r", &format!("{} is past the limit {MAX_RANK}", self.r));
         }
         // NaN/inf (valid TOML) would only surface later as a non-finite loss blamed on the data.
         if !self.lora_alpha.is_finite() {
@@ -336,6 +341,9 @@ impl LoraConfig {
         serde_json::to_string_pretty(&sorted).unwrap_or_default()
     }
 }
+
+/// The largest LoRA rank accepted (allocated per module; PEFT's are 4..=1024).
+pub const MAX_RANK: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {

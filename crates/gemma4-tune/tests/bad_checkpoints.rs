@@ -75,7 +75,8 @@ fn resume_from_another_recipes_checkpoint_fails_and_changes_nothing() {
         &BTreeMap::new(),
     );
     // Numbers in the state that counting on would overflow, or a broken loss scaler: refused
-    // when loaded, naming the file and key (was: an overflow panic in the loop).
+    // when loaded, naming the file and key (was: accepted, and e.g. `trained_tokens += tokens`
+    // overflows).
     let state_path = run_dir.join("checkpoints/0000002/trainer_state.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();

@@ -172,3 +172,47 @@ fn hostile_logits_inputs_fail_naming_the_input() {
         assert_fails_cleanly(what, &result, &[&path, needle], tmp.path(), &before);
     }
 }
+
+#[test]
+fn hostile_adapter_configs_fail_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("dense/peft/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    let edited = |key: &str, v: serde_json::Value| {
+        let mut c = good.clone();
+        c[key] = v;
+        c.to_string().into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not JSON", b"{\"r\": ".to_vec(), "adapter_config.json"),
+        ("negative r", edited("r", (-4).into()), "`r` = -4"),
+        ("r = 0", edited("r", 0.into()), "`r`"),
+        ("huge r", edited("r", (1u64 << 40).into()), "past the limit 65536"),
+        ("alpha a string", edited("lora_alpha", "x".into()), "`lora_alpha`"),
+        ("DoRA", edited("use_dora", true.into()), "use_dora"),
+        ("targets a number", edited("target_modules", 5.into()), "`target_modules`"),
+    ];
+    for (i, (what, config, needle)) in cases.into_iter().enumerate() {
+        let peft = tmp.path().join(format!("peft{i}"));
+        std::fs::create_dir(&peft).unwrap();
+        std::fs::copy(
+            fixture("dense/peft/adapter_model.safetensors"),
+            peft.join("adapter_model.safetensors"),
+        )
+        .unwrap();
+        std::fs::write(peft.join("adapter_config.json"), config).unwrap();
+        let before = snapshot(tmp.path());
+        let result = run(bin()
+            .args(["logits", "--backend", "cpu", "--model"])
+            .arg(fixture("dense"))
+            .arg("--input")
+            .arg(fixture("dense/golden.safetensors"))
+            .arg("--adapter")
+            .arg(&peft)
+            .arg("--out")
+            .arg(tmp.path().join("o.safetensors")));
+        assert_fails_cleanly(what, &result, &[needle], tmp.path(), &before);
+    }
+}
