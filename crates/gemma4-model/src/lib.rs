@@ -50,6 +50,7 @@ pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig, RopeConfi
 pub use dtype::{UnknownDtype, WeightDtype};
 pub use error::{ModelError, Result};
 pub use formats::gguf::{GgufHeader, GgufTensor, MetaValue};
+pub use formats::gguf_out;
 pub use formats::quant::{GgmlType, dequantize};
 pub use forward::Prologue;
 pub use layer::MoeBlock;

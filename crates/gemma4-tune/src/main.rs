@@ -35,8 +35,10 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Generate text (one prompt, or an interactive chat) with the model and an optional adapter.
     Generate(cmd::generate::Args),
-    /// Merge a LoRA adapter into the base weights: a checkpoint transformers loads as-is.
+    /// Merge a LoRA adapter into the base weights: a checkpoint transformers loads as-is, or (--gguf) a GGUF file for llama.cpp.
     Fuse(cmd::fuse::Args),
+    /// Write a trained adapter as a llama.cpp LoRA GGUF for its base (--lora).
+    ExportAdapter(cmd::export_adapter::Args),
     /// Dataset statistics and rendered samples with the trained spans marked.
     Data(cmd::data::Args),
     /// Print a checkpoint's resolved config: layer types, head dims, KV heads and donors, PLE/MoE, parameter counts.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Data(args) => cmd::data::run(args),
         Command::Fuse(args) => cmd::fuse::run(args),
+        Command::ExportAdapter(args) => cmd::export_adapter::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Logits(args) => cmd::logits::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),

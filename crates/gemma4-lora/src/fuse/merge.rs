@@ -70,7 +70,7 @@ pub(super) fn write_tensor(
 }
 
 /// `scale·B·A` in f32 for one expert (or the whole module), row-major `[out, in]`.
-fn delta(module: &LoraModule, expert: Option<usize>, scale: f64) -> Tensor<2> {
+pub(super) fn delta(module: &LoraModule, expert: Option<usize>, scale: f64) -> Tensor<2> {
     let (a, b) = module.factors(expert);
     b.cast(DType::F32).matmul(a.cast(DType::F32)).mul_scalar(scale)
 }

@@ -14,6 +14,8 @@
 //! beside `<out>` ([`StagedDir`]) and renamed to `<out>` at the end: on any error nothing is left
 //! at `<out>`.
 //!
+//! `gguf.rs` writes the same merge as one GGUF file for llama.cpp instead.
+//!
 //! Here: the options, the report and the driver; `plan.rs` decides what goes where, `merge.rs`
 //! streams each tensor, `files.rs` writes the index and side files.
 
@@ -26,6 +28,7 @@ use crate::adapter::LoraAdapter;
 use crate::error::{LoraError, Result};
 
 mod files;
+pub mod gguf;
 mod merge;
 mod plan;
 

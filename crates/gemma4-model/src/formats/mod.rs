@@ -6,9 +6,12 @@
 //!
 //! - `gguf.rs`: GGUF v2/v3 header, metadata, tensor table; llama.cpp → HF names; the config the
 //!   metadata describes.
+//! - `gguf_out/`: the other way: a resolved config and HF names → llama.cpp's metadata,
+//!   tensor names and block types (what a GGUF export writes; refusals before writing).
 //! - `quant.rs`: ggml tensor types and their dequantisation to f32.
 //! - `gemma3.rs`: `gemma3_text` / `gemma3` configs resolved as Gemma 4 switched by values.
 
 pub(crate) mod gemma3;
 pub(crate) mod gguf;
+pub mod gguf_out;
 pub(crate) mod quant;

@@ -1,6 +1,7 @@
 //! `gemma4-tune fuse --model DIR --adapter DIR --out DIR [--dtype keep|bf16|f16|f32]
 //! [--max-shard-size 5GB] [--force]`: merge a LoRA adapter into the base weights and write a
-//! checkpoint transformers loads as-is (`gemma4_lora::fuse`).
+//! checkpoint transformers loads as-is (`gemma4_lora::fuse`). With `--gguf OUT.gguf [--quant
+//! f16]` instead of `--out`: one GGUF file for llama.cpp (`fuse_gguf.rs`).
 
 use std::path::PathBuf;
 
@@ -13,15 +14,23 @@ use crate::backend::{self, Backend};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Base model directory: config.json + model.safetensors (or the index and its shards).
+    /// Base model directory: config.json + model.safetensors (or the index and its shards);
+    /// with --gguf also a GGUF file.
     #[arg(long)]
-    model: PathBuf,
-    /// Adapter directory (PEFT files: adapter_config.json + adapter_model.safetensors).
+    pub(super) model: PathBuf,
+    /// Adapter directory (PEFT files: adapter_config.json + adapter_model.safetensors);
+    /// optional with --gguf (then the base is converted as it is).
     #[arg(long)]
-    adapter: PathBuf,
+    pub(super) adapter: Option<PathBuf>,
     /// Output directory; built as `.<out>.tmp-XXXXXX` beside it and renamed when complete.
+    #[arg(long, required_unless_present = "gguf", conflicts_with = "gguf")]
+    out: Option<PathBuf>,
+    /// Write one GGUF file for llama.cpp / Ollama / LM Studio instead of a checkpoint directory.
     #[arg(long)]
-    out: PathBuf,
+    pub(super) gguf: Option<PathBuf>,
+    /// GGUF block type of the weight matrices: f32, f16, bf16, q8_0, q4_0 (1-D tensors stay f32).
+    #[arg(long, default_value = "f16", requires = "gguf")]
+    pub(super) quant: String,
     /// Tensor dtype: `keep` casts merged weights back to their dtype in the base; the others
     /// convert every float tensor (and set `dtype` in config.json).
     // `::std::option::Option` opts out of clap's optional-argument handling: `keep` is `None`.
@@ -33,7 +42,7 @@ pub struct Args {
     max_shard_size: u64,
     /// Replace an existing non-empty output directory.
     #[arg(long)]
-    force: bool,
+    pub(super) force: bool,
 }
 
 /// `--dtype keep|bf16|f16|f32`: `keep` is `None`, the others a [`WeightDtype`].
@@ -43,23 +52,28 @@ fn out_dtype() -> impl TypedValueParser<Value = Option<WeightDtype>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(gguf) = &args.gguf {
+        return super::fuse_gguf::run(&args, gguf);
+    }
+    let (Some(adapter_dir), Some(out)) = (args.adapter.clone(), args.out.clone()) else {
+        bail!("fuse --out needs --adapter (only --gguf converts a base without one)");
+    };
     // Fail on the output before spending time on loading.
-    check_out_dir(&args.model, &args.out, args.force)?;
+    check_out_dir(&args.model, &out, args.force)?;
     // What the inputs resolve to, not their names: a model directory of symlinks (the Hugging
     // Face cache) may point into `--out`, which `--force` replaces.
-    gemma4_store::refuse_input_overwrite(&args.out, &[&args.model, &args.adapter])?;
+    gemma4_store::refuse_input_overwrite(&out, &[&args.model, &adapter_dir])?;
     if args.force
-        && args
-            .adapter
+        && adapter_dir
             .canonicalize()
             .ok()
-            .zip(args.out.canonicalize().ok())
+            .zip(out.canonicalize().ok())
             .is_some_and(|(a, o)| a.starts_with(o))
     {
         bail!(
             "--out {} contains the adapter {}: refusing to replace it",
-            args.out.display(),
-            args.adapter.display()
+            out.display(),
+            adapter_dir.display()
         );
     }
     // The adapter is resolved against the config and the checkpoint's tensor table only (no
@@ -86,12 +100,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     let layout = Layout::from_config(&loaded.config, prefix, &device);
     drop(ckpt);
-    let adapter = peft_io::load_for(&args.adapter, &layout)
-        .with_context(|| format!("loading adapter {}", args.adapter.display()))?;
+    let adapter = peft_io::load_for(&adapter_dir, &layout)
+        .with_context(|| format!("loading adapter {}", adapter_dir.display()))?;
     let opts =
         FuseOptions { dtype: args.dtype, max_shard_size: args.max_shard_size, force: args.force };
-    let report = fuse(&args.model, &adapter, &args.out, &opts).with_context(|| {
-        format!("fusing {} into {}", args.adapter.display(), args.model.display())
+    let report = fuse(&args.model, &adapter, &out, &opts).with_context(|| {
+        format!("fusing {} into {}", adapter_dir.display(), args.model.display())
     })?;
     println!(
         "fused {} modules: {} tensors merged, {} copied, {} shard(s), {:.1} MB of tensors, side files: {} -> {}",
@@ -101,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         report.shards,
         report.bytes as f64 / 1e6,
         report.files.join(", "),
-        args.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod export_adapter;
 pub mod fuse;
+mod fuse_gguf;
 pub mod generate;
 pub mod inspect;
 pub mod logits;
