@@ -83,8 +83,8 @@ pub fn architecture(cfg: &Gemma4TextConfig) -> Result<&'static str> {
         return Err(refuse("enable_moe_block", true, "MoE export is not written yet (issue 18)"));
     }
     match (cfg.norm_weight_offset, cfg.v_norm) {
-        (o, false) if o == 1.0 => Ok("gemma3"),
-        (o, true) if o == 0.0 => {
+        (1.0, false) => Ok("gemma3"),
+        (0.0, true) => {
             if cfg.attention_scale != 1.0 {
                 return Err(refuse("attention_scale", cfg.attention_scale, "gemma4 scales by 1"));
             }

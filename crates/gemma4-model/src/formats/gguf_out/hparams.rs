@@ -129,6 +129,25 @@ fn gemma4_keys(
     k: &dyn Fn(&str) -> String,
 ) -> Result<Vec<(String, GgufValue)>> {
     let swa = head_dim_of(cfg, LayerType::Sliding);
+    // llama.cpp's KV sharing (`llama-model.cpp`, the iSWA cache's reuse callback): a shared
+    // layer reads layer `first_shared − 2` if sliding, `first_shared − 1` if full.
+    let first = cfg.first_kv_shared_layer();
+    for (i, l) in cfg.layers.iter().enumerate() {
+        let want = first.checked_sub(if l.layer_type == LayerType::Sliding { 2 } else { 1 });
+        if let Some(donor) = l.kv_donor
+            && Some(donor) != want
+        {
+            return Err(unsupported(
+                "num_kv_shared_layers",
+                format!("layer {i} reads the K/V of layer {donor}"),
+                &format!(
+                    "llama.cpp's gemma4 reads layer {} there (the last two layers before the \
+                     shared ones must be sliding, then full)",
+                    want.map_or_else(|| "none".into(), |w| w.to_string())
+                ),
+            ));
+        }
+    }
     Ok(vec![
         (k("attention.key_length_swa"), GgufValue::U32(u32_of(swa, "head_dim")?)),
         (k("attention.value_length_swa"), GgufValue::U32(u32_of(swa, "head_dim")?)),
