@@ -55,6 +55,10 @@ pub struct DeviceFacts {
     pub memory_source: String,
     /// The largest buffer weights and loss chunks are cut to (`LoadOptions::piece_bytes`).
     pub piece_bytes: usize,
+    /// The adapter's products read bf16 activations as they are, keeping no f32 copy (the
+    /// cuBLAS route of a bf16 model, where the adapter does so); false: an f32 copy per
+    /// targeted projection, as `gemma4-lora`'s adapter makes it everywhere else.
+    pub bf16_lora_inputs: bool,
 }
 
 impl DeviceFacts {
@@ -115,6 +119,7 @@ pub fn estimate(
         plain: !facts.gpu,
         r: input.lora.r as u64,
         dropout: input.lora.lora_dropout > 0.0,
+        lora_reads_input: input.dtype == WeightDtype::Bf16 && facts.bf16_lora_inputs,
     };
     let (n, e) = (d.b * d.s, cfg.hidden_size as u64);
     let (targets, adapter_params) = targets(cfg, &input.lora)?;

@@ -23,6 +23,7 @@ fn h200() -> DeviceFacts {
         memory: Some(143_771 << 20),
         memory_source: "cuDeviceTotalMem".into(),
         piece_bytes: 1 << 30,
+        bf16_lora_inputs: false,
     }
 }
 
@@ -110,4 +111,32 @@ fn recomputation_and_smaller_steps_shrink_the_estimate() {
     assert!(est(4, WeightDtype::Bf16, false) < est(4, WeightDtype::F32, false));
     // f16 keeps an f32 residual stream and an f32 MLP product: more than bf16.
     assert!(est(4, WeightDtype::Bf16, false) < est(4, WeightDtype::F16, false));
+}
+
+#[test]
+fn lora_reading_bf16_inputs_saves_the_f32_copies_of_each_projection_input() {
+    let cfg = preset("e2b");
+    let mut reads = h200();
+    reads.bf16_lora_inputs = true;
+    let input = input(4, WeightDtype::Bf16);
+    let copy = estimate(&cfg, &input, &h200(), false).unwrap();
+    let read = estimate(&cfg, &input, &reads, false).unwrap();
+    // Per layer and token, the copies were 4 bytes per input width of each targeted projection
+    // (q, k, v share one input but each had its copy); read as they are, 2 bytes once per input.
+    let (n, e) = (4 * 2048u64, 1536u64);
+    let mut copies = 0;
+    let mut shared = 0;
+    for spec in &cfg.layers {
+        let (q, m) = ((8 * spec.head_dim) as u64, spec.intermediate_size as u64);
+        let qkv = if spec.kv_donor.is_none() { 3 } else { 1 };
+        copies += 4 * n * (qkv * e + q + 2 * e + m);
+        shared += 2 * n * (e + q + e + m);
+    }
+    assert_eq!(copy.activations - read.activations, copies - shared);
+    // Neither changes under f32 weights (the cast is the activation itself either way).
+    let f32_input = PlanInput { dtype: WeightDtype::F32, ..input };
+    assert_eq!(
+        estimate(&cfg, &f32_input, &h200(), false).unwrap(),
+        estimate(&cfg, &f32_input, &reads, false).unwrap()
+    );
 }

@@ -98,6 +98,8 @@ pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFac
         memory,
         memory_source,
         piece_bytes,
+        // gemma4-lora's adapter casts its input to f32 on every backend (adapter.rs).
+        bf16_lora_inputs: false,
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct Dims {
     /// LoRA rank, and whether dropout is on.
     pub r: u64,
     pub dropout: bool,
+    /// The adapter's products read a bf16 activation as it is instead of an f32 copy
+    /// ([`super::DeviceFacts::bf16_lora_inputs`]).
+    pub lora_reads_input: bool,
 }
 
 impl Dims {
@@ -53,11 +56,18 @@ impl Dims {
         if targeted == 0 {
             return plain_keep;
         }
-        let copy = 4 * n * width * if self.dropout { 2 } else { 1 };
-        // f32 weights: the cast is the activation itself, kept once (dropout: one mask each).
-        let copies = if self.dt == 4 && !self.dropout { copy } else { copy * targeted };
-        let shared = if self.dt == 4 && !self.dropout { 0 } else { plain_keep };
-        copies + shared + targeted * 4 * n * self.r
+        // The adapter's input: an f32 copy per projection, or (f32 weights, bf16 read as it is)
+        // the activation itself, kept once for all the projections reading it.
+        let shared = self.dt == 4 || self.lora_reads_input;
+        let one = if shared { self.dt } else { 4 } * n * width;
+        let kept = if self.dropout {
+            2 * one * targeted + plain_keep // each projection: its mask and its masked input
+        } else if shared {
+            one.max(plain_keep)
+        } else {
+            one * targeted + plain_keep
+        };
+        kept + targeted * 4 * n * self.r // the `[n, r]` product each B reads
     }
 }
 
