@@ -35,16 +35,30 @@ impl Tokenizer {
                     .into();
             return Err(DataError::Tokenizer { origin, message });
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let json = std::fs::read_to_string(path)
             .map_err(|e| DataError::Tokenizer { origin: origin.clone(), message: e.to_string() })?;
-        Ok(Self { inner, origin })
+        Self::from_json_str(&json, &origin)
     }
 
     /// Loads a tokenizer from the text of a `tokenizer.json`; `origin` names it in errors.
+    ///
+    /// Checked first (issue 16, fuzz findings): the text is JSON (on some malformed JSON
+    /// `tokenizers` panics, its decoder's helper `expect`s), and the post-processor is
+    /// consistent ([`check_post_processor`]). The file's truncation and padding are dropped, as
+    /// transformers resets them before every call (a `max_length` below the special tokens
+    /// overflowed); `[data] max_seq_len` truncates, and counts it.
     pub fn from_json_str(json: &str, origin: &str) -> Result<Self, DataError> {
-        let inner: tokenizers::Tokenizer = json.parse().map_err(|e: tokenizers::Error| {
-            DataError::Tokenizer { origin: origin.into(), message: e.to_string() }
-        })?;
+        let error = |message: String| DataError::Tokenizer { origin: origin.into(), message };
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| error(e.to_string()))?;
+        check_post_processor(value.get("post_processor")).map_err(error)?;
+        for part in ["normalizer", "pre_tokenizer", "decoder"] {
+            value.get(part).map_or(Ok(()), |v| check_patterns(part, v)).map_err(error)?;
+        }
+        let mut inner: tokenizers::Tokenizer =
+            json.parse().map_err(|e: tokenizers::Error| error(e.to_string()))?;
+        inner.with_truncation(None).map_err(|e| error(e.to_string()))?;
+        inner.with_padding(None);
         Ok(Self { inner, origin: origin.into() })
     }
 
@@ -103,6 +117,96 @@ impl Tokenizer {
     fn error(&self, e: tokenizers::Error) -> DataError {
         DataError::Tokenizer { origin: self.origin.clone(), message: e.to_string() }
     }
+}
+
+/// What `tokenizers` accepts when it reads a `TemplateProcessing` post-processor but indexes
+/// without a check when it encodes (issue 16, a fuzz finding: a panic, "no entry found for
+/// key"): every special token of a template is in its `special_tokens`, with as many ids as
+/// tokens, and `single` uses sequence `A` only.
+fn check_post_processor(processor: Option<&serde_json::Value>) -> Result<(), String> {
+    // Every object that has a template, whatever its `type` says: `tokenizers` also reads
+    // processors without a `type` tag.
+    let mut stack: Vec<&serde_json::Value> = processor.into_iter().collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(o) => {
+                if o.contains_key("single") || o.contains_key("pair") {
+                    check_template(v)?;
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Texts a `Replace`/`Split` pattern is tried on.
+const PROBES: &[&str] = &["", "a", " ", "a b\n", "\u{2581}a", "\u{e9}\u{65e5}"];
+
+/// The `Replace` and `Split` patterns under `part` (`normalizer`, …) cannot match the empty
+/// string (issue 16, a fuzz finding: an empty `Replace` pattern made `tokenizers` index past
+/// its alignments and panic). A pattern that does not compile is left for `tokenizers` to report.
+fn check_patterns(part: &str, v: &serde_json::Value) -> Result<(), String> {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(o) => {
+                let empty = match o.get("pattern") {
+                    Some(p) if p.get("String").and_then(|s| s.as_str()) == Some("") => true,
+                    Some(p) => p.get("Regex").and_then(|r| r.as_str()).is_some_and(matches_empty),
+                    None => false,
+                };
+                if empty {
+                    return Err(format!(
+                        "{part}: pattern {} can match the empty string",
+                        o["pattern"]
+                    ));
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn matches_empty(regex: &str) -> bool {
+    let Ok(re) = fancy_regex::Regex::new(regex) else { return false };
+    PROBES.iter().any(|t| re.find_iter(t).any(|m| m.is_ok_and(|m| m.as_str().is_empty())))
+}
+
+fn check_template(p: &serde_json::Value) -> Result<(), String> {
+    let special = p.get("special_tokens").and_then(|v| v.as_object());
+    for (key, t) in special.into_iter().flatten() {
+        let len = |k: &str| t.get(k).and_then(|v| v.as_array()).map(Vec::len);
+        if len("ids") != len("tokens") {
+            return Err(format!(
+                "post_processor: special token {key:?} has {:?} ids but {:?} tokens",
+                len("ids"),
+                len("tokens")
+            ));
+        }
+    }
+    for part in ["single", "pair"] {
+        for piece in p.get(part).and_then(|v| v.as_array()).into_iter().flatten() {
+            if let Some(id) = piece.pointer("/SpecialToken/id").and_then(|v| v.as_str())
+                && !special.is_some_and(|s| s.contains_key(id))
+            {
+                return Err(format!(
+                    "post_processor: the `{part}` template's special token {id:?} is not in `special_tokens`"
+                ));
+            }
+            if part == "single"
+                && piece.pointer("/Sequence/id").and_then(|v| v.as_str()) == Some("B")
+            {
+                return Err("post_processor: the `single` template uses sequence B".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

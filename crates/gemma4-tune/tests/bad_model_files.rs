@@ -59,6 +59,18 @@ fn hostile_tokenizer_files_fail_naming_the_file() {
     let (good_dir, _) = tiny_with(tmp.path(), &data, "good", &[]);
     let good = std::fs::read(good_dir.join("tokenizer.json")).unwrap();
     let cut = good[..good.len() / 2].to_vec();
+    // Fuzz findings (panics inside `tokenizers`): a raw control character in the decoder, a
+    // template naming a special token that `special_tokens` lacks, an empty `Replace` pattern.
+    let text = String::from_utf8(good.clone()).unwrap();
+    let control = text.replacen("\"ByteFallback\"", "\"Byte\u{1}Fallback\"", 1).into_bytes();
+    let mut t: serde_json::Value = serde_json::from_str(&text).unwrap();
+    t["post_processor"]["single"][0] =
+        serde_json::json!({"SpecialToken": {"id": "<x>", "type_id": 0}});
+    let unknown = t.to_string().into_bytes();
+    t = serde_json::from_str(&text).unwrap();
+    t["normalizer"] =
+        serde_json::json!({"type": "Replace", "pattern": {"Regex": ""}, "content": "x"});
+    let empty_pattern = t.to_string().into_bytes();
     let model_tok = |name: &str| tmp.path().join(name).join("tokenizer.json").display().to_string();
     let mut cases = Vec::new();
     for (name, bytes) in [
@@ -67,6 +79,9 @@ fn hostile_tokenizer_files_fail_naming_the_file() {
         ("not-utf8", b"{\"model\": \"\xff\xfe\"}".as_slice()),
         ("wrong-model", br#"{"version": "1.0", "model": {"type": "Nope", "vocab": 5}}"#),
         ("an-array", b"[1, 2, 3]"),
+        ("control-char", control.as_slice()),
+        ("unknown-special", unknown.as_slice()),
+        ("empty-pattern", empty_pattern.as_slice()),
     ] {
         let model = tiny_with(tmp.path(), &data, name, &[("tokenizer.json", bytes)]);
         cases.push((name, model, vec![model_tok(name)]));
