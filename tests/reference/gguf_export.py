@@ -218,11 +218,31 @@ def real(bin_, tmp, adapter):
     return results
 
 
+def real_base(bin_, adapter):
+    """The base alone: how far llama.cpp's Q4_K_M arithmetic (activations quantised to Q8_K in
+    its dot products) is from ours (Q4_K dequantised to f32), and how much the adapter moves
+    our logits (so the LoRA cases' agreement means something)."""
+    base = REPO / "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf"
+    ids = st_read(FIX / "gemma3_270m/golden.safetensors")["p1.input_ids"][0].tolist()
+    r, _ = compare(bin_, "gemma3-270m/q4_k_m (no adapter)", base, base, ids, tol=None)
+    effect = rel_l2(ours(bin_, base, ids, adapter), ours(bin_, base, ids))
+    r["adapter_effect_rel_l2"] = effect
+    print(json.dumps({"adapter_effect_rel_l2": effect}), flush=True)
+    # The same adapter GGUF on our f32 export of the base: the LoRA path without Q8_K.
+    with tempfile.TemporaryDirectory() as d:
+        g, lora = Path(d) / "270m-base-f32.gguf", Path(d) / "270m-adapter.gguf"
+        run([bin_, "fuse", "--model", base, "--gguf", g, "--quant", "f32"])
+        run([bin_, "export-adapter", "--model", base, "--adapter", adapter, "--gguf", lora])
+        r2, _ = compare(bin_, "gemma3-270m/f32 export + lora", g, base, ids, adapter, lora, TOL["lora"])
+    return [r, r2]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--real", help="adapter dir of a LoRA run on the real Gemma 3 270M")
     ap.add_argument("--skip-fixtures", action="store_true")
+    ap.add_argument("--real-base", help="adapter dir: only the base-alone comparison (real_base)")
     a = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     res_path = OUT / "results.json"
@@ -235,8 +255,11 @@ def main():
             res["fixtures"] = fixtures(a.bin, tmp)
         if a.real:
             res["gemma3_270m"] = real(a.bin, tmp, a.real)
+        if a.real_base:
+            res["gemma3_270m_base"] = real_base(a.bin, a.real_base)
     res_path.write_text(json.dumps(res, indent=1) + "\n")
-    bad = [r["case"] for k in ("fixtures", "gemma3_270m") for r in res.get(k, []) if not r["ok"]]
+    keys = ("fixtures", "gemma3_270m", "gemma3_270m_base")
+    bad = [r["case"] for k in keys for r in res.get(k, []) if not r["ok"]]
     print("FAILED: " + ", ".join(bad) if bad else "all cases within tolerance", flush=True)
 
 

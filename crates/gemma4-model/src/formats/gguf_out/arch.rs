@@ -200,3 +200,64 @@ fn rope_freqs(cfg: &Gemma4TextConfig) -> Result<ExportTensor> {
         values: Some(values),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Gemma4TextConfig;
+
+    fn fixture(name: &str) -> (Gemma4TextConfig, BTreeMap<String, TensorInfo>) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        let cfg = Gemma4TextConfig::from_file(&dir.join(name).join("config.json")).unwrap().config;
+        let tensors = expected_tensors(&cfg, "model.")
+            .into_iter()
+            .map(|(n, shape)| {
+                let info =
+                    TensorInfo { dtype: safetensors::Dtype::F32, shape, file: 0, start: 0, end: 0 };
+                (n, info)
+            })
+            .collect();
+        (cfg, tensors)
+    }
+
+    fn key<'a>(p: &'a GgufPlan, k: &str) -> &'a GgufValue {
+        &p.metadata.iter().find(|(n, _)| n == k).unwrap().1
+    }
+
+    #[test]
+    fn gemma3_norms_add_one_and_q_norm_carries_the_attention_scale() {
+        let (cfg, tensors) = fixture("gemma3_dense");
+        let p = plan(&cfg, &tensors, ExportQuant::F16, "t", Vec::new()).unwrap();
+        assert_eq!(p.arch, "gemma3");
+        let edit = |n: &str| p.tensors.iter().find(|t| t.name == n).unwrap().edit;
+        // query_pre_attn_scalar 24, head dim 16: llama.cpp scales by 16^-½, HF by 24^-½.
+        let q = edit("blk.0.attn_q_norm.weight");
+        assert_eq!(q.add, 1.0);
+        assert!((q.mul - (16f32 / 24.0).sqrt()).abs() < 1e-6, "{q:?}");
+        assert_eq!(edit("blk.0.attn_k_norm.weight"), Edit { add: 1.0, mul: 1.0 });
+        assert_eq!(edit("output_norm.weight"), Edit { add: 1.0, mul: 1.0 });
+        assert_eq!(edit("blk.0.attn_q.weight"), Edit::NONE);
+        let pattern = GgufValue::ArrBool(vec![true, true, false, true, true]);
+        assert_eq!(key(&p, "gemma3.attention.sliding_window_pattern"), &pattern);
+        assert_eq!(key(&p, "gemma3.rope.freq_base_swa"), &GgufValue::F32(100.0));
+        assert_eq!(key(&p, "gemma3.rope.scaling.factor"), &GgufValue::F32(8.0));
+    }
+
+    #[test]
+    fn gemma4_full_layers_get_proportional_rope_freqs() {
+        let (cfg, tensors) = fixture("dense");
+        let p = plan(&cfg, &tensors, ExportQuant::Q8_0, "t", Vec::new()).unwrap();
+        assert_eq!(p.arch, "gemma4");
+        let rope = p.tensors.iter().find(|t| t.name == "rope_freqs.weight").unwrap();
+        // Full head dim 32, partial_rotary_factor 0.25: 4 of 16 pairs rotate.
+        let want: Vec<f32> = (0..16).map(|i| if i < 4 { 1.0 } else { 1e30 }).collect();
+        assert_eq!(rope.values.as_deref(), Some(want.as_slice()));
+        assert!(p.tensors.iter().all(|t| t.edit == Edit::NONE));
+        assert_eq!(key(&p, "gemma4.attention.key_length"), &GgufValue::U32(32));
+        assert_eq!(key(&p, "gemma4.attention.key_length_swa"), &GgufValue::U32(16));
+        let norm = p.tensors.iter().find(|t| t.name == "blk.0.attn_norm.weight").unwrap();
+        assert_eq!(norm.ty, GgmlType::F32);
+        let q = p.tensors.iter().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
+        assert_eq!(q.ty, GgmlType::Q8_0);
+    }
+}
