@@ -41,6 +41,12 @@ fn without_tensor(tensor: &str) -> Vec<u8> {
     safetensors::serialize(views, None).unwrap()
 }
 
+/// A header of one tensor `[0, 2^40, 2^40]` (0 bytes: safetensors multiplies left to right).
+fn zero_by_huge() -> serde_json::Map<String, serde_json::Value> {
+    let t = serde_json::json!({"dtype": "F32", "shape": [0, 1u64 << 40, 1u64 << 40], "data_offsets": [0, 0]});
+    [("model.embed_tokens.weight".to_string(), t)].into_iter().collect()
+}
+
 /// (case, model dir, what the error must name)
 type Case = (&'static str, PathBuf, Vec<String>);
 
@@ -144,6 +150,11 @@ fn unreadable_weights_files_fail_naming_the_file() {
             "empty weights file",
             model_copy(&models, "empty", Some(Vec::new())),
             vec![st("empty"), "not a readable safetensors file".into()],
+        ),
+        (
+            "a 0-element shape that overflows multiplied right to left (a fuzz finding)",
+            model_copy(&models, "zero", Some(join_safetensors(&zero_by_huge(), &[]))),
+            vec![st("zero"), "shape [0, 1099511627776, 1099511627776] overflows".into()],
         ),
     ];
     assert_logits_fails(tmp.path(), cases);
