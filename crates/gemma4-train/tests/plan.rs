@@ -55,6 +55,14 @@ fn estimates_are_within_15_percent_of_the_peaks_measured_on_an_h200() {
         );
         assert!(err.abs() <= 0.15, "{name} {batch} {recompute}: {err}");
     }
+    // 26B-A4B, batch 1 × 2048, recomputation, the experts adapted too: Burn's pool reserved
+    // 54.7 GiB (the plan's total less the runtime is what the pool holds).
+    let mut moe = input(1, WeightDtype::Bf16);
+    moe.lora.target_parameters =
+        Some(vec!["experts.gate_up_proj".into(), "experts.down_proj".into()]);
+    let e = estimate(&preset("26b-a4b"), &moe, &h200(), true).unwrap();
+    let err = (e.total - e.runtime) as f64 / GIB / 54.7 - 1.0;
+    assert!(err.abs() <= 0.15, "26b-a4b: {err} {e:?}");
 }
 
 #[test]
