@@ -11,11 +11,11 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::DType;
+use gemma4_model::CheckpointSource;
 use gemma4_model::gguf_out::{
     ExportQuant, ExportTensor, HeaderTensor, VocabSource, header_bytes, padding, plan,
-    quantize_checked, vocab_metadata,
+    quantize_checked, vocab_metadata, vocab_of_gguf,
 };
-use gemma4_model::{CheckpointSource, GgufHeader};
 use gemma4_store::AtomicFile;
 
 use super::merge::delta;
@@ -54,12 +54,7 @@ fn vocab(
     vocab_size: usize,
 ) -> Result<Vec<(String, gemma4_model::gguf_out::GgufValue)>> {
     match source {
-        CheckpointSource::Gguf(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|source| LoraError::Io { path: path.clone(), source })?;
-            let header = GgufHeader::parse(&bytes, path)?;
-            Ok(vocab_metadata(VocabSource::Gguf(&header), arch, vocab_size)?)
-        }
+        CheckpointSource::Gguf(path) => Ok(vocab_of_gguf(path, arch)?),
         CheckpointSource::Safetensors(dir) if dir.join("tokenizer.json").is_file() => {
             Err(LoraError::Config {
                 path: dir.join("tokenizer.json"),

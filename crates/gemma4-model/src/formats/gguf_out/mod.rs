@@ -21,7 +21,7 @@ mod vocab;
 pub use arch::{Edit, ExportTensor, GgufPlan, architecture, plan};
 pub use names::{LLAMA_NAMES, llama_name};
 pub use quantize::{ExportQuant, quantize, quantize_checked};
-pub use vocab::{VocabSource, vocab_metadata};
+pub use vocab::{VocabSource, vocab_metadata, vocab_of_gguf};
 
 /// GGUF's default data alignment (`general.alignment` unset).
 pub const ALIGNMENT: usize = 32;

@@ -84,6 +84,13 @@ pub fn vocab_metadata(
     Ok(out)
 }
 
+/// The tokenizer keys of the GGUF file `path` (memory-mapped: only its header is read).
+pub fn vocab_of_gguf(path: &std::path::Path, arch: &str) -> Result<Vec<(String, GgufValue)>> {
+    let map = crate::checkpoint::map_file(path)?;
+    let header = GgufHeader::parse(&map, path)?;
+    vocab_metadata(VocabSource::Gguf(&header), arch, 0)
+}
+
 fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| ModelError::invalid(what.to_owned(), format!("{v} > u32")))
 }
