@@ -10,7 +10,7 @@
 //!   are Burn's `matmul`, which is also the reference the CUDA path is tested against
 //!   (`gemma4-tune bench --check-kernels`).
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 #[cfg(feature = "cuda")]
 mod cublas;
@@ -30,19 +30,35 @@ mod layout;
 /// - a: `[.., m, k]`, b: `[.., k, n]` → `[.., m, n]`
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "cuda")]
-    if cublas::eligible(&a, &b) {
+    if a.dtype() == b.dtype() && cublas::eligible(&a, &b) {
+        let dtype = a.dtype();
         let (sa, sb) = (a.dims(), b.dims());
         if D > 2 && sa[..D - 2] != sb[..D - 2] && sb[..D - 2].iter().all(|&d| d == 1) {
             // A broadcast right operand: one product over the stacked rows of `a`.
             let (rows, k, n) = (sa[..D - 1].iter().product::<usize>(), sa[D - 1], sb[D - 1]);
-            let y = cublas::matmul(a.reshape([rows, k]), b.reshape([k, n]));
+            let y = cublas::matmul(a.reshape([rows, k]), b.reshape([k, n]), dtype, dtype);
             let mut out = sa;
             out[D - 1] = n;
             return y.reshape(out);
         }
-        return cublas::matmul(a, b);
+        return cublas::matmul(a, b, dtype, dtype);
     }
     a.matmul(b)
+}
+
+/// `a·b` of two matrices with the inputs rounded to `compute` and the result in `out`. On the
+/// cuBLAS route the casts happen inside the op: the autodiff tape keeps `a` and `b` as given
+/// (a bf16 activation is not kept again in f32), f32 accumulates, and each operand's gradient
+/// comes back in its own dtype. Elsewhere: plain casts and Burn's `matmul`.
+///
+/// # Shapes
+/// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
+pub fn matmul_to(a: Tensor<2>, b: Tensor<2>, compute: DType, out: DType) -> Tensor<2> {
+    #[cfg(feature = "cuda")]
+    if cublas::eligible(&a, &b) && matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
+        return cublas::matmul(a, b, compute, out);
+    }
+    a.cast(compute).matmul(b.cast(compute)).cast(out)
 }
 
 /// `x·W + b` over the last axis, `W` kept as `[in, out]`.
@@ -57,6 +73,26 @@ pub fn linear(x: Tensor<3>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> 
         Some(bias) => y + bias.unsqueeze::<3>(),
         None => y,
     }
+}
+
+/// `x·W` over the last axis as [`matmul_to`] computes it: inputs rounded to `compute`, the
+/// result in `out`.
+///
+/// # Shapes
+/// - x: `[b, s, in]`, w: `[in, out]` → `[b, s, out]`
+pub fn linear_to(x: Tensor<3>, w: Tensor<2>, compute: DType, out: DType) -> Tensor<3> {
+    let [b, s, k] = x.dims();
+    let n = w.dims()[1];
+    matmul_to(x.reshape([b * s, k]), w, compute, out).reshape([b, s, n])
+}
+
+/// Whether the adapter's small products read bf16 activations as they are (no f32 copy made
+/// or kept): on the cuBLAS route for bf16 models, unless `GEMMA4_TUNE_LORA_INPUTS=f32`.
+pub fn bf16_lora_inputs(device: &burn::tensor::Device, dtype: DType) -> bool {
+    static F32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let f32 =
+        *F32.get_or_init(|| std::env::var("GEMMA4_TUNE_LORA_INPUTS").is_ok_and(|v| v == "f32"));
+    dtype == DType::BF16 && !f32 && uses_cublas(device)
 }
 
 /// Whether this build takes the cuBLAS route on `device` (for f32, f16 and bf16 products).

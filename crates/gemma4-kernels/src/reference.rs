@@ -29,6 +29,20 @@ pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     gelu_approximate(gate) * up
 }
 
+/// Rotary position embedding `x·cos + rotate_half(x)·sin`, `rotate_half([x1, x2]) =
+/// [−x2, x1]`, in `x`'s dtype.
+///
+/// # Shapes
+/// - x: `[b, s, h, d]`, cos, sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
+pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    let d = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.clone().narrow(3, d / 2, d / 2);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone().cast(dtype) + rotated * sin.clone().cast(dtype)
+}
+
 /// Attention's `softmax(scores·scale + bias)` over the last axis in f32, cast back to the
 /// scores' dtype.
 ///

@@ -330,3 +330,50 @@ fn rms_norm_on_an_empty_batch_is_empty() {
     let y = fused::rms_norm(x, None, 1e-6);
     assert_eq!(y.dims(), [0, 4, 8]);
 }
+
+/// RoPE's output and the input's gradient under `loss = Σ y·c`.
+fn rope_and_grad(
+    [x, cos, sin, c]: [&TensorData; 4],
+    device: &Device,
+    dtype: DType,
+    fused_path: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let ad = device.clone().autodiff();
+    let x = Tensor::<4>::from_data(x.clone(), &ad).cast(dtype).require_grad();
+    let (cos, sin) = (Tensor::from_data(cos.clone(), &ad), Tensor::from_data(sin.clone(), &ad));
+    let c = Tensor::<4>::from_data(c.clone(), &ad);
+    let y = if fused_path {
+        fused::rope(x.clone(), &cos, &sin)
+    } else {
+        reference::rope(x.clone(), &cos, &sin)
+    };
+    assert_eq!(y.dtype(), dtype, "RoPE keeps the input's dtype");
+    let grads = (y.clone().cast(DType::F32) * c).sum().backward();
+    (values(y), values(x.grad(&grads).expect("x is tracked")))
+}
+
+#[test]
+fn rope_matches_the_reference_forward_and_backward() {
+    let Some(device) = gpu() else { return };
+    // Broadcast tables and per-batch ones (packed positions), a head dim above the block.
+    for (shape, tables, dtype, tol) in [
+        ([2, 5, 3, 8], 1, DType::F32, 1e-6),
+        ([2, 7, 2, 6], 2, DType::F32, 1e-6),
+        ([1, 3, 2, 512], 1, DType::F32, 1e-6),
+        ([2, 5, 3, 8], 2, DType::F16, 2e-3),
+    ] {
+        if dtype == DType::F16 && !device.supports_dtype(DType::F16) {
+            eprintln!("f16: not supported by this device, skipped");
+            continue;
+        }
+        let [b, s, h, d] = shape;
+        let (x, c) = (random([b, s, h, d]), random([b, s, h, d]));
+        let (cos, sin) = (random([tables, s, 1, d]), random([tables, s, 1, d]));
+        let inputs = [&x, &cos, &sin, &c];
+        let (y_ref, dx_ref) = rope_and_grad(inputs, &Device::flex(), DType::F32, false);
+        let (y, dx) = rope_and_grad(inputs, &device, dtype, true);
+        let (ey, edx) = (rel_l2(&y, &y_ref), rel_l2(&dx, &dx_ref));
+        eprintln!("rope {shape:?} tables {tables} {dtype:?}: y {ey:.2e}, dx {edx:.2e}");
+        assert!(ey <= tol && edx <= tol, "rope {shape:?} {dtype:?}: {ey:.2e}, {edx:.2e} > {tol}");
+    }
+}

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Distribution, Tensor, TensorData};
-use gemma4_kernels::linear;
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
+use gemma4_kernels::linear_to;
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -154,20 +154,26 @@ impl Adapter for LoraAdapter {
         let Some(module) = self.modules.get(&module_site) else { return base };
         let (a, b) = module.factors(expert);
         let dtype = base.dtype();
-        // The two small products run in the factors' dtype (f32): their outputs are the only
-        // weight gradients of a step, and under f16 loss scaling they overflow f16 (measured: a
-        // k_proj B gradient 2400× the median). The scale is folded into B (`[out, r]`), not
-        // applied to the `[b, s, out]` delta.
-        let mut x = x.clone().cast(a.dtype());
+        // The two small products accumulate in f32 and write f32 except the delta: their outputs
+        // are the only weight gradients of a step, and under f16 loss scaling they overflow f16
+        // (measured: a k_proj B gradient 2400× the median), so f16 and f32 runs take f32
+        // inputs. bf16 has f32's range: on cuBLAS its products read the bf16 activations as
+        // they are (no f32 copy of x is made or kept) and write the delta in bf16. The scale
+        // is folded into B (`[out, r]`), not applied to the `[b, s, out]` delta.
+        let bf16_inputs = gemma4_kernels::bf16_lora_inputs(&x.device(), dtype);
+        let wide = a.dtype(); // the factors' (f32)
+        let compute = if bf16_inputs { DType::BF16 } else { wide };
+        let mut x = if bf16_inputs { x.clone() } else { x.clone().cast(compute) };
         let p = self.config.lora_dropout;
         if self.training && p > 0.0 {
             let keep =
                 Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
-            x = x * keep.div_scalar(1.0 - p);
+            let keep = keep.div_scalar(1.0 - p).cast(x.dtype());
+            x = x * keep;
         }
         let b = b.mul_scalar(self.scale());
-        let delta = linear(linear(x, a.transpose(), None), b.transpose(), None); // [b, s, out]
-        base + delta.cast(dtype)
+        let xa = linear_to(x, a.transpose(), compute, wide); // [b, s, r]
+        base + linear_to(xa, b.transpose(), compute, dtype) // [b, s, out]
     }
 }
 

@@ -85,12 +85,7 @@ impl Rope {
 /// # Shapes
 /// - x: `[b, s, h, d]`, cos/sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
 pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    let dtype = x.dtype();
-    let d = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, d / 2);
-    let x2 = x.clone().narrow(3, d / 2, d / 2);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone().cast(dtype) + rotated * sin.clone().cast(dtype)
+    gemma4_kernels::fused::rope(x, cos, sin)
 }
 
 #[cfg(test)]

@@ -98,8 +98,8 @@ pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFac
         memory,
         memory_source,
         piece_bytes,
-        // gemma4-lora's adapter casts its input to f32 on every backend (adapter.rs).
-        bf16_lora_inputs: false,
+        // The adapter's decision for a bf16 model on this device (gemma4-lora adapter.rs).
+        bf16_lora_inputs: gemma4_kernels::bf16_lora_inputs(device, burn::tensor::DType::BF16),
     }
 }
 

@@ -18,52 +18,63 @@ use crate::layout::RowMajor;
 type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
 
 impl CublasMatmul for CubeBackend {
-    fn cublas_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
-        let Some(index) = cuda_index(&a, &b) else { return Self::float_matmul(a, b) };
-        let (a, a_t) = physical(a);
-        let (b, b_t) = physical(b);
-        let (sa, sb) = (a.meta.shape().to_vec(), b.meta.shape().to_vec());
-        let r = sa.len();
-        let (m, k) = if a_t { (sa[r - 1], sa[r - 2]) } else { (sa[r - 2], sa[r - 1]) };
-        let (kb, n) = if b_t { (sb[r - 1], sb[r - 2]) } else { (sb[r - 2], sb[r - 1]) };
-        assert_eq!(k, kb, "cublas_matmul: inner dimensions differ ({sa:?}·{sb:?})");
-        let batch: usize = sa[..r - 2].iter().product();
-        let mut shape = sa[..r - 2].to_vec();
-        shape.extend([m, n]);
-        let c = empty_device_contiguous_dtype(
-            a.client.clone(),
-            a.device.clone(),
-            shape.into(),
-            a.dtype,
-        );
-        let resource = |t: &CubeTensor| {
-            t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
+    fn cublas_matmul(a: CubeTensor, b: CubeTensor, compute: DType, out: DType) -> CubeTensor {
+        let (a, b) = (cast(a, compute), cast(b, compute));
+        // cuBLAS writes 16-bit inputs' products in their dtype or f32, f32 inputs' in f32.
+        let written = if out == compute || out == DType::F32 { out } else { compute };
+        let c = match cuda_index(&a, &b) {
+            Some(index) => product(index, a, b, written),
+            None => Self::float_matmul(a, b),
         };
-        // Each `get_resource` pins its buffer and lines this thread's stream up with the one
-        // that wrote it.
-        let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
-        let shape = RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t };
-        let g = Gemm {
-            dtype: a.dtype,
-            shape,
-            a: ra.resource().ptr,
-            b: rb.resource().ptr,
-            c: rc.resource().ptr,
-        };
-        if handoff::on_device() {
-            let (flags, count) = handoff::next(&c);
-            handoff::raise(&flags, count);
-            let go = resource(&flags).resource().ptr;
-            gemm::run(index, &g, &Order::Device { go, done: go + 4, n: count });
-            handoff::await_done(&flags, count);
-        } else {
-            // The sync waits for the inputs' writes (and the allocation of `c`).
-            cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
-            gemm::run(index, &g, &Order::Host);
-        }
-        drop((ra, rb, rc));
-        c
+        cast(c, out)
     }
+}
+
+/// `t` in `dtype` (itself when it already is).
+fn cast(t: CubeTensor, dtype: DType) -> CubeTensor {
+    if t.dtype == dtype { t } else { CubeBackend::float_cast(t, dtype.into()) }
+}
+
+/// `a·b` (one dtype) through cuBLAS on device `index`, written in `out`.
+fn product(index: usize, a: CubeTensor, b: CubeTensor, out: DType) -> CubeTensor {
+    let (a, a_t) = physical(a);
+    let (b, b_t) = physical(b);
+    let (sa, sb) = (a.meta.shape().to_vec(), b.meta.shape().to_vec());
+    let r = sa.len();
+    let (m, k) = if a_t { (sa[r - 1], sa[r - 2]) } else { (sa[r - 2], sa[r - 1]) };
+    let (kb, n) = if b_t { (sb[r - 1], sb[r - 2]) } else { (sb[r - 2], sb[r - 1]) };
+    assert_eq!(k, kb, "cublas_matmul: inner dimensions differ ({sa:?}·{sb:?})");
+    let batch: usize = sa[..r - 2].iter().product();
+    let mut shape = sa[..r - 2].to_vec();
+    shape.extend([m, n]);
+    let c = empty_device_contiguous_dtype(a.client.clone(), a.device.clone(), shape.into(), out);
+    let resource = |t: &CubeTensor| {
+        t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
+    };
+    // Each `get_resource` pins its buffer and lines this thread's stream up with the one that
+    // wrote it.
+    let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
+    let g = Gemm {
+        input: a.dtype,
+        output: out,
+        shape: RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t },
+        a: ra.resource().ptr,
+        b: rb.resource().ptr,
+        c: rc.resource().ptr,
+    };
+    if handoff::on_device() {
+        let (flags, count) = handoff::next(&c);
+        handoff::raise(&flags, count);
+        let go = resource(&flags).resource().ptr;
+        gemm::run(index, &g, &Order::Device { go, done: go + 4, n: count });
+        handoff::await_done(&flags, count);
+    } else {
+        // The sync waits for the inputs' writes (and the allocation of `c`).
+        cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
+        gemm::run(index, &g, &Order::Host);
+    }
+    drop((ra, rb, rc));
+    c
 }
 
 /// The CUDA device index when cuBLAS takes `a·b`: CUDA tensors of one float dtype cuBLAS runs,

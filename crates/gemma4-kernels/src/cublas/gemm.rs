@@ -23,9 +23,11 @@ pub fn available() -> bool {
     })
 }
 
-/// `c[i] = a[i]·b[i]` on device pointers of one dtype, laid out as [`RowMajor`] says.
+/// `c[i] = a[i]·b[i]` on device pointers, laid out as [`RowMajor`] says: `a` and `b` in
+/// `input`, `c` in `output` (`input` itself, or f32 for 16-bit inputs).
 pub struct Gemm {
-    pub dtype: DType,
+    pub input: DType,
+    pub output: DType,
     pub shape: RowMajor,
     pub a: u64,
     pub b: u64,
@@ -91,11 +93,12 @@ pub fn run(device: usize, g: &Gemm, order: &Order) {
 
 /// The column-major call of [`RowMajor::col_major`]: cuBLAS's first operand is our `b`.
 unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::CublasError> {
-    let ty = match g.dtype {
+    let ty = |dtype: DType| match dtype {
         DType::BF16 => sys::cudaDataType_t::CUDA_R_16BF,
         DType::F16 => sys::cudaDataType_t::CUDA_R_16F,
         _ => sys::cudaDataType_t::CUDA_R_32F,
     };
+    let (ty_in, ty_out) = (ty(g.input), ty(g.output));
     let op = |t: bool| {
         if t { sys::cublasOperation_t::CUBLAS_OP_T } else { sys::cublasOperation_t::CUBLAS_OP_N }
     };
@@ -112,16 +115,16 @@ unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::Cubl
             c.inner as i32,
             (&one as *const f32).cast(),
             g.b as *const _,
-            ty,
+            ty_in,
             c.first.ld as i32,
             c.first.stride as i64,
             g.a as *const _,
-            ty,
+            ty_in,
             c.second.ld as i32,
             c.second.stride as i64,
             (&zero as *const f32).cast(),
             g.c as *mut _,
-            ty,
+            ty_out,
             c.ld_c as i32,
             c.stride_c as i64,
             c.batch as i32,

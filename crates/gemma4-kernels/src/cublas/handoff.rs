@@ -4,12 +4,16 @@
 //! this crate's stream. Two counters in one CubeCL buffer (`[go, done]`, u32) carry the order
 //! across, entirely on the device:
 //! 1. CubeCL's stream: a one-thread kernel stores `n` into `go` ([`raise`]). Everything CubeCL
-//!    queued before it (the writes of `a` and `b`, the zeroing or reuse of `c`) comes first.
+//!    queued before it (the writes of `a` and `b`, the reuse of `c`'s memory) comes first.
 //! 2. cuBLAS's stream: wait until `go ≥ n` (`cuStreamWaitValue32`), the product, then store `n`
 //!    into `done` (`cuStreamWriteValue32`, after the product's writes).
 //! 3. CubeCL's stream: a one-thread kernel spins until `done ≥ n` ([`await_done`]), so every
 //!    kernel queued after it (readers of `c`, and new owners of `a`'s or `b`'s memory once they
 //!    are freed) runs after the product.
+//!
+//! Steps 1 and 3 must stay two kernels. One kernel that stores `go` and then spins hung on the
+//! H200 (2026-12-02): the stream wait did not see a store made by a kernel still running, so
+//! the product never started.
 //!
 //! `n` grows by one per product on each thread (CubeCL's streams are per thread), so no
 //! counter is ever reset. The spin occupies one thread of one SM while the product runs on the

@@ -27,20 +27,19 @@ pub fn is_cuda(device: &Device) -> bool {
     matches!(crate::device::cube(device), Some(cubecl::Device::Cuda(_)))
 }
 
-/// Whether cuBLAS takes `a·b`: both on a CUDA device in one float dtype it runs (f32, f16,
-/// bf16), libcublas present. Shapes the op does not take fall back inside it.
+/// Whether cuBLAS takes `a·b`: both on a CUDA device in float dtypes it runs (f32, f16, bf16),
+/// libcublas present. Shapes the op does not take fall back inside it.
 pub fn eligible<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> bool {
-    let dtype = a.dtype();
-    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
-        && b.dtype() == dtype
-        && gemm::available()
-        && is_cuda(&a.device())
+    let runs = |d: DType| matches!(d, DType::F32 | DType::F16 | DType::BF16);
+    runs(a.dtype()) && runs(b.dtype()) && gemm::available() && is_cuda(&a.device())
 }
 
-/// `a·b` through the extension (see [`eligible`]).
-pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+/// `a·b` through the extension (see [`eligible`]): inputs rounded to `compute`, result in `out`.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: DType, out: DType) -> Tensor<D> {
     Tensor::from_dispatch(<burn::backend::Dispatch as CublasMatmul>::cublas_matmul(
         a.into_dispatch(),
         b.into_dispatch(),
+        compute,
+        out,
     ))
 }

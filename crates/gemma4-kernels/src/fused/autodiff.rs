@@ -29,6 +29,19 @@ impl<B: Backend + Fused> Backward<B, 1> for RmsNormBackward {
 }
 
 #[derive(Debug)]
+struct RopeBackward;
+
+impl<B: Backend + Fused> Backward<B, 1> for RopeBackward {
+    /// cos and sin.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (cos, sin) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |dy| B::fused_rope_backward(dy, cos, sin));
+    }
+}
+
+#[derive(Debug)]
 struct GegluBackward;
 
 impl<B: Backend + Fused> Backward<B, 2> for GegluBackward {
@@ -242,5 +255,35 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
             has_cap,
         );
         FloatTensor::<Self>::new(draw)
+    }
+
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (cos, sin) = (constant::<B, C>(cos), constant::<B, C>(sin));
+        let (x, node) = x.into_parts();
+        match RopeBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::fused_rope(x, cos.clone(), sin.clone());
+                prep.finish((cos, sin), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_rope(x, cos, sin)),
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_rope_backward(
+        dy: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let dx = B::fused_rope_backward(
+            constant::<B, C>(dy),
+            constant::<B, C>(cos),
+            constant::<B, C>(sin),
+        );
+        FloatTensor::<Self>::new(dx)
     }
 }

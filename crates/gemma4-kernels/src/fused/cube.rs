@@ -4,7 +4,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, Fused};
-use super::{adamw, cross_entropy, geglu, rms_norm, softmax, square_sum};
+use super::{adamw, cross_entropy, geglu, rms_norm, rope, softmax, square_sum};
 
 impl Fused for CubeBackend {
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
@@ -73,5 +73,13 @@ impl Fused for CubeBackend {
         has_cap: bool,
     ) -> CubeTensor {
         cross_entropy::backward([raw, labels, lse, dloss], has_cap.then_some(cap))
+    }
+
+    fn fused_rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> CubeTensor {
+        rope::launch(x, cos, sin, false)
+    }
+
+    fn fused_rope_backward(dy: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> CubeTensor {
+        rope::launch(dy, cos, sin, true)
     }
 }

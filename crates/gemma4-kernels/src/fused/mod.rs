@@ -3,7 +3,7 @@
 //!
 //! - `ops.rs`: the extension trait [`Fused`](ops::Fused) and its routing.
 //! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`,
-//!   `geglu.rs`, `softmax.rs`, `adamw.rs`,
+//!   `geglu.rs`, `rope.rs`, `softmax.rs`, `adamw.rs`,
 //!   `square_sum.rs`, `cross_entropy.rs`) and what the row kernels share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel.
 //!
@@ -25,6 +25,8 @@ mod geglu;
 mod ops;
 #[cfg(feature = "cube")]
 mod rms_norm;
+#[cfg(feature = "cube")]
+mod rope;
 #[cfg(feature = "cube")]
 mod rows;
 #[cfg(feature = "cube")]
@@ -98,6 +100,33 @@ pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         return Tensor::from_dispatch(h);
     }
     reference::geglu(gate, up)
+}
+
+/// Rotary position embedding `x·cos + rotate_half(x)·sin` (HF `apply_rotary_pos_emb`), in
+/// `x`'s dtype; `cos` and `sin` are constant f32 tables. One kernel each way on a GPU.
+///
+/// # Shapes
+/// - x: `[b, s, h, d]`, cos, sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
+pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    // Tested on wgpu (lavapipe, CI) only: CUDA keeps the plain ops until the golden fixtures
+    // have run through this kernel there.
+    #[cfg(feature = "cube")]
+    if enabled(&x.device())
+        && !crate::uses_cublas(&x.device())
+        && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && cos.dtype() == DType::F32
+        && sin.dtype() == DType::F32
+        && x.dims()[3].is_multiple_of(2)
+        && cos.dims() == sin.dims()
+        && cos.dims()[1..] == [x.dims()[1], 1, x.dims()[3]]
+        && (cos.dims()[0] == 1 || cos.dims()[0] == x.dims()[0])
+    {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        let (cos, sin) = (cos.clone().into_dispatch(), sin.clone().into_dispatch());
+        return Tensor::from_dispatch(<Dispatch as Fused>::fused_rope(x.into_dispatch(), cos, sin));
+    }
+    reference::rope(x, cos, sin)
 }
 
 /// Attention's `softmax(scores·scale + bias)` over the last axis, in f32, the result in the

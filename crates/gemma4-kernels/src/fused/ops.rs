@@ -143,4 +143,25 @@ pub trait Fused: Backend {
         cap: f32,
         has_cap: bool,
     ) -> FloatTensor<Self>;
+
+    /// Rotary position embedding `x·cos + rotate_half(x)·sin`, `rotate_half([x1, x2]) =
+    /// [−x2, x1]`: f32 inside, `x`'s dtype out; `cos` and `sin` are constants (f32).
+    ///
+    /// # Shapes
+    /// - x: `[b, s, h, d]`, cos, sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`Fused::fused_rope`] with respect to `x`, given the output's `dy`.
+    ///
+    /// # Shapes
+    /// - dy: `[b, s, h, d]`, cos, sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
+    fn fused_rope_backward(
+        dy: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
