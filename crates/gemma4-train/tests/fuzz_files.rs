@@ -16,6 +16,9 @@ use gemma4_train::{Recipe, checkpoint};
 use proptest::prelude::*;
 use serde_json::Value;
 
+mod fuzz_util;
+use fuzz_util::arbitrary_int;
+
 // ── GGUF ──
 
 /// A GGUF v3 Gemma 3 header: metadata and one F32 `token_embd.weight` (ggml dims [2, 4]), with
@@ -58,18 +61,6 @@ fn gguf() -> (Vec<u8>, Vec<(usize, usize)>) {
     int(&mut b, 0, 8); // offset
     b.resize(b.len().div_ceil(32) * 32 + 32, 0);
     (b, fields)
-}
-
-fn arbitrary_int() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        Just(0u64),
-        Just(u64::MAX),
-        Just(1 << 31),
-        Just(1 << 40),
-        Just(1 << 62),
-        0u64..64,
-        any::<u64>(),
-    ]
 }
 
 proptest! {

@@ -240,11 +240,7 @@ fn tiny_copy(
     name: &str,
     edit: impl Fn(&mut serde_json::Value, &mut serde_json::Value),
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let src = root.join("materialise/run/base_model");
-    if !src.join("model.safetensors").is_file() {
-        let (out, _, stderr) = run(bin().arg("data").arg(recipe(&root.join("materialise"), data)));
-        assert!(out.status.success(), "{stderr}");
-    }
+    let src = tiny_model(root, data);
     let dst = root.join(name);
     std::fs::create_dir_all(&dst).unwrap();
     std::fs::copy(src.join("model.safetensors"), dst.join("model.safetensors")).unwrap();
@@ -255,13 +251,7 @@ fn tiny_copy(
     edit(&mut config, &mut tokenizer);
     std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
     std::fs::write(dst.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    let r = recipe(&root.join(format!("{name}-run")), data);
-    let text = std::fs::read_to_string(&r).unwrap();
-    std::fs::write(
-        &r,
-        text.replace("builtin = \"tiny\"", &format!("path = \"{}\"", dst.display())),
-    )
-    .unwrap();
+    let r = recipe_on(&root.join(format!("{name}-run")), data, &dst);
     (dst, r)
 }
 

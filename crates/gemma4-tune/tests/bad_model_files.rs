@@ -14,11 +14,7 @@ use common::*;
 /// The tiny built-in model (materialised by `data` once) copied to `root/name`, with `files`
 /// written over or beside its own; and a recipe training on it into `root/name-run/run`.
 fn tiny_with(root: &Path, data: &Path, name: &str, files: &[(&str, &[u8])]) -> (PathBuf, PathBuf) {
-    let src = root.join("materialise/run/base_model");
-    if !src.join("model.safetensors").is_file() {
-        let (out, _, stderr) = run(bin().arg("data").arg(recipe(&root.join("materialise"), data)));
-        assert!(out.status.success(), "{stderr}");
-    }
+    let src = tiny_model(root, data);
     let dst = root.join(name);
     std::fs::create_dir_all(&dst).unwrap();
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
@@ -27,10 +23,7 @@ fn tiny_with(root: &Path, data: &Path, name: &str, files: &[(&str, &[u8])]) -> (
     for (f, bytes) in files {
         std::fs::write(dst.join(f), bytes).unwrap();
     }
-    let r = recipe(&root.join(format!("{name}-run")), data);
-    let text = std::fs::read_to_string(&r).unwrap();
-    let text = text.replace("builtin = \"tiny\"", &format!("path = \"{}\"", dst.display()));
-    std::fs::write(&r, text).unwrap();
+    let r = recipe_on(&root.join(format!("{name}-run")), data, &dst);
     (dst, r)
 }
 

@@ -9,13 +9,12 @@
 //!   `gelu'(g) = ½(1 + t) + ½g(1 − t²)·c(1 + 3·0.044715g²)`, `t = tanh(c(g + 0.044715g³))`.
 
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
-use super::rows::elem;
+use super::rows::{elem, like};
 
 /// `√(2/π)`.
 const C: f32 = 0.797_884_6;
@@ -65,16 +64,6 @@ fn geglu_backward_kernel<F: Float>(
             * (f32::new(1.0) + f32::new(3.0 * A) * g * g);
     dgate[i] = F::cast_from(d * u * slope);
     dup[i] = F::cast_from(d * gelu);
-}
-
-/// An empty contiguous tensor like `t`.
-fn like(t: &CubeTensor) -> CubeTensor {
-    empty_device_contiguous_dtype(
-        t.client.clone(),
-        t.device.clone(),
-        t.meta.shape().clone(),
-        t.dtype,
-    )
 }
 
 /// `gelu_tanh(gate)·up`, elementwise, in the inputs' dtype.

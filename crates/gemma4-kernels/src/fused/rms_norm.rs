@@ -13,12 +13,12 @@
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype};
+use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
-use super::rows::{BLOCK, cube_sum, elem, row_grid};
+use super::rows::{BLOCK, cube_sum, elem, like, row_grid};
 
 #[cube(launch)]
 fn rms_norm_forward_kernel<F: Float>(
@@ -123,12 +123,7 @@ pub fn forward(x: CubeTensor, weight: Option<CubeTensor>, eps: f32) -> CubeTenso
     let x = into_contiguous(x);
     let (count, rows, d) = row_grid(&x);
     let (weight, has_weight) = weight_arg(&x, weight);
-    let y = empty_device_contiguous_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        x.meta.shape().clone(),
-        x.dtype,
-    );
+    let y = like(&x);
     if rows == 0 || d == 0 {
         return y;
     }
@@ -159,12 +154,7 @@ pub fn backward(x: CubeTensor, weight: Option<CubeTensor>, dy: CubeTensor, eps: 
     assert_eq!(x.dtype, dy.dtype, "fused RMSNorm backward: x and dy differ in dtype");
     let (count, rows, d) = row_grid(&x);
     let (weight, has_weight) = weight_arg(&x, weight);
-    let dx = empty_device_contiguous_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        x.meta.shape().clone(),
-        x.dtype,
-    );
+    let dx = like(&x);
     if rows == 0 || d == 0 {
         return dx;
     }

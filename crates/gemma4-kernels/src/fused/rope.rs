@@ -11,13 +11,12 @@
 //! One unit per element; f32 inside, the activation dtype in and out; cos and sin are f32.
 
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
-use super::rows::elem;
+use super::rows::{elem, like};
 
 #[cube(launch)]
 fn rope_kernel<F: Float>(
@@ -66,12 +65,7 @@ fn rope_kernel<F: Float>(
 /// - x: `[b, s, h, d]` (d even), cos, sin: `[1 or b, s, 1, d]` (f32) → `[b, s, h, d]`
 pub fn launch(x: CubeTensor, cos: CubeTensor, sin: CubeTensor, backward: bool) -> CubeTensor {
     let (x, cos, sin) = (into_contiguous(x), into_contiguous(cos), into_contiguous(sin));
-    let y = empty_device_contiguous_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        x.meta.shape().clone(),
-        x.dtype,
-    );
+    let y = like(&x);
     let n = y.meta.shape().num_elements();
     if n == 0 {
         return y;

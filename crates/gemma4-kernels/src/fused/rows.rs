@@ -1,7 +1,9 @@
-//! What the row kernels share (RMSNorm, softmax): one cube of [`BLOCK`] units per row, the
-//! cube-wide sum and maximum in shared memory, the launch grid, and the element types.
+//! What the kernels share: for the row kernels (RMSNorm, softmax) one cube of [`BLOCK`] units
+//! per row, the cube-wide sum and maximum in shared memory and the launch grid; for all, the
+//! element types and an empty output shaped like an input ([`like`]).
 
 use burn::tensor::DType;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::*;
@@ -71,4 +73,14 @@ pub fn row_grid(x: &CubeTensor) -> (CubeCount, u32, u32) {
     );
     let cubes_x = rows.clamp(1, MAX_CUBES_X);
     (CubeCount::Static(cubes_x, rows.div_ceil(cubes_x), 1), rows, d)
+}
+
+/// An empty contiguous tensor of `t`'s shape, dtype and device.
+pub fn like(t: &CubeTensor) -> CubeTensor {
+    empty_device_contiguous_dtype(
+        t.client.clone(),
+        t.device.clone(),
+        t.meta.shape().clone(),
+        t.dtype,
+    )
 }

@@ -13,12 +13,11 @@
 //! and about as many backward.
 
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
-use super::rows::{BLOCK, cube_max, cube_sum, elem, row_grid};
+use super::rows::{BLOCK, cube_max, cube_sum, elem, like, row_grid};
 
 /// Scores `[b, n, s, t]` as rows of `t`: `rows` of them, `s` per (batch, head), `per_batch` =
 /// `n·s` per batch entry; `bias_batched`: the bias has a row block per batch entry.
@@ -111,12 +110,7 @@ pub fn forward(scores: CubeTensor, bias: CubeTensor, scale: f32) -> CubeTensor {
         (bias_dims[0] == 1 || bias_dims[0] == b) && bias_dims[1..] == [1, s, t],
         "fused softmax: bias {bias_dims:?} does not broadcast to scores [{b}, {n}, {s}, {t}]"
     );
-    let probs = empty_device_contiguous_dtype(
-        scores.client.clone(),
-        scores.device.clone(),
-        scores.meta.shape().clone(),
-        scores.dtype,
-    );
+    let probs = like(&scores);
     let (count, rows, t) = row_grid(&scores);
     if rows == 0 || t == 0 {
         return probs;
@@ -149,12 +143,7 @@ pub fn forward(scores: CubeTensor, bias: CubeTensor, scale: f32) -> CubeTensor {
 pub fn backward(probs: CubeTensor, dprobs: CubeTensor, scale: f32) -> CubeTensor {
     let (probs, dprobs) = (into_contiguous(probs), into_contiguous(dprobs));
     assert_eq!(probs.dtype, dprobs.dtype, "fused softmax backward: dtypes differ");
-    let dscores = empty_device_contiguous_dtype(
-        probs.client.clone(),
-        probs.device.clone(),
-        probs.meta.shape().clone(),
-        probs.dtype,
-    );
+    let dscores = like(&probs);
     let (count, rows, t) = row_grid(&probs);
     if rows == 0 || t == 0 {
         return dscores;

@@ -31,6 +31,26 @@ pub fn data_dir(root: &Path) -> PathBuf {
     data
 }
 
+/// The tiny built-in model's directory, materialised once under `root` by `data`.
+pub fn tiny_model(root: &Path, data: &Path) -> PathBuf {
+    let src = root.join("materialise/run/base_model");
+    if !src.join("model.safetensors").is_file() {
+        let (out, _, stderr) =
+            super::run(super::bin().arg("data").arg(recipe(&root.join("materialise"), data)));
+        assert!(out.status.success(), "{stderr}");
+    }
+    src
+}
+
+/// A recipe training the model in `model` on `data`, writing into `dir/run`.
+pub fn recipe_on(dir: &Path, data: &Path, model: &Path) -> PathBuf {
+    let r = recipe(dir, data);
+    let text = std::fs::read_to_string(&r).unwrap();
+    let text = text.replace("builtin = \"tiny\"", &format!("path = \"{}\"", model.display()));
+    std::fs::write(&r, text).unwrap();
+    r
+}
+
 pub type Snapshot = BTreeMap<PathBuf, Option<Vec<u8>>>;
 
 /// Every entry under `dir`: files with their bytes, directories as `None` (empty if no `dir`).
