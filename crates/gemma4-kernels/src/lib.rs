@@ -36,12 +36,12 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
         if D > 2 && sa[..D - 2] != sb[..D - 2] && sb[..D - 2].iter().all(|&d| d == 1) {
             // A broadcast right operand: one product over the stacked rows of `a`.
             let (rows, k, n) = (sa[..D - 1].iter().product::<usize>(), sa[D - 1], sb[D - 1]);
-            let y = cublas::matmul(a.reshape([rows, k]), b.reshape([k, n]), dtype, dtype);
+            let y = cublas::matmul(a.reshape([rows, k]), b.reshape([k, n]), dtype, dtype, 1.0);
             let mut out = sa;
             out[D - 1] = n;
             return y.reshape(out);
         }
-        return cublas::matmul(a, b, dtype, dtype);
+        return cublas::matmul(a, b, dtype, dtype, 1.0);
     }
     a.matmul(b)
 }
@@ -56,7 +56,7 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 pub fn matmul_to(a: Tensor<2>, b: Tensor<2>, compute: DType, out: DType) -> Tensor<2> {
     #[cfg(feature = "cuda")]
     if cublas::eligible(&a, &b) && matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
-        return cublas::matmul(a, b, compute, out);
+        return cublas::matmul(a, b, compute, out, 1.0);
     }
     a.cast(compute).matmul(b.cast(compute)).cast(out)
 }
@@ -84,6 +84,45 @@ pub fn linear_to(x: Tensor<3>, w: Tensor<2>, compute: DType, out: DType) -> Tens
     let [b, s, k] = x.dims();
     let n = w.dims()[1];
     matmul_to(x.reshape([b * s, k]), w, compute, out).reshape([b, s, n])
+}
+
+/// `c + alpha·(a·b)`, in `c`'s dtype, the product computed as [`matmul_to`] does. On the cuBLAS
+/// route the product is added into `c`'s buffer as it is written (`beta = 1`, `alpha` applied
+/// in f32): no separate scale or add, and `c`'s gradient is the output's. Elsewhere: `b` scaled
+/// by `alpha`, then the plain product and add.
+///
+/// # Shapes
+/// - a: `[m, k]`, b: `[k, n]`, c: `[m, n]` → `[m, n]`
+pub fn matmul_add_to(
+    a: Tensor<2>,
+    b: Tensor<2>,
+    c: Tensor<2>,
+    compute: DType,
+    alpha: f64,
+) -> Tensor<2> {
+    #[cfg(feature = "cuda")]
+    if cublas::eligible(&a, &b) && matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
+        return cublas::matmul_add(a, b, c, compute, alpha as f32);
+    }
+    let dtype = c.dtype();
+    c + a.cast(compute).matmul(b.mul_scalar(alpha).cast(compute)).cast(dtype)
+}
+
+/// `c + alpha·(x·W)` over the last axis, as [`matmul_add_to`] computes it.
+///
+/// # Shapes
+/// - x: `[b, s, in]`, w: `[in, out]`, c: `[b, s, out]` → `[b, s, out]`
+pub fn linear_add_to(
+    x: Tensor<3>,
+    w: Tensor<2>,
+    c: Tensor<3>,
+    compute: DType,
+    alpha: f64,
+) -> Tensor<3> {
+    let [b, s, k] = x.dims();
+    let n = w.dims()[1];
+    let c = c.reshape([b * s, n]);
+    matmul_add_to(x.reshape([b * s, k]), w, c, compute, alpha).reshape([b, s, n])
 }
 
 /// Whether the adapter's small products read bf16 activations as they are (no f32 copy made

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use gemma4_kernels::linear_to;
+use gemma4_kernels::{linear_add_to, linear_to};
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -159,7 +159,7 @@ impl Adapter for LoraAdapter {
         // (measured: a k_proj B gradient 2400× the median), so f16 and f32 runs take f32
         // inputs. bf16 has f32's range: on cuBLAS its products read the bf16 activations as
         // they are (no f32 copy of x is made or kept) and write the delta in bf16. The scale
-        // is folded into B (`[out, r]`), not applied to the `[b, s, out]` delta.
+        // is cuBLAS's `alpha` (or folded into B), never a pass over the `[b, s, out]` delta.
         let bf16_inputs = gemma4_kernels::bf16_lora_inputs(&x.device(), dtype);
         let wide = a.dtype(); // the factors' (f32)
         let compute = if bf16_inputs { DType::BF16 } else { wide };
@@ -171,9 +171,11 @@ impl Adapter for LoraAdapter {
             let keep = keep.div_scalar(1.0 - p).cast(x.dtype());
             x = x * keep;
         }
-        let b = b.mul_scalar(self.scale());
-        let xa = linear_to(x, a.transpose(), compute, wide); // [b, s, r]
-        base + linear_to(xa, b.transpose(), compute, dtype) // [b, s, out]
+        // `x·Aᵀ` is written in the compute dtype: the second product and the backward round it
+        // to that anyway, so an f32 copy would only cost casts. `s·(xa·Bᵀ)` is added into
+        // `base` as it is written (cuBLAS `beta = 1`).
+        let xa = linear_to(x, a.transpose(), compute, compute); // [b, s, r]
+        linear_add_to(xa, b.transpose(), base, compute, self.scale()) // [b, s, out]
     }
 }
 

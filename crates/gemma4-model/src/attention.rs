@@ -55,10 +55,12 @@ pub struct AttnInputs {
     /// `[1, s, 1, d]`
     pub cos: Tensor<4>,
     pub sin: Tensor<4>,
-    /// `[b or 1, 1, s, t]`, true = masked out.
-    pub mask: Tensor<4, Bool>,
-    /// Causal sliding window `W` of a full-sequence pass (no cache): queries then attend in
-    /// blocks of `W` to their `≤ 2W − 1` possible keys instead of all `t` (see [`windowed`]).
+    /// The mask as an additive f32 bias (see [`mask_bias`]), built once per forward and layer
+    /// type, not once per layer. `[b or 1, 1, s, t]`
+    pub bias: Tensor<4>,
+    /// Causal sliding window `W` of a full-sequence pass (no cache): queries may then attend in
+    /// blocks of `W` to their `≤ 2W − 1` possible keys instead of all `t` (see
+    /// [`blocks_queries`] and [`windowed`]).
     pub window: Option<usize>,
 }
 
@@ -174,12 +176,36 @@ impl Attention {
         let q = self.q_proj.forward(x, self.site(ProjName::QProj), adapter).reshape([b, s, h, d]);
         let q = apply_rotary(self.q_norm.forward(q), &inp.cos, &inp.sin).swap_dims(1, 2); // [b, h, s, d]
         let o = match inp.window {
-            Some(w) if s > 2 * w => windowed(q, k.clone(), v.clone(), &inp.mask, self.scale, w),
-            _ => scaled_dot_product(q, k.clone(), v.clone(), inp.mask.clone(), self.scale),
+            Some(w) if blocks_queries(w, s) => {
+                windowed(q, k.clone(), v.clone(), &inp.bias, self.scale, w)
+            }
+            _ => scaled_dot_product(q, k.clone(), v.clone(), inp.bias.clone(), self.scale),
         }; // [b, h, s, d]
         let o = o.swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(o, self.site(ProjName::OProj), adapter)
     }
+}
+
+/// Whether a causal sliding-window pass of window `w` over `s` tokens attends in query blocks
+/// ([`windowed`]) rather than over the whole `[s, s]` scores. Blocks save scores (memory and
+/// FLOPs: `2·s·w` instead of `s²`) but multiply the launches: each block runs its own products,
+/// softmax, slices and their backward (about 4× the kernels of one full pass at 4 blocks). At
+/// `s ≤ 4w` (E2B/E4B at 2048, w 512) the whole pass is cheaper on a GPU, where the step is bound
+/// by launching kernels; longer sequences block, where the `[s, s]` scores would dominate
+/// memory. The training memory plan reads the same rule.
+pub fn blocks_queries(w: usize, s: usize) -> bool {
+    s > 4 * w
+}
+
+/// The boolean mask (true = masked out) as the additive f32 bias attention adds to its scores:
+/// −1e30 absorbs any score and keeps fully masked rows (padding queries) finite instead of NaN.
+/// A constant, so the tape keeps nothing for it (a `mask_fill` on the scores would keep a mask
+/// expanded to the scores' size in every layer).
+///
+/// # Shapes
+/// - mask: `[b or 1, 1, s, t]` → `[b or 1, 1, s, t]`
+pub fn mask_bias(mask: Tensor<4, Bool>) -> Tensor<4> {
+    Tensor::<4>::zeros(mask.shape(), (&mask.device(), DType::F32)).mask_fill(mask, -1.0e30f32)
 }
 
 /// Causal sliding-window attention in query blocks of `w`: block `[i, i + w)` can only see keys
@@ -188,12 +214,12 @@ impl Attention {
 /// [`scaled_dot_product`] with the full mask, which already holds the window.
 ///
 /// # Shapes
-/// - q: `[b, h, s, d]`, k/v: `[b, kv, s, d]`, mask: `[b or 1, 1, s, s]` → `[b, h, s, d]`
+/// - q: `[b, h, s, d]`, k/v: `[b, kv, s, d]`, bias: `[b or 1, 1, s, s]` → `[b, h, s, d]`
 pub fn windowed(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    mask: &Tensor<4, Bool>,
+    bias: &Tensor<4>,
     scale: f64,
     w: usize,
 ) -> Tensor<4> {
@@ -204,7 +230,7 @@ pub fn windowed(
             let len = w.min(s - start);
             let first = start.saturating_sub(w - 1);
             let keys = start + len - first;
-            let m = mask.clone().narrow(2, start, len).narrow(3, first, keys);
+            let m = bias.clone().narrow(2, start, len).narrow(3, first, keys);
             scaled_dot_product(
                 q.clone().narrow(2, start, len),
                 k.clone().narrow(2, first, keys),
@@ -217,15 +243,16 @@ pub fn windowed(
     Tensor::cat(blocks, 2)
 }
 
-/// softmax(q·kᵀ · scale + mask)·v with grouped KV heads, softmax in f32 (scale 1.0: Gemma 4).
+/// softmax(q·kᵀ · scale + bias)·v with grouped KV heads, softmax in f32 (scale 1.0: Gemma 4);
+/// `bias` is [`mask_bias`] of the mask.
 ///
 /// # Shapes
-/// - q: `[b, h, s, d]`, k/v: `[b, kv, t, d]`, mask: `[b or 1, 1, s, t]` → `[b, h, s, d]`
+/// - q: `[b, h, s, d]`, k/v: `[b, kv, t, d]`, bias: `[b or 1, 1, s, t]` → `[b, h, s, d]`
 pub fn scaled_dot_product(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    mask: Tensor<4, Bool>,
+    bias: Tensor<4>,
     scale: f64,
 ) -> Tensor<4> {
     let [b, h, s, d] = q.dims();
@@ -233,13 +260,8 @@ pub fn scaled_dot_product(
     let g = h / kv;
     let q = q.reshape([b, kv, g * s, d]); // rows ordered (group, position)
     let scores = matmul(q, k.swap_dims(2, 3)).reshape([b, kv * g, s, t]); // rows (kv, g, s)
-    // The mask as an additive f32 bias `[b or 1, 1, s, t]`, broadcast over heads and groups: a
-    // constant, so the tape keeps nothing for it (a `mask_fill` would keep a mask expanded to
-    // the scores' size in every layer). −1e30 absorbs any score, and keeps fully masked rows
-    // (padding queries) finite instead of NaN. Scale, bias and softmax in f32: one kernel each
+    // The bias broadcasts over heads and groups. Scale, bias and softmax in f32: one kernel each
     // way on a GPU (gemma4-kernels), Burn's ops on the CPU.
-    let bias =
-        Tensor::<4>::zeros(mask.shape(), (&v.device(), DType::F32)).mask_fill(mask, -1.0e30f32);
     let probs = masked_softmax(scores, bias, scale).reshape([b, kv, g * s, t]);
     matmul(probs, v).reshape([b, h, s, d])
 }
@@ -269,8 +291,9 @@ mod tests {
             let q = Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device);
             let k = Tensor::<4>::random([b, kv, s, d], Distribution::Normal(0.0, 1.0), &device);
             let v = Tensor::<4>::random([b, kv, s, d], Distribution::Normal(0.0, 1.0), &device);
-            let full = scaled_dot_product(q.clone(), k.clone(), v.clone(), mask.clone(), 0.7);
-            let blocked = windowed(q, k, v, &mask, 0.7, w);
+            let bias = mask_bias(mask);
+            let full = scaled_dot_product(q.clone(), k.clone(), v.clone(), bias.clone(), 0.7);
+            let blocked = windowed(q, k, v, &bias, 0.7, w);
             // Padding queries (fully masked rows) are free to differ: nothing reads them.
             let real = |t: Tensor<4>| {
                 Tensor::cat(

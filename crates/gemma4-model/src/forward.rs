@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 
-use crate::attention::{AttnInputs, KeyValue};
+use crate::attention::{AttnInputs, KeyValue, mask_bias};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::LayerType;
 use crate::error::{ModelError, Result};
@@ -195,7 +195,7 @@ impl Gemma4TextModel {
             };
             // Blocked sliding-window attention needs the whole causal sequence as keys.
             let window = window.filter(|_| cache.is_none() && !self.config.bidirectional);
-            out.insert(*lt, AttnInputs { cos, sin, mask, window });
+            out.insert(*lt, AttnInputs { cos, sin, bias: mask_bias(mask), window });
         }
         out
     }

@@ -1,8 +1,9 @@
-//! The backward of [`CublasMatmul`]: `c = a·b` ⇒ `da = dc·bᵀ`, `db = aᵀ·dc`, each the same op on
-//! a transposed view (so it runs through cuBLAS too), rounded to the forward's `compute` dtype
-//! and written in the operand's own dtype. Only a tracked operand gets a gradient: a frozen
-//! weight costs one product in the backward, not two.
+//! The backward of [`CublasMatmul`]: `y = α·a·b (+ c)` ⇒ `da = α·dy·bᵀ`, `db = α·aᵀ·dy`
+//! (`dc = dy`), each the same op on a transposed view (so it runs through cuBLAS too), rounded
+//! to the forward's `compute` dtype and written in the operand's own dtype. Only a tracked
+//! operand gets a gradient: a frozen weight costs one product in the backward, not two.
 
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -12,8 +13,59 @@ use burn::tensor::DType;
 
 use super::ops::CublasMatmul;
 
+/// The product's state for its backward.
+#[derive(Clone, Debug)]
+struct Saved<B: Backend> {
+    /// `a` when `b` needs a gradient.
+    a: Option<FloatTensor<B>>,
+    /// `b` when `a` needs a gradient.
+    b: Option<FloatTensor<B>>,
+    compute: DType,
+    /// `a`'s and `b`'s dtypes.
+    dtypes: [DType; 2],
+    alpha: f32,
+}
+
+impl<B: Backend> Saved<B> {
+    /// Keeps what the tracked operands' gradients read.
+    fn new(
+        a: &FloatTensor<B>,
+        b: &FloatTensor<B>,
+        tracked: [bool; 2],
+        compute: DType,
+        alpha: f32,
+    ) -> Self {
+        let dtypes = [a.dtype(), b.dtype()];
+        let (a, b) = (tracked[1].then(|| a.clone()), tracked[0].then(|| b.clone()));
+        Self { a, b, compute, dtypes, alpha }
+    }
+}
+
+/// `da = α·dy·bᵀ`, rounded to `compute`, written in `dtype`.
+fn grad_a<B: CublasMatmul>(
+    b: Option<FloatTensor<B>>,
+    dy: FloatTensor<B>,
+    s: (DType, DType, f32),
+) -> FloatTensor<B> {
+    let b = transposed::<B>(b.expect("b is kept when a is tracked"));
+    B::cublas_matmul(dy, b, s.0, s.1, s.2)
+}
+
+/// `db = α·aᵀ·dy`, rounded to `compute`, written in `dtype`.
+fn grad_b<B: CublasMatmul>(
+    a: Option<FloatTensor<B>>,
+    dy: FloatTensor<B>,
+    s: (DType, DType, f32),
+) -> FloatTensor<B> {
+    let a = transposed::<B>(a.expect("a is kept when b is tracked"));
+    B::cublas_matmul(a, dy, s.0, s.1, s.2)
+}
+
 #[derive(Debug)]
 struct CublasMatmulBackward;
+
+#[derive(Debug)]
+struct CublasMatmulAddBackward;
 
 /// `t` with its last two axes swapped (a view).
 fn transposed<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
@@ -22,25 +74,37 @@ fn transposed<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 impl<B: Backend + CublasMatmul> Backward<B, 2> for CublasMatmulBackward {
-    /// `a` when `b` needs a gradient, `b` when `a` does; the compute dtype; `a`'s and `b`'s
-    /// dtypes.
-    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, DType, [DType; 2]);
+    type State = Saved<B>;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (a, b, compute, [a_dtype, b_dtype]) = ops.state;
+        let Saved { a, b, compute, dtypes: [a_dtype, b_dtype], alpha } = ops.state;
         binary::<B, _, _>(
             ops.parents,
             ops.node,
             grads,
-            |dc| {
-                let b = transposed::<B>(b.expect("b is kept when a is tracked"));
-                B::cublas_matmul(dc, b, compute, a_dtype)
-            },
-            |dc| {
-                let a = transposed::<B>(a.expect("a is kept when b is tracked"));
-                B::cublas_matmul(a, dc, compute, b_dtype)
-            },
+            |dy| grad_a::<B>(b, dy, (compute, a_dtype, alpha)),
+            |dy| grad_b::<B>(a, dy, (compute, b_dtype, alpha)),
         );
+    }
+}
+
+impl<B: Backend + CublasMatmul> Backward<B, 3> for CublasMatmulAddBackward {
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let Saved { a, b, compute, dtypes: [a_dtype, b_dtype], alpha } = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let [pa, pb, pc] = ops.parents;
+        let mut register = |node: NodeId, grad| grads.register::<B>(node, grad);
+        if let Some(node) = pa {
+            register(node.id, grad_a::<B>(b, dy.clone(), (compute, a_dtype, alpha)));
+        }
+        if let Some(node) = pb {
+            register(node.id, grad_b::<B>(a, dy.clone(), (compute, b_dtype, alpha)));
+        }
+        if let Some(node) = pc {
+            register(node.id, dy);
+        }
     }
 }
 
@@ -50,18 +114,38 @@ impl<B: Backend + CublasMatmul, C: CheckpointStrategy> CublasMatmul for Autodiff
         b: FloatTensor<Self>,
         compute: DType,
         out: DType,
+        alpha: f32,
     ) -> FloatTensor<Self> {
-        let (a_tracked, b_tracked) = (a.is_tracked(), b.is_tracked());
+        let tracked = [a.is_tracked(), b.is_tracked()];
         let (a, a_node) = a.into_parts();
         let (b, b_node) = b.into_parts();
         match CublasMatmulBackward.prepare::<C>([a_node, b_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let dtypes = [a.dtype(), b.dtype()];
-                let kept = (b_tracked.then(|| a.clone()), a_tracked.then(|| b.clone()));
-                let state = (kept.0, kept.1, compute, dtypes);
-                prep.finish(state, B::cublas_matmul(a, b, compute, out))
+                let state = Saved::new(&a, &b, tracked, compute, alpha);
+                prep.finish(state, B::cublas_matmul(a, b, compute, out, alpha))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::cublas_matmul(a, b, compute, out)),
+            OpsKind::UnTracked(prep) => prep.finish(B::cublas_matmul(a, b, compute, out, alpha)),
+        }
+    }
+
+    fn cublas_matmul_add(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        compute: DType,
+        alpha: f32,
+    ) -> FloatTensor<Self> {
+        let tracked = [a.is_tracked(), b.is_tracked()];
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let (c, c_node) = c.into_parts();
+        let nodes = [a_node, b_node, c_node];
+        match CublasMatmulAddBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = Saved::new(&a, &b, tracked, compute, alpha);
+                prep.finish(state, B::cublas_matmul_add(a, b, c, compute, alpha))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cublas_matmul_add(a, b, c, compute, alpha)),
         }
     }
 }

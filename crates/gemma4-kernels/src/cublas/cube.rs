@@ -1,6 +1,7 @@
 //! [`CublasMatmul`] on CubeCL: CUDA tensors go to cuBLAS on their buffers' device pointers,
 //! ordered with CubeCL's stream on the device (`handoff.rs`);
-//! anything else (another runtime, mixed dtypes, unequal batch axes) is CubeCL's own matmul.
+//! anything else (another runtime, mixed dtypes, unequal batch axes) is CubeCL's own matmul
+//! (and, for the sum into `c`, a plain add).
 
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::DType;
@@ -18,15 +19,39 @@ use crate::layout::RowMajor;
 type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
 
 impl CublasMatmul for CubeBackend {
-    fn cublas_matmul(a: CubeTensor, b: CubeTensor, compute: DType, out: DType) -> CubeTensor {
+    fn cublas_matmul(
+        a: CubeTensor,
+        b: CubeTensor,
+        compute: DType,
+        out: DType,
+        alpha: f32,
+    ) -> CubeTensor {
         let (a, b) = (cast(a, compute), cast(b, compute));
         // cuBLAS writes 16-bit inputs' products in their dtype or f32, f32 inputs' in f32.
         let written = if out == compute || out == DType::F32 { out } else { compute };
         let c = match cuda_index(&a, &b) {
-            Some(index) => product(index, a, b, written),
-            None => Self::float_matmul(a, b),
+            Some(index) => product(index, a, b, Target::Fresh(written), alpha),
+            None => scaled(Self::float_matmul(a, b), alpha),
         };
         cast(c, out)
+    }
+
+    fn cublas_matmul_add(
+        a: CubeTensor,
+        b: CubeTensor,
+        c: CubeTensor,
+        compute: DType,
+        alpha: f32,
+    ) -> CubeTensor {
+        let (a, b) = (cast(a, compute), cast(b, compute));
+        let takes = c.dtype == compute || c.dtype == DType::F32;
+        match cuda_index(&a, &b) {
+            Some(index) if takes => product(index, a, b, Target::Into(Box::new(c)), alpha),
+            _ => {
+                let dtype = c.dtype;
+                Self::float_add(c, Self::cublas_matmul(a, b, compute, dtype, alpha))
+            }
+        }
     }
 }
 
@@ -35,8 +60,22 @@ fn cast(t: CubeTensor, dtype: DType) -> CubeTensor {
     if t.dtype == dtype { t } else { CubeBackend::float_cast(t, dtype.into()) }
 }
 
-/// `a·b` (one dtype) through cuBLAS on device `index`, written in `out`.
-fn product(index: usize, a: CubeTensor, b: CubeTensor, out: DType) -> CubeTensor {
+/// `alpha·t` (itself when `alpha` is 1).
+fn scaled(t: CubeTensor, alpha: f32) -> CubeTensor {
+    if alpha == 1.0 { t } else { CubeBackend::float_mul_scalar(t, alpha.into()) }
+}
+
+/// Where cuBLAS writes the product.
+enum Target {
+    /// A new buffer in this dtype.
+    Fresh(DType),
+    /// Added into this tensor (`beta = 1`): its own buffer when contiguous and not shared,
+    /// otherwise a contiguous copy.
+    Into(Box<CubeTensor>),
+}
+
+/// `alpha·a·b` (one dtype) through cuBLAS on device `index`, into `target`.
+fn product(index: usize, a: CubeTensor, b: CubeTensor, target: Target, alpha: f32) -> CubeTensor {
     let (a, a_t) = physical(a);
     let (b, b_t) = physical(b);
     let (sa, sb) = (a.meta.shape().to_vec(), b.meta.shape().to_vec());
@@ -47,7 +86,29 @@ fn product(index: usize, a: CubeTensor, b: CubeTensor, out: DType) -> CubeTensor
     let batch: usize = sa[..r - 2].iter().product();
     let mut shape = sa[..r - 2].to_vec();
     shape.extend([m, n]);
-    let c = empty_device_contiguous_dtype(a.client.clone(), a.device.clone(), shape.into(), out);
+    let (c, beta) = match target {
+        Target::Fresh(out) => {
+            let c = empty_device_contiguous_dtype(
+                a.client.clone(),
+                a.device.clone(),
+                shape.into(),
+                out,
+            );
+            (c, 0.0)
+        }
+        Target::Into(c) => {
+            let c = *c;
+            assert_eq!(c.meta.shape().to_vec(), shape, "cublas_matmul_add: c's shape");
+            let c = if c.meta.is_tiled() || !c.is_contiguous() {
+                into_contiguous(c)
+            } else if c.can_mut() {
+                c
+            } else {
+                c.copy()
+            };
+            (c, 1.0)
+        }
+    };
     let resource = |t: &CubeTensor| {
         t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
     };
@@ -56,8 +117,10 @@ fn product(index: usize, a: CubeTensor, b: CubeTensor, out: DType) -> CubeTensor
     let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
     let g = Gemm {
         input: a.dtype,
-        output: out,
+        output: c.dtype,
         shape: RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t },
+        alpha,
+        beta,
         a: ra.resource().ptr,
         b: rb.resource().ptr,
         c: rc.resource().ptr,

@@ -23,12 +23,15 @@ pub fn available() -> bool {
     })
 }
 
-/// `c[i] = a[i]·b[i]` on device pointers, laid out as [`RowMajor`] says: `a` and `b` in
-/// `input`, `c` in `output` (`input` itself, or f32 for 16-bit inputs).
+/// `c[i] = alpha·a[i]·b[i] + beta·c[i]` on device pointers, laid out as [`RowMajor`] says: `a`
+/// and `b` in `input`, `c` in `output` (`input` itself, or f32 for 16-bit inputs).
 pub struct Gemm {
     pub input: DType,
     pub output: DType,
     pub shape: RowMajor,
+    pub alpha: f32,
+    /// 0 (write `c`) or 1 (add into it).
+    pub beta: f32,
     pub a: u64,
     pub b: u64,
     pub c: u64,
@@ -103,7 +106,6 @@ unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::Cubl
         if t { sys::cublasOperation_t::CUBLAS_OP_T } else { sys::cublasOperation_t::CUBLAS_OP_N }
     };
     let c = g.shape.col_major();
-    let (one, zero) = (1.0f32, 0.0f32);
     // SAFETY: forwarded from `run`; every size fits an i32 (checked by the caller).
     unsafe {
         result::gemm_strided_batched_ex(
@@ -113,7 +115,7 @@ unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::Cubl
             c.rows as i32,
             c.cols as i32,
             c.inner as i32,
-            (&one as *const f32).cast(),
+            (&g.alpha as *const f32).cast(),
             g.b as *const _,
             ty_in,
             c.first.ld as i32,
@@ -122,7 +124,7 @@ unsafe fn gemm(handle: sys::cublasHandle_t, g: &Gemm) -> Result<(), result::Cubl
             ty_in,
             c.second.ld as i32,
             c.second.stride as i64,
-            (&zero as *const f32).cast(),
+            (&g.beta as *const f32).cast(),
             g.c as *mut _,
             ty_out,
             c.ld_c as i32,

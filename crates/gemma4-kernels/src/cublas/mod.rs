@@ -34,12 +34,37 @@ pub fn eligible<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> bool {
     runs(a.dtype()) && runs(b.dtype()) && gemm::available() && is_cuda(&a.device())
 }
 
-/// `a·b` through the extension (see [`eligible`]): inputs rounded to `compute`, result in `out`.
-pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>, compute: DType, out: DType) -> Tensor<D> {
+/// `alpha·a·b` through the extension (see [`eligible`]): inputs rounded to `compute`, result in
+/// `out`.
+pub fn matmul<const D: usize>(
+    a: Tensor<D>,
+    b: Tensor<D>,
+    compute: DType,
+    out: DType,
+    alpha: f32,
+) -> Tensor<D> {
     Tensor::from_dispatch(<burn::backend::Dispatch as CublasMatmul>::cublas_matmul(
         a.into_dispatch(),
         b.into_dispatch(),
         compute,
         out,
+        alpha,
+    ))
+}
+
+/// `alpha·a·b + c` through the extension, in `c`'s dtype (see [`eligible`]).
+pub fn matmul_add<const D: usize>(
+    a: Tensor<D>,
+    b: Tensor<D>,
+    c: Tensor<D>,
+    compute: DType,
+    alpha: f32,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as CublasMatmul>::cublas_matmul_add(
+        a.into_dispatch(),
+        b.into_dispatch(),
+        c.into_dispatch(),
+        compute,
+        alpha,
     ))
 }

@@ -12,6 +12,8 @@ pub trait CublasMatmul: Backend {
     /// transposed view of a contiguous tensor is read as it lies (cuBLAS's transpose flag), not
     /// copied. The backward gives each operand's gradient in its own dtype, through the same op.
     ///
+    /// `alpha` multiplies the product in f32 before it is written (1.0: the plain product).
+    ///
     /// # Shapes
     /// - a: `[.., m, k]`, b: `[.., k, n]` → `[.., m, n]`
     fn cublas_matmul(
@@ -19,5 +21,20 @@ pub trait CublasMatmul: Backend {
         b: FloatTensor<Self>,
         compute: DType,
         out: DType,
+        alpha: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `alpha·(a·b) + c` in `c`'s dtype, as [`cublas_matmul`](Self::cublas_matmul) computes the
+    /// product: cuBLAS adds it into `c`'s buffer (`beta = 1`) when `c` is contiguous and not
+    /// shared, so the sum costs no launch of its own. `c`'s gradient is the output's.
+    ///
+    /// # Shapes
+    /// - a: `[.., m, k]`, b: `[.., k, n]`, c: `[.., m, n]` → `[.., m, n]`
+    fn cublas_matmul_add(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+        compute: DType,
+        alpha: f32,
     ) -> FloatTensor<Self>;
 }

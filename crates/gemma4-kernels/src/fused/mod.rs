@@ -108,11 +108,8 @@ pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// - x: `[b, s, h, d]`, cos, sin: `[1 or b, s, 1, d]` → `[b, s, h, d]`
 pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    // Tested on wgpu (lavapipe, CI) only: CUDA keeps the plain ops until the golden fixtures
-    // have run through this kernel there.
     #[cfg(feature = "cube")]
     if enabled(&x.device())
-        && !crate::uses_cublas(&x.device())
         && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
         && cos.dtype() == DType::F32
         && sin.dtype() == DType::F32

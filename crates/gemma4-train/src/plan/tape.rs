@@ -78,12 +78,14 @@ pub(crate) struct LayerTape {
     pub backward: u64,
 }
 
-/// The score blocks of a layer of `kind` over `s` tokens (causal sliding layers attend in query
-/// blocks of `w`, see `gemma4_model::windowed`): `(query × key entries, the widest block's,
+/// The score blocks of a layer of `kind` over `s` tokens (causal sliding layers may attend in
+/// query blocks of `w`: `gemma4_model::blocks_queries`, `windowed`): `(query × key entries, the widest block's,
 /// key rows read summed over blocks)`.
 pub(crate) fn score_area(cfg: &Gemma4TextConfig, kind: LayerType, s: u64) -> (u64, u64, u64) {
     let w = cfg.effective_sliding_window() as u64;
-    let blocked = kind == LayerType::Sliding && !cfg.bidirectional && s > 2 * w;
+    let blocked = kind == LayerType::Sliding
+        && !cfg.bidirectional
+        && gemma4_model::blocks_queries(w as usize, s as usize);
     if !blocked {
         return (s * s, s * s, s);
     }

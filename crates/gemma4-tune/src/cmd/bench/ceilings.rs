@@ -18,7 +18,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use gemma4_model::{Gemma4TextConfig, LayerSpec, LayerType};
-use gemma4_model::{MaskSpec, RowMasks, build_mask, scaled_dot_product, windowed};
+use gemma4_model::{
+    MaskSpec, RowMasks, blocks_queries, build_mask, mask_bias, scaled_dot_product, windowed,
+};
 use serde_json::{Value, json};
 
 use super::flops::mean_context;
@@ -95,7 +97,7 @@ fn attention(
 ) -> Result<Value> {
     let (h, kv, d) = (cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
     let window = (spec.layer_type == LayerType::Sliding).then(|| cfg.effective_sliding_window());
-    let mask = build_mask(
+    let bias = mask_bias(build_mask(
         &MaskSpec {
             offset: 0,
             queries: seq,
@@ -106,15 +108,15 @@ fn attention(
         },
         RowMasks::default(),
         device,
-    );
+    ));
     let rand = |heads| {
         Tensor::<4>::random([batch, heads, seq, d], Distribution::Normal(0.0, 1.0), (device, dtype))
     };
     let (q, k, v) = (rand(h), rand(kv), rand(kv));
     // The dispatch of `Attention::attend`: window blocks once the sequence spans them.
     let attend = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| match window {
-        Some(w) if seq > 2 * w => windowed(q, k, v, &mask, 1.0, w),
-        _ => scaled_dot_product(q, k, v, mask.clone(), 1.0),
+        Some(w) if blocks_queries(w, seq) => windowed(q, k, v, &bias, 1.0, w),
+        _ => scaled_dot_product(q, k, v, bias.clone(), 1.0),
     };
     let forward = time(device, 5, &|| drop(attend(q.clone(), k.clone(), v.clone())))?;
     let backward = time(device, 5, &|| {
