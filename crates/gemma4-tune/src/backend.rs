@@ -1,16 +1,26 @@
-//! `--backend` and `--dtype`: which Burn device runs the model, compiled in by cargo features,
-//! and the weight dtype (`gemma4_model::WeightDtype`, parsed by its own `FromStr`).
+//! `--backend` and `--dtype`: which Burn device runs the model (backends compiled in by cargo
+//! features; `auto` picks among them with [`probe`]), and the weight dtype
+//! (`gemma4_model::WeightDtype`, parsed by its own `FromStr`).
 
-use anyhow::{Result, bail};
+mod probe;
+
+use anyhow::{Result, anyhow, bail};
 use burn::tensor::Device;
+#[cfg(feature = "wgpu")]
+use burn::tensor::DeviceKind;
 use clap::ValueEnum;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use gemma4_model::WeightDtype;
 use gemma4_train::plan::DeviceFacts;
+#[cfg(feature = "wgpu")]
+use probe::AdapterKind;
+use probe::{Adapter, Choice};
 
-/// A compute backend (each behind a cargo feature of this crate).
+/// A compute backend (each but `auto` behind a cargo feature of this crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// The best device present: CUDA, else a hardware wgpu adapter, else the CPU (with a note).
+    Auto,
     /// Burn's pure-Rust CPU backend (`flex`); feature `cpu`.
     Cpu,
     /// burn-wgpu: Vulkan on Linux/Windows, Metal on macOS; feature `wgpu`.
@@ -21,6 +31,13 @@ pub enum Backend {
     Cuda,
 }
 
+impl Backend {
+    /// As `--backend` spells it.
+    pub fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+}
+
 /// `--dtype f32|f16|bf16`: weight/activation dtype (norms, softmax, softcap and loss always run
 /// in f32). Help and errors list the choices.
 pub fn dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
@@ -28,40 +45,165 @@ pub fn dtype_parser() -> impl TypedValueParser<Value = WeightDtype> {
         .try_map(|s| s.parse::<WeightDtype>())
 }
 
-/// The default backend: the GPU one when compiled in, else the CPU.
-pub fn default_backend() -> Backend {
-    if cfg!(feature = "cuda") {
-        Backend::Cuda
-    } else if cfg!(feature = "vulkan") {
-        Backend::Vulkan
-    } else if cfg!(feature = "wgpu") {
-        Backend::Wgpu
-    } else {
-        Backend::Cpu
+/// A device opened for a command.
+pub struct Opened {
+    /// The backend it runs on (never `auto`).
+    pub backend: Backend,
+    pub device: Device,
+    /// The largest piece a weight is loaded into there, in bytes: the device's largest buffer
+    /// on a GPU, at most [`gemma4_model::MAX_PIECE_BYTES`] ([`gemma4_model::LoadOptions::piece_bytes`]).
+    pub piece_bytes: usize,
+}
+
+impl Opened {
+    /// What the memory plan needs to know about this device ([`facts`]).
+    pub fn facts(&self) -> DeviceFacts {
+        facts(self.backend, &self.device, self.piece_bytes)
     }
 }
 
-/// The device of `backend`, and the largest piece a weight is loaded into there, in bytes: the
-/// device's largest buffer on a GPU, at most [`gemma4_model::MAX_PIECE_BYTES`]
-/// ([`gemma4_model::LoadOptions::piece_bytes`]).
-pub fn device(backend: Backend) -> Result<(Device, usize)> {
-    let device = match backend {
+/// Open the device `requested` names and print which one it is on stderr, one line
+/// (`device: wgpu · NVIDIA H200 (discrete GPU, Vulkan) · 139.8 GiB`), with a `note:` line when
+/// `auto` settles for the CPU. `auto` takes [`probe::choose`]'s pick; should that GPU fail to
+/// open, the CPU. An explicit backend that is not compiled in, or has no device here, is an
+/// error.
+pub fn open(requested: Backend) -> Result<Opened> {
+    let (backend, adapter, mut note) = match requested {
+        Backend::Auto => match probe::choose(&probe::probe()) {
+            Choice::Cuda => (Backend::Cuda, None, None),
+            Choice::Gpu(a) if cfg!(feature = "vulkan") && a.api == "Vulkan" => {
+                (Backend::Vulkan, Some(a), None)
+            }
+            Choice::Gpu(a) => (Backend::Wgpu, Some(a), None),
+            Choice::Cpu { note } => (Backend::Cpu, None, Some(note)),
+        },
+        explicit => {
+            require(explicit)?;
+            (explicit, None, None)
+        }
+    };
+    let opened = match (start(backend, adapter.as_ref()), requested) {
+        (Ok(opened), _) => opened,
+        (Err(e), Backend::Auto) if backend != Backend::Cpu => {
+            note = Some(format!("{e:#}; running on the CPU"));
+            start(Backend::Cpu, None)?
+        }
+        (Err(e), _) => return Err(e),
+    };
+    eprintln!("{}", device_line(&opened, adapter.as_ref()));
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    Ok(opened)
+}
+
+/// An explicit `--backend`: compiled in, and a device of it present.
+fn require(backend: Backend) -> Result<()> {
+    let compiled = match backend {
+        Backend::Auto => true,
+        Backend::Cpu => cfg!(feature = "cpu"),
+        Backend::Wgpu => cfg!(feature = "wgpu"),
+        Backend::Vulkan => cfg!(feature = "vulkan"),
+        Backend::Cuda => cfg!(feature = "cuda"),
+    };
+    if !compiled {
+        bail!(
+            "backend `{0}` is not compiled into this binary (rebuild with `--features {0}`)",
+            backend.name()
+        );
+    }
+    match backend {
+        Backend::Cuda => match probe::cuda() {
+            Some(Ok(0)) => bail!("--backend cuda: the CUDA driver reports no device"),
+            Some(Err(e)) => bail!("--backend cuda: no CUDA device ({e})"),
+            _ => Ok(()),
+        },
+        Backend::Wgpu | Backend::Vulkan => match probe::wgpu() {
+            Some(Ok(adapters)) if adapters.is_empty() => bail!(
+                "--backend {}: no {} adapter (install a GPU driver; on Linux Mesa's software \
+                 Vulkan, `mesa-vulkan-drivers`, also counts)",
+                backend.name(),
+                probe::gpu_apis()
+            ),
+            Some(Err(e)) => bail!("--backend {}: asking for adapters failed ({e})", backend.name()),
+            _ => Ok(()),
+        },
+        Backend::Auto | Backend::Cpu => Ok(()),
+    }
+}
+
+/// Create `backend`'s device (on `adapter` where `auto` chose one) and bring it up, a panic in
+/// the runtime turned into an error.
+fn start(backend: Backend, adapter: Option<&Adapter>) -> Result<Opened> {
+    let device = new_device(backend, adapter)?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let largest = std::panic::catch_unwind(|| largest_buffer(&device));
+    std::panic::set_hook(hook);
+    let largest = largest.map_err(|p| {
+        anyhow!("could not open the {} device: {}", backend.name(), probe::panic_message(&*p))
+    })?;
+    Ok(Opened { backend, piece_bytes: gemma4_model::piece_limit(largest), device })
+}
+
+/// The (lazy) Burn device of `backend`: the adapter `auto` chose, or the runtime's default.
+fn new_device(backend: Backend, adapter: Option<&Adapter>) -> Result<Device> {
+    #[cfg(feature = "wgpu")]
+    let kind = match adapter.map(|a| (a.kind, a.index)) {
+        Some((AdapterKind::Discrete, i)) => DeviceKind::DiscreteGpu(i),
+        Some((AdapterKind::Integrated, i)) => DeviceKind::IntegratedGpu(i),
+        Some((AdapterKind::Virtual, i)) => DeviceKind::VirtualGpu(i),
+        _ => DeviceKind::DefaultDevice,
+    };
+    #[cfg(not(feature = "wgpu"))]
+    let _ = adapter;
+    Ok(match backend {
         #[cfg(feature = "cpu")]
         Backend::Cpu => Device::flex(),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        Backend::Wgpu => Device::wgpu(kind),
         #[cfg(feature = "vulkan")]
-        Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+        Backend::Vulkan => Device::vulkan(kind),
         #[cfg(feature = "cuda")]
         Backend::Cuda => Device::cuda(0),
         #[allow(unreachable_patterns)]
-        other => bail!(
-            "backend `{other:?}` is not compiled into this binary (rebuild with `--features {}`)",
-            format!("{other:?}").to_lowercase()
-        ),
+        other => bail!("backend `{}` is not compiled into this binary", other.name()),
+    })
+}
+
+/// `device: BACKEND · NAME (KIND, API) · MEMORY`, what the runtime and the probe say.
+fn device_line(opened: &Opened, adapter: Option<&Adapter>) -> String {
+    let name = device_name(&opened.device);
+    let memory = match device_memory(&opened.device) {
+        None if name.is_none() => host_memory(),
+        m => m,
     };
-    let piece_bytes = gemma4_model::piece_limit(largest_buffer(&device));
-    Ok((device, piece_bytes))
+    let mut line = format!("device: {}", opened.backend.name());
+    line += &format!(" · {}", name.as_deref().unwrap_or("Burn flex on the CPU"));
+    if let Some(a) = adapter {
+        line += &format!(" ({}, {})", a.kind.describe(), a.api);
+    }
+    match memory {
+        Some(m) => line + &format!(" · {:.1} GiB", m as f64 / f64::from(1u32 << 30)),
+        None => line + " · memory unknown",
+    }
+}
+
+/// The CPU device, for the commands that always run there (`fuse`), opened without a word.
+pub fn cpu() -> Result<Device> {
+    new_device(Backend::Cpu, None)
+}
+
+/// The name a CubeCL device gives itself (`None` on the CPU backend).
+fn device_name(device: &Device) -> Option<String> {
+    match device.as_dispatch() {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        burn::backend::DispatchDevice::Cube(d) => {
+            Some(d.client().properties().identity.name.clone())
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 /// The largest buffer a CubeCL device allocates in one piece (`None` on the CPU backend).
@@ -90,7 +232,7 @@ pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFac
         },
     };
     DeviceFacts {
-        backend: format!("{backend:?}").to_lowercase(),
+        backend: backend.name(),
         gpu,
         // bf16 kernels: CUDA. WGSL has no bf16, nor Vulkan's SPIR-V path without
         // VK_KHR_shader_bfloat16 (README, Backends).
@@ -130,6 +272,6 @@ fn memory_source(backend: Backend) -> &'static str {
             "Metal's recommended working set"
         }
         Backend::Wgpu | Backend::Vulkan => "the largest device-local Vulkan heap",
-        Backend::Cpu => "/proc/meminfo MemTotal",
+        Backend::Cpu | Backend::Auto => "/proc/meminfo MemTotal",
     }
 }

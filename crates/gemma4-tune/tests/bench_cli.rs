@@ -6,6 +6,7 @@ use std::process::Command;
 fn bench(dir: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
     let json = dir.join(format!("{name}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
+        .env("GEMMA4_TUNE_BACKEND", "cpu")
         .args([
             "bench",
             "--model",

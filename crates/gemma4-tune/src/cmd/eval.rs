@@ -21,16 +21,18 @@ pub struct Args {
     batches: usize,
     #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
     overrides: Vec<String>,
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    /// Compute backend: `auto` takes a CUDA device, else a GPU through wgpu (Vulkan, Metal),
+    /// else the CPU, and says which.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GEMMA4_TUNE_BACKEND")]
+    backend: Backend,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let mut recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let backend = args.backend.unwrap_or_else(backend::default_backend);
-    let (device, piece_bytes) = backend::device(backend)?;
+    let opened = backend::open(args.backend)?;
     // `dtype = "auto"`: the device's choice, as `train` makes it.
-    let auto = backend::facts(backend, &device, piece_bytes).auto_dtype();
+    let auto = opened.facts().auto_dtype();
+    let backend::Opened { device, piece_bytes, .. } = opened;
     recipe.model.dtype = recipe.model.dtype.fixed().unwrap_or(auto).into();
     let path = match args.split.as_str() {
         "train" => Some(recipe.data.train.clone()),

@@ -10,7 +10,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use gemma4_lora::{FuseOptions, fuse, fuse::check_out_dir, layout::Layout, peft_io};
 use gemma4_model::{Checkpoint, CheckpointSource, Gemma4TextConfig, WeightDtype};
 
-use crate::backend::{self, Backend};
+use crate::backend;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     // The adapter is resolved against the config and the checkpoint's tensor table only (no
     // weights are read), and the merge streams tensor by tensor: a checkpoint larger than
     // memory fuses fine.
-    let (device, _) = backend::device(Backend::Cpu)?;
+    let device = backend::cpu()?;
     if matches!(CheckpointSource::detect(&args.model), Ok(CheckpointSource::Gguf(_))) {
         bail!(
             "{}: fuse writes a safetensors checkpoint and needs a safetensors base; GGUF bases are read-only here (use the HF checkpoint the GGUF was made from)",

@@ -12,7 +12,7 @@ use gemma4_lora::{layout::Layout, peft_io};
 use gemma4_model::CheckpointSource;
 use gemma4_model::gguf_out::ExportQuant;
 
-use crate::backend::{self, Backend};
+use crate::backend;
 
 /// The PEFT adapter in `dir`, resolved against the config of `source` (no weights are read).
 pub(super) fn load_adapter(source: &CheckpointSource, dir: &Path) -> Result<LoraAdapter> {
@@ -21,7 +21,7 @@ pub(super) fn load_adapter(source: &CheckpointSource, dir: &Path) -> Result<Lora
         eprintln!("warning: {w}");
     }
     let prefix = if loaded.config.multimodal { "model.language_model." } else { "model." };
-    let (device, _) = backend::device(Backend::Cpu)?;
+    let device = backend::cpu()?;
     let layout = Layout::from_config(&loaded.config, prefix, &device);
     peft_io::load_for(dir, &layout).with_context(|| format!("loading adapter {}", dir.display()))
 }

@@ -55,8 +55,10 @@ pub struct Args {
     /// Print the result as JSON: content, reasoning and tool calls.
     #[arg(long)]
     json: bool,
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    /// Compute backend: `auto` takes a CUDA device, else a GPU through wgpu (Vulkan, Metal),
+    /// else the CPU, and says which.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GEMMA4_TUNE_BACKEND")]
+    backend: Backend,
     #[arg(long, default_value = "f32", value_parser = backend::dtype_parser())]
     dtype: WeightDtype,
 }
@@ -75,8 +77,7 @@ struct Session {
 
 pub fn run(args: Args) -> Result<()> {
     check_sampling_flags(&args)?;
-    let (device, piece_bytes) =
-        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let backend::Opened { device, piece_bytes, .. } = backend::open(args.backend)?;
     let options = LoadOptions::new(args.dtype.burn()).with_piece_bytes(piece_bytes);
     let base = Base::open(&args.model, &device, options)
         .with_context(|| format!("loading model from {}", args.model.display()))?;

@@ -30,9 +30,10 @@ pub struct Args {
     /// Where to write `logits` and `loss` (f32); nothing is written without it.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    /// Compute backend: `auto` takes a CUDA device, else a GPU through wgpu (Vulkan, Metal),
+    /// else the CPU, and says which.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GEMMA4_TUNE_BACKEND")]
+    backend: Backend,
     /// Weight/activation dtype.
     #[arg(long, default_value = "f32", value_parser = backend::dtype_parser())]
     dtype: WeightDtype,
@@ -62,8 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         inputs.extend(args.adapter.as_deref());
         gemma4_store::refuse_input_overwrite(out, &inputs)?;
     }
-    let (mut device, piece_bytes) =
-        backend::device(args.backend.unwrap_or_else(backend::default_backend))?;
+    let backend::Opened { mut device, piece_bytes, .. } = backend::open(args.backend)?;
     if args.grads {
         device = device.autodiff();
     }

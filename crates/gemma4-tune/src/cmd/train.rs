@@ -30,16 +30,17 @@ pub struct Args {
     /// With --plan: the plan as JSON (bytes).
     #[arg(long, requires = "plan")]
     json: bool,
-    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    /// Compute backend: `auto` takes a CUDA device, else a GPU through wgpu (Vulkan, Metal),
+    /// else the CPU, and says which.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GEMMA4_TUNE_BACKEND")]
+    backend: Backend,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    let backend = args.backend.unwrap_or_else(backend::default_backend);
-    let (device, piece_bytes) = backend::device(backend)?;
-    let facts = backend::facts(backend, &device, piece_bytes);
+    let opened = backend::open(args.backend)?;
+    let facts = opened.facts();
+    let backend::Opened { device, piece_bytes, .. } = opened;
     let cfg = setup::model_config(&recipe).context("the memory plan reads the model's config")?;
     // `auto` dtype and recomputation resolved for this device; the resolved recipe is the run's.
     let (recipe, plan) = plan::plan_recipe(&recipe, &cfg, &facts)?;

@@ -6,9 +6,12 @@ use std::process::{Command, Output};
 
 pub mod bad;
 
-/// The `gemma4-tune` binary under test.
+/// The `gemma4-tune` binary under test, on the CPU backend unless a test passes `--backend`
+/// (`GEMMA4_TUNE_BACKEND=cpu`): the assertions hold on every machine, a GPU's too.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gemma4-tune"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gemma4-tune"));
+    cmd.env("GEMMA4_TUNE_BACKEND", "cpu");
+    cmd
 }
 
 /// The repository root.

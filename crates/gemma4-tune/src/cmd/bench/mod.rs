@@ -82,9 +82,10 @@ pub struct Args {
     decode_batch: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Compute backend (default: cuda, else vulkan, else wgpu, when compiled in; else cpu).
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    /// Compute backend: `auto` takes a CUDA device, else a GPU through wgpu (Vulkan, Metal),
+    /// else the CPU, and says which.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "GEMMA4_TUNE_BACKEND")]
+    backend: Backend,
     /// Time the phases of each step (forward, loss, backward, optimizer; syncs between them).
     #[arg(long)]
     profile: bool,
@@ -109,8 +110,8 @@ pub struct Args {
 }
 
 pub fn run_cmd(args: Args) -> Result<()> {
-    let backend = args.backend.unwrap_or_else(backend::default_backend);
-    let (device, piece_bytes) = backend::device(backend)?;
+    let opened = backend::open(args.backend)?;
+    let (device, piece_bytes) = (opened.device.clone(), opened.piece_bytes);
     let settings = BenchSettings {
         model: args.model,
         batch: args.batch,
@@ -131,9 +132,9 @@ pub fn run_cmd(args: Args) -> Result<()> {
         decode_batch: args.decode_batch.unwrap_or(args.batch),
         seed: args.seed,
         profile: args.profile,
-        backend: format!("{backend:?}").to_lowercase(),
+        backend: opened.backend.name(),
     };
-    let plan = plan(&settings, args.dtype, &backend::facts(backend, &device, piece_bytes))?;
+    let plan = plan(&settings, args.dtype, &opened.facts())?;
     if args.plan {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
         return Ok(());
