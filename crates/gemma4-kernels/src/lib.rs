@@ -125,6 +125,50 @@ pub fn linear_add_to(
     matmul_add_to(x.reshape([b * s, k]), w, c, compute, alpha).reshape([b, s, n])
 }
 
+/// `x·w + alpha·(x·aᵀ)·bᵀ` over the last axis as one op whose products share one ordering
+/// handoff each way (a frozen projection `w` with a low-rank change, LoRA's shape), when
+/// [`fuses_low_rank`] says this device takes it; `None` otherwise, and the caller composes
+/// [`linear`], [`linear_to`] and [`linear_add_to`]. The factors are rounded to `x`'s dtype for
+/// the products (f32 accumulation); the result and `x`'s gradient are in `x`'s dtype, the
+/// factors' gradients in theirs (f32); `w` gets none.
+///
+/// # Shapes
+/// - x: `[b, s, in]`, w: `[in, out]`, a: `[r, in]`, b: `[out, r]` → `[b, s, out]`
+pub fn low_rank_linear(
+    x: Tensor<3>,
+    w: Tensor<2>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    alpha: f64,
+) -> Option<Tensor<3>> {
+    if !fuses_low_rank(&x, &w) {
+        return None;
+    }
+    let [bt, s, k] = x.dims();
+    let n = w.dims()[1];
+    #[cfg(feature = "cuda")]
+    return Some(
+        cublas::low_rank(x.reshape([bt * s, k]), w, a, b, alpha as f32).reshape([bt, s, n]),
+    );
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (a, b, alpha, bt, s, k, n);
+        None
+    }
+}
+
+/// Whether [`low_rank_linear`] runs as one op here: the cuBLAS route, `x` and `w` of one dtype
+/// (bf16 or f32), unless `GEMMA4_TUNE_LOW_RANK=0` (the composed ops, to compare).
+pub fn fuses_low_rank(x: &Tensor<3>, w: &Tensor<2>) -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_LOW_RANK").is_ok_and(|v| v == "0"));
+    #[cfg(feature = "cuda")]
+    let route = cublas::eligible(w, w);
+    #[cfg(not(feature = "cuda"))]
+    let route = false;
+    !off && route && x.dtype() == w.dtype() && matches!(x.dtype(), DType::BF16 | DType::F32)
+}
+
 /// Whether the adapter's small products read bf16 activations as they are (no f32 copy made
 /// or kept): on the cuBLAS route for bf16 models, unless `GEMMA4_TUNE_LORA_INPUTS=f32`.
 pub fn bf16_lora_inputs(device: &burn::tensor::Device, dtype: DType) -> bool {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use gemma4_kernels::{linear_add_to, linear_to};
+use gemma4_kernels::{linear, linear_add_to, linear_to, low_rank_linear};
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -176,6 +176,34 @@ impl Adapter for LoraAdapter {
         // `base` as it is written (cuBLAS `beta = 1`).
         let xa = linear_to(x, a.transpose(), compute, compute); // [b, s, r]
         linear_add_to(xa, b.transpose(), base, compute, self.scale()) // [b, s, out]
+    }
+
+    fn project(
+        &self,
+        site: Site,
+        x: Tensor<3>,
+        weight: &Tensor<2>,
+        bias: Option<&Tensor<1>>,
+    ) -> Tensor<3> {
+        // One op for the frozen product and the change where the device takes it (the cuBLAS
+        // route; bf16 inputs as `adapt` takes them, or f32): the same sum as `adapt`'s, its
+        // products sharing their launches. Dropout and biases take the general path.
+        let (module_site, expert) = ModuleSite::of(site);
+        let dropout = self.training && self.config.lora_dropout > 0.0;
+        if let (Some(module), None, false) = (self.modules.get(&module_site), bias, dropout) {
+            let dtype = x.dtype();
+            let inputs =
+                dtype == DType::F32 || gemma4_kernels::bf16_lora_inputs(&x.device(), dtype);
+            if inputs && gemma4_kernels::fuses_low_rank(&x, weight) {
+                let (a, b) = module.factors(expert);
+                let fused = low_rank_linear(x.clone(), weight.clone(), a, b, self.scale());
+                if let Some(y) = fused {
+                    return y;
+                }
+            }
+        }
+        let base = linear(x.clone(), weight.clone(), bias.cloned());
+        self.adapt(site, &x, base)
     }
 }
 

@@ -55,6 +55,24 @@ pub trait Adapter {
     /// # Shapes
     /// - x: `[b, s, in]`, base: `[b, s, out]` → `[b, s, out]`
     fn adapt(&self, site: Site, x: &Tensor<3>, base: Tensor<3>) -> Tensor<3>;
+
+    /// The whole projection `x·W (+ bias)` with the adapter's change at `site`. By default the
+    /// frozen product, then [`adapt`](Self::adapt). An adapter may compute both at once (one
+    /// op whose products share their launches, see `gemma4_kernels::low_rank_linear`); the
+    /// result must equal the default's.
+    ///
+    /// # Shapes
+    /// - x: `[b, s, in]`, weight: `[in, out]`, bias: `[out]` → `[b, s, out]`
+    fn project(
+        &self,
+        site: Site,
+        x: Tensor<3>,
+        weight: &Tensor<2>,
+        bias: Option<&Tensor<1>>,
+    ) -> Tensor<3> {
+        let base = linear(x.clone(), weight.clone(), bias.cloned());
+        self.adapt(site, &x, base)
+    }
 }
 
 /// The plain model: every projection returns its base output.
@@ -91,8 +109,7 @@ impl Linear {
     /// - x: `[b, s, in]` → `[b, s, out]`
     pub fn forward(&self, x: Tensor<3>, site: Site, adapter: &dyn Adapter) -> Tensor<3> {
         let x = x.cast(self.weight.dtype());
-        let base = linear(x.clone(), self.weight.clone(), self.bias.clone());
-        adapter.adapt(site, &x, base)
+        adapter.project(site, x, &self.weight, self.bias.as_ref())
     }
 
     /// Number of stored parameters.

@@ -148,4 +148,72 @@ impl<B: Backend + CublasMatmul, C: CheckpointStrategy> CublasMatmul for Autodiff
             OpsKind::UnTracked(prep) => prep.finish(B::cublas_matmul_add(a, b, c, compute, alpha)),
         }
     }
+
+    fn cublas_low_rank(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        alpha: f32,
+    ) -> FloatTensor<Self> {
+        low_rank::<B, C>(x, w, a, b, alpha)
+    }
+
+    fn cublas_low_rank_backward(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        alpha: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Second-order gradients are not taken: the parts' own backward is not recorded.
+        let inner = |t: FloatTensor<Self>| t.into_primitive();
+        let (dx, da, db) =
+            B::cublas_low_rank_backward(inner(x), inner(w), inner(a), inner(b), inner(dy), alpha);
+        let outer = |t| <Self as burn::backend::AutodiffBackend>::from_inner(t);
+        (outer(dx), outer(da), outer(db))
+    }
+}
+
+#[derive(Debug)]
+struct LowRankBackward;
+
+impl<B: Backend + CublasMatmul> Backward<B, 4> for LowRankBackward {
+    /// `x`, `w`, `a`, `b` and `alpha`.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w, a, b, alpha) = ops.state;
+        let dy = grads.consume::<B>(&ops.node);
+        let (dx, da, db) = B::cublas_low_rank_backward(x, w, a, b, dy, alpha);
+        let [px, _, pa, pb] = ops.parents;
+        for (parent, grad) in [(px, dx), (pa, da), (pb, db)] {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The frozen projection with a low-rank change; `w` gets no gradient.
+pub(super) fn low_rank<B: Backend + CublasMatmul, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    w: FloatTensor<Autodiff<B, C>>,
+    a: FloatTensor<Autodiff<B, C>>,
+    b: FloatTensor<Autodiff<B, C>>,
+    alpha: f32,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (x, x_node) = x.into_parts();
+    let (w, w_node) = w.into_parts();
+    let (a, a_node) = a.into_parts();
+    let (b, b_node) = b.into_parts();
+    let nodes = [x_node, w_node, a_node, b_node];
+    match LowRankBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = (x.clone(), w.clone(), a.clone(), b.clone(), alpha);
+            prep.finish(state, B::cublas_low_rank(x, w, a, b, alpha))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(B::cublas_low_rank(x, w, a, b, alpha)),
+    }
 }

@@ -12,8 +12,8 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl_runtime::runtime::Runtime;
 
 use super::gemm::{self, Gemm, Order};
-use super::handoff;
 use super::ops::CublasMatmul;
+use super::{handoff, low_rank};
 use crate::layout::RowMajor;
 
 type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
@@ -46,17 +46,38 @@ impl CublasMatmul for CubeBackend {
         let (a, b) = (cast(a, compute), cast(b, compute));
         let takes = c.dtype == compute || c.dtype == DType::F32;
         match cuda_index(&a, &b) {
-            Some(index) if takes => product(index, a, b, Target::Into(Box::new(c)), alpha),
+            Some(index) if takes => product(index, a, b, Target::Add(Box::new(owned(c))), alpha),
             _ => {
                 let dtype = c.dtype;
                 Self::float_add(c, Self::cublas_matmul(a, b, compute, dtype, alpha))
             }
         }
     }
+
+    fn cublas_low_rank(
+        x: CubeTensor,
+        w: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        alpha: f32,
+    ) -> CubeTensor {
+        low_rank::forward(x, w, a, b, alpha)
+    }
+
+    fn cublas_low_rank_backward(
+        x: CubeTensor,
+        w: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        dy: CubeTensor,
+        alpha: f32,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        low_rank::backward(x, w, a, b, dy, alpha)
+    }
 }
 
 /// `t` in `dtype` (itself when it already is).
-fn cast(t: CubeTensor, dtype: DType) -> CubeTensor {
+pub(super) fn cast(t: CubeTensor, dtype: DType) -> CubeTensor {
     if t.dtype == dtype { t } else { CubeBackend::float_cast(t, dtype.into()) }
 }
 
@@ -65,17 +86,27 @@ fn scaled(t: CubeTensor, alpha: f32) -> CubeTensor {
     if alpha == 1.0 { t } else { CubeBackend::float_mul_scalar(t, alpha.into()) }
 }
 
-/// Where cuBLAS writes the product.
-enum Target {
+/// Where cuBLAS writes a product.
+pub(super) enum Target {
     /// A new buffer in this dtype.
     Fresh(DType),
-    /// Added into this tensor (`beta = 1`): its own buffer when contiguous and not shared,
-    /// otherwise a contiguous copy.
-    Into(Box<CubeTensor>),
+    /// Added into this buffer (`beta = 1`), which the caller owns: contiguous, not shared.
+    Add(Box<CubeTensor>),
 }
 
-/// `alpha·a·b` (one dtype) through cuBLAS on device `index`, into `target`.
-fn product(index: usize, a: CubeTensor, b: CubeTensor, target: Target, alpha: f32) -> CubeTensor {
+/// `c = alpha·a·b + beta·c`, its operands ready for cuBLAS.
+pub(super) struct Product {
+    a: CubeTensor,
+    b: CubeTensor,
+    pub c: CubeTensor,
+    shape: RowMajor,
+    alpha: f32,
+    beta: f32,
+}
+
+/// The product `alpha·a·b` (one dtype) into `target`: operands as cuBLAS reads them (a
+/// transposed view as it lies), the output allocated.
+pub(super) fn plan(a: CubeTensor, b: CubeTensor, target: Target, alpha: f32) -> Product {
     let (a, a_t) = physical(a);
     let (b, b_t) = physical(b);
     let (sa, sb) = (a.meta.shape().to_vec(), b.meta.shape().to_vec());
@@ -88,61 +119,77 @@ fn product(index: usize, a: CubeTensor, b: CubeTensor, target: Target, alpha: f3
     shape.extend([m, n]);
     let (c, beta) = match target {
         Target::Fresh(out) => {
-            let c = empty_device_contiguous_dtype(
-                a.client.clone(),
-                a.device.clone(),
-                shape.into(),
-                out,
-            );
-            (c, 0.0)
+            let (client, device) = (a.client.clone(), a.device.clone());
+            (empty_device_contiguous_dtype(client, device, shape.into(), out), 0.0)
         }
-        Target::Into(c) => {
-            let c = *c;
+        Target::Add(c) => {
             assert_eq!(c.meta.shape().to_vec(), shape, "cublas_matmul_add: c's shape");
-            let c = if c.meta.is_tiled() || !c.is_contiguous() {
-                into_contiguous(c)
-            } else if c.can_mut() {
-                c
-            } else {
-                c.copy()
-            };
-            (c, 1.0)
+            (*c, 1.0)
         }
     };
+    let shape = RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t };
+    Product { a, b, c, shape, alpha, beta }
+}
+
+/// `c`, made a buffer cuBLAS may add into: itself when contiguous and not shared, else a copy.
+pub(super) fn owned(c: CubeTensor) -> CubeTensor {
+    if c.meta.is_tiled() || !c.is_contiguous() {
+        into_contiguous(c)
+    } else if c.can_mut() {
+        c
+    } else {
+        c.copy()
+    }
+}
+
+/// Runs `products` in order through cuBLAS on device `index`, under one ordering handoff
+/// with CubeCL's stream (`handoff.rs`): a product may read an earlier one's output.
+pub(super) fn run(index: usize, products: &[Product]) {
+    let Some(first) = products.first() else { return };
     let resource = |t: &CubeTensor| {
         t.client.get_resource::<CudaServer>(t.handle.clone()).expect("a CUDA buffer")
     };
     // Each `get_resource` pins its buffer and lines this thread's stream up with the one that
     // wrote it.
-    let (ra, rb, rc) = (resource(&a), resource(&b), resource(&c));
-    let g = Gemm {
-        input: a.dtype,
-        output: c.dtype,
-        shape: RowMajor { batch, m, n, k, a_transposed: a_t, b_transposed: b_t },
-        alpha,
-        beta,
-        a: ra.resource().ptr,
-        b: rb.resource().ptr,
-        c: rc.resource().ptr,
-    };
+    let held: Vec<_> = products.iter().map(|p| [&p.a, &p.b, &p.c].map(resource)).collect();
+    let gs: Vec<Gemm> = products
+        .iter()
+        .zip(&held)
+        .map(|(p, [ra, rb, rc])| Gemm {
+            input: p.a.dtype,
+            output: p.c.dtype,
+            shape: p.shape,
+            alpha: p.alpha,
+            beta: p.beta,
+            a: ra.resource().ptr,
+            b: rb.resource().ptr,
+            c: rc.resource().ptr,
+        })
+        .collect();
     if handoff::on_device() {
-        let (flags, count) = handoff::next(&c);
+        let (flags, count) = handoff::next(&first.c);
         handoff::raise(&flags, count);
         let go = resource(&flags).resource().ptr;
-        gemm::run(index, &g, &Order::Device { go, done: go + 4, n: count });
+        gemm::run(index, &gs, &Order::Device { go, done: go + 4, n: count });
         handoff::await_done(&flags, count);
     } else {
-        // The sync waits for the inputs' writes (and the allocation of `c`).
-        cubecl::future::block_on(a.client.sync()).expect("CUDA stream sync before cuBLAS");
-        gemm::run(index, &g, &Order::Host);
+        // The sync waits for the inputs' writes (and the allocation of the outputs).
+        cubecl::future::block_on(first.a.client.sync()).expect("CUDA stream sync before cuBLAS");
+        gemm::run(index, &gs, &Order::Host);
     }
-    drop((ra, rb, rc));
-    c
+    drop(held);
+}
+
+/// `alpha·a·b` (one dtype) through cuBLAS on device `index`, into `target`.
+fn product(index: usize, a: CubeTensor, b: CubeTensor, target: Target, alpha: f32) -> CubeTensor {
+    let p = plan(a, b, target, alpha);
+    run(index, std::slice::from_ref(&p));
+    p.c
 }
 
 /// The CUDA device index when cuBLAS takes `a·b`: CUDA tensors of one float dtype cuBLAS runs,
 /// rank ≥ 2 with equal batch axes, no empty axis, and libcublas present.
-fn cuda_index(a: &CubeTensor, b: &CubeTensor) -> Option<usize> {
+pub(super) fn cuda_index(a: &CubeTensor, b: &CubeTensor) -> Option<usize> {
     let cubecl::Device::Cuda(device) = &a.device else { return None };
     let (sa, sb) = (a.meta.shape(), b.meta.shape());
     let ok = a.dtype == b.dtype

@@ -56,12 +56,12 @@ pub enum Order {
     Device { go: u64, done: u64, n: u32 },
 }
 
-/// Runs `g` on device `device`, ordered as `order` says. The caller holds the buffers until
-/// this returns.
+/// Runs `gs` in order on device `device`, ordered as `order` says: one wait before the first,
+/// one signal after the last. The caller holds the buffers until this returns.
 ///
 /// # Panics
 /// If CUDA or cuBLAS fails: the device is then in no state to continue a training step.
-pub fn run(device: usize, g: &Gemm, order: &Order) {
+pub fn run(device: usize, gs: &[Gemm], order: &Order) {
     BLAS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|b| b.device != device) {
@@ -79,13 +79,16 @@ pub fn run(device: usize, g: &Gemm, order: &Order) {
                 .result()
                 .expect("cuStreamWaitValue32 before cuBLAS");
         }
-        // SAFETY: the pointers are live device buffers of the stated sizes (the caller holds
-        // them); the handle belongs to this thread and its stream to the same context.
-        unsafe { gemm(*b.blas.handle(), g) }.expect("cublasGemmStridedBatchedEx");
+        for g in gs {
+            // SAFETY: the pointers are live device buffers of the stated sizes (the caller
+            // holds them); the handle belongs to this thread and its stream to the same
+            // context.
+            unsafe { gemm(*b.blas.handle(), g) }.expect("cublasGemmStridedBatchedEx");
+        }
         match *order {
             Order::Host => b.stream.synchronize().expect("cuBLAS stream synchronize"),
             Order::Device { done, n, .. } => {
-                // SAFETY: as above; the default flags order the store after the product.
+                // SAFETY: as above; the default flags order the store after the products.
                 unsafe { driver::cuStreamWriteValue32_v2(stream, done, n, 0) }
                     .result()
                     .expect("cuStreamWriteValue32 after cuBLAS");

@@ -5,6 +5,7 @@
 //! - `autodiff.rs`: the backward, `da = dc·bᵀ` and `db = aᵀ·dc` through the same op.
 //! - `gemm.rs`: the cuBLAS call (cudarc) and its per-thread handle and stream.
 //! - `handoff.rs`: ordering each call between CubeCL's kernels on the device.
+//! - `low_rank.rs`: a frozen projection with a low-rank change, its products under one handoff.
 //!
 //! Ordering with CubeCL's kernels: CubeCL runs its kernels on a stream of its own that it does
 //! not expose. Two device counters order each call after the CubeCL kernels queued before it
@@ -16,6 +17,7 @@ mod autodiff;
 mod cube;
 mod gemm;
 mod handoff;
+mod low_rank;
 mod ops;
 
 use burn::tensor::{DType, Device, Tensor};
@@ -65,6 +67,18 @@ pub fn matmul_add<const D: usize>(
         b.into_dispatch(),
         c.into_dispatch(),
         compute,
+        alpha,
+    ))
+}
+
+/// `x·w + alpha·(x·aᵀ)·bᵀ` through the extension, in `x`'s dtype (see
+/// [`CublasMatmul::cublas_low_rank`]).
+pub fn low_rank(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, alpha: f32) -> Tensor<2> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as CublasMatmul>::cublas_low_rank(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        a.into_dispatch(),
+        b.into_dispatch(),
         alpha,
     ))
 }

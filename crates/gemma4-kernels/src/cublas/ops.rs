@@ -37,4 +37,36 @@ pub trait CublasMatmul: Backend {
         compute: DType,
         alpha: f32,
     ) -> FloatTensor<Self>;
+
+    /// A frozen projection with a low-rank change, `x·w + alpha·(x·aᵀ)·bᵀ`, its three products
+    /// under one ordering handoff, `alpha` applied in f32 and the change added as cuBLAS writes
+    /// it. The factors (f32) are rounded to `x`'s dtype for the products; the result is in `x`'s
+    /// dtype. The backward (through [`cublas_low_rank_backward`](Self::cublas_low_rank_backward))
+    /// gives `x`'s, `a`'s and `b`'s gradients; `w` is frozen.
+    ///
+    /// # Shapes
+    /// - x: `[m, k]`, w: `[k, n]`, a: `[r, k]`, b: `[n, r]` → `[m, n]`
+    fn cublas_low_rank(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        alpha: f32,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of [`cublas_low_rank`](Self::cublas_low_rank) from the output's `dy`:
+    /// `(dx, da, db)`, six products under one handoff (`x·aᵀ` again rather than kept). `dx` in
+    /// `x`'s dtype, `da` and `db` in the factors' dtypes.
+    ///
+    /// # Shapes
+    /// - x: `[m, k]`, w: `[k, n]`, a: `[r, k]`, b: `[n, r]`, dy: `[m, n]` →
+    ///   (`[m, k]`, `[r, k]`, `[n, r]`)
+    fn cublas_low_rank_backward(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        alpha: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }

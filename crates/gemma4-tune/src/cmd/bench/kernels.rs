@@ -110,10 +110,10 @@ pub fn check_kernels(
     Ok((Value::Object(out), all_ok))
 }
 
-/// The adapter's two products as `gemma4-lora` calls them — `x·Aᵀ` in the compute dtype, then
-/// `base + s·(xa·Bᵀ)` added into `base` (cuBLAS `beta = 1`, `s` as `alpha`) — against the same
-/// sum in f32 plain ops: the output and the gradients of `x`, `A`, `B` and `base`, relative L2
-/// over all entries. f32 factors; bf16 runs take bf16 inputs where the adapter does.
+/// A frozen projection with LoRA's change as `gemma4-lora` computes it — composed (`x·W`, then
+/// `x·Aᵀ` in the compute dtype, then `s·(xa·Bᵀ)` added into the product by cuBLAS) and, where
+/// the device takes it, as one op (`low_rank_linear`) — against the same sum in f32 plain ops:
+/// the output and the gradients of `x`, `A` and `B`, relative L2 over all entries.
 fn check_lora(
     cfg: &Gemma4TextConfig,
     m: usize,
@@ -121,35 +121,41 @@ fn check_lora(
     dtypes: &[DType],
     device: &Device,
 ) -> Result<(Value, bool)> {
-    let (e, out_dim, scale) = (cfg.hidden_size, cfg.hidden_size * 2, 2.0);
+    let (e, n, scale) = (cfg.hidden_size, cfg.hidden_size * 2, 2.0);
     let (mut report, mut all_ok) = (serde_json::Map::new(), true);
     for &dtype in dtypes.iter().filter(|d| device.supports_dtype(**d)) {
-        let dist = Distribution::Normal(0.0, 1.0);
-        let x = Tensor::<3>::random([1, m, e], dist, (device, dtype));
-        let base = Tensor::<3>::random([1, m, out_dim], dist, (device, dtype));
-        let dy = Tensor::<3>::random([1, m, out_dim], dist, (device, DType::F32));
-        let a = Tensor::<2>::random([rank, e], Distribution::Normal(0.0, 0.05), device);
-        let b = Tensor::<2>::random([out_dim, rank], Distribution::Normal(0.0, 0.05), device);
-        let compute =
-            if gemma4_kernels::bf16_lora_inputs(device, dtype) { DType::BF16 } else { DType::F32 };
-        let run = |ours: bool| -> Result<Vec<Tensor<3>>> {
-            let track = |t: &Tensor<3>| t.clone().autodiff().require_grad();
-            let (x, base) = (track(&x), track(&base));
+        let small = Distribution::Normal(0.0, 0.05);
+        let x = Tensor::<3>::random([1, m, e], Distribution::Normal(0.0, 1.0), (device, dtype));
+        let w = Tensor::<2>::random([e, n], small, (device, dtype));
+        let dy = Tensor::<3>::random([1, m, n], Distribution::Normal(0.0, 1.0), device);
+        let (a, b) = (
+            Tensor::<2>::random([rank, e], small, device),
+            Tensor::<2>::random([n, rank], small, device),
+        );
+        let bf16 = gemma4_kernels::bf16_lora_inputs(device, dtype);
+        let compute = if bf16 { DType::BF16 } else { DType::F32 };
+        let fused = (bf16 || dtype == DType::F32) && gemma4_kernels::fuses_low_rank(&x, &w);
+        // 0: f32 reference, 1: composed, 2: one op.
+        let run = |how: u8| -> Result<Vec<Tensor<3>>> {
+            let x = x.clone().autodiff().require_grad();
             let (a, b) = (a.clone().autodiff().require_grad(), b.clone().autodiff().require_grad());
-            let y = if ours {
-                let x_in = if compute == DType::BF16 { x.clone() } else { x.clone().cast(compute) };
-                let xa = gemma4_kernels::linear_to(x_in, a.clone().transpose(), compute, compute);
-                gemma4_kernels::linear_add_to(
-                    xa,
-                    b.clone().transpose(),
-                    base.clone(),
-                    compute,
-                    scale,
-                )
-            } else {
-                let f = |t: &Tensor<3>| t.clone().cast(DType::F32);
-                let xa = f(&x).matmul(a.clone().transpose().unsqueeze::<3>());
-                f(&base) + xa.matmul(b.clone().transpose().unsqueeze::<3>()).mul_scalar(scale)
+            let w = w.clone().autodiff();
+            let y = match how {
+                0 => {
+                    let (x, w) = (x.clone().cast(DType::F32), w.cast(DType::F32).unsqueeze::<3>());
+                    let xa = x.clone().matmul(a.clone().transpose().unsqueeze::<3>());
+                    x.matmul(w)
+                        + xa.matmul(b.clone().transpose().unsqueeze::<3>()).mul_scalar(scale)
+                }
+                1 => {
+                    let base = gemma4_kernels::linear(x.clone(), w, None);
+                    let x_in = if bf16 { x.clone() } else { x.clone().cast(compute) };
+                    let xa =
+                        gemma4_kernels::linear_to(x_in, a.clone().transpose(), compute, compute);
+                    gemma4_kernels::linear_add_to(xa, b.clone().transpose(), base, compute, scale)
+                }
+                _ => gemma4_kernels::low_rank_linear(x.clone(), w, a.clone(), b.clone(), scale)
+                    .ok_or_else(|| anyhow!("lora check: low_rank_linear declined"))?,
             };
             let grads = (y.clone().cast(DType::F32) * dy.clone().autodiff()).sum().backward();
             let grad = |g: Option<Tensor<3>>| g.ok_or_else(|| anyhow!("lora check: no gradient"));
@@ -159,27 +165,29 @@ fn check_lora(
                 grad(x.grad(&grads))?,
                 grad(ga.map(|g| g.unsqueeze::<3>()))?,
                 grad(gb.map(|g| g.unsqueeze::<3>()))?,
-                grad(base.grad(&grads))?,
             ])
         };
-        let (ours, reference) = (run(true)?, run(false)?);
+        let reference = run(0)?;
         let tol = if dtype == DType::F32 { 1e-5 } else { tolerance(dtype) };
-        let mut row = serde_json::Map::new();
-        for (name, (o, r)) in
-            ["y", "dx", "dA", "dB", "dbase"].iter().zip(ours.iter().zip(&reference))
-        {
-            let (o, r) = (o.clone().cast(DType::F32), r.clone().cast(DType::F32));
-            let num = (o - r.clone()).powi_scalar(2).sum().into_scalar::<f32>() as f64;
-            let den = r.powi_scalar(2).sum().into_scalar::<f32>() as f64;
-            let rel = (num / den.max(1e-30)).sqrt();
-            all_ok &= rel <= tol;
-            row.insert((*name).into(), json!(rel));
+        let ways: &[(&str, u8)] =
+            if fused { &[("composed", 1), ("one op", 2)] } else { &[("composed", 1)] };
+        for &(way, how) in ways {
+            let ours = run(how)?;
+            let mut row = serde_json::Map::new();
+            for (name, (o, r)) in ["y", "dx", "dA", "dB"].iter().zip(ours.iter().zip(&reference)) {
+                let (o, r) = (o.clone().cast(DType::F32), r.clone().cast(DType::F32));
+                let num = (o - r.clone()).powi_scalar(2).sum().into_scalar::<f32>() as f64;
+                let den = r.powi_scalar(2).sum().into_scalar::<f32>() as f64;
+                let rel = (num / den.max(1e-30)).sqrt();
+                all_ok &= rel <= tol;
+                row.insert((*name).into(), json!(rel));
+            }
+            let verdict = if all_ok { "ok" } else { "FAIL" };
+            eprintln!(
+                "{dtype:?} lora {way} (compute {compute:?}, r {rank}, [{m},{e}]→{n}): {row:?} {verdict}"
+            );
+            report.insert(format!("{dtype:?} {way}").to_lowercase(), Value::Object(row));
         }
-        let verdict = if all_ok { "ok" } else { "FAIL" };
-        eprintln!(
-            "{dtype:?} lora (compute {compute:?}, r {rank}, [{m},{e}]→{out_dim}): {row:?} {verdict}"
-        );
-        report.insert(format!("{dtype:?}").to_lowercase(), Value::Object(row));
     }
     Ok((Value::Object(report), all_ok))
 }
