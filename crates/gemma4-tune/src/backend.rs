@@ -68,14 +68,20 @@ impl Opened {
 /// open, the CPU. An explicit backend that is not compiled in, or has no device here, is an
 /// error.
 pub fn open(requested: Backend) -> Result<Opened> {
-    let (backend, adapter, mut note) = match requested {
+    let (backend, mut adapter, mut note) = match requested {
         Backend::Auto => match probe::choose(&probe::probe()) {
             Choice::Cuda => (Backend::Cuda, None, None),
             Choice::Gpu(a) if cfg!(feature = "vulkan") && a.api == "Vulkan" => {
                 (Backend::Vulkan, Some(a), None)
             }
             Choice::Gpu(a) => (Backend::Wgpu, Some(a), None),
-            Choice::Cpu { note } => (Backend::Cpu, None, Some(note)),
+            Choice::Cpu { why } if !cfg!(feature = "cpu") => bail!(
+                "no device: {why}; and the CPU backend is not compiled into this binary \
+                 (rebuild with `--features cpu`)"
+            ),
+            Choice::Cpu { why } => {
+                (Backend::Cpu, None, Some(format!("no GPU found, running on the CPU: {why}")))
+            }
         },
         explicit => {
             require(explicit)?;
@@ -86,6 +92,7 @@ pub fn open(requested: Backend) -> Result<Opened> {
         (Ok(opened), _) => opened,
         (Err(e), Backend::Auto) if backend != Backend::Cpu => {
             note = Some(format!("{e:#}; running on the CPU"));
+            adapter = None;
             start(Backend::Cpu, None)?
         }
         (Err(e), _) => return Err(e),

@@ -76,8 +76,8 @@ pub enum Choice {
     Cuda,
     /// This wgpu adapter.
     Gpu(Adapter),
-    /// The CPU; the note says why no GPU was taken.
-    Cpu { note: String },
+    /// The CPU; `why`: what no GPU was found of, one line.
+    Cpu { why: String },
 }
 
 /// The graphics APIs wgpu is asked about here, as the note names them.
@@ -123,7 +123,7 @@ pub fn choose(found: &Found) -> Choice {
             software.join(", ")
         )),
     }
-    Choice::Cpu { note: format!("no GPU found, running on the CPU: {}", why.join("; ")) }
+    Choice::Cpu { why: why.join("; ") }
 }
 
 /// Ask every compiled-in GPU backend what it has, each under [`PROBE_LIMIT`], never panicking.
@@ -267,7 +267,7 @@ mod tests {
 
     fn note(choice: Choice) -> String {
         match choice {
-            Choice::Cpu { note } => note,
+            Choice::Cpu { why } => why,
             other => panic!("expected the CPU, got {other:?}"),
         }
     }
@@ -300,8 +300,7 @@ mod tests {
     #[test]
     fn lavapipe_alone_is_not_a_gpu_and_the_note_says_so() {
         let note = note(choose(&Found { cuda: None, wgpu: Some(Ok(vec![lavapipe()])) }));
-        assert!(note.starts_with("no GPU found, running on the CPU: "), "{note}");
-        assert!(note.contains("Vulkan offers only llvmpipe (LLVM 15.0.6, 256 bits)"), "{note}");
+        assert!(note.starts_with("Vulkan offers only llvmpipe (LLVM 15.0.6, 256 bits)"), "{note}");
         assert!(note.contains("software rasteriser") && note.contains("--backend wgpu"), "{note}");
     }
 
