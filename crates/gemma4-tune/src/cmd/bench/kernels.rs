@@ -112,8 +112,8 @@ pub fn check_kernels(
 
 /// A frozen projection with LoRA's change as `gemma4-lora` computes it — composed (`x·W`, then
 /// `x·Aᵀ` in the compute dtype, then `s·(xa·Bᵀ)` added into the product by cuBLAS) and, where
-/// the device takes it, as one op (`low_rank_linear`) — against the same sum in f32 plain ops:
-/// the output and the gradients of `x`, `A` and `B`, relative L2 over all entries.
+/// the device takes it, as one op (`low_rank_linear`) — against the same sum of separate f32
+/// products: the output and the gradients of `x`, `A` and `B`, relative L2 over all entries.
 fn check_lora(
     cfg: &Gemma4TextConfig,
     m: usize,
@@ -142,10 +142,13 @@ fn check_lora(
             let w = w.clone().autodiff();
             let y = match how {
                 0 => {
-                    let (x, w) = (x.clone().cast(DType::F32), w.cast(DType::F32).unsqueeze::<3>());
-                    let xa = x.clone().matmul(a.clone().transpose().unsqueeze::<3>());
-                    x.matmul(w)
-                        + xa.matmul(b.clone().transpose().unsqueeze::<3>()).mul_scalar(scale)
+                    // Separate f32 products (cuBLAS SGEMM on CUDA, checked against f64 above;
+                    // Burn's matmul would autotune every shape first).
+                    let mm =
+                        |p: Tensor<3>, q: Tensor<2>| gemma4_kernels::matmul(p, q.unsqueeze::<3>());
+                    let x = x.clone().cast(DType::F32);
+                    let xa = mm(x.clone(), a.clone().transpose());
+                    mm(x, w.cast(DType::F32)) + mm(xa, b.clone().transpose()).mul_scalar(scale)
                 }
                 1 => {
                     let base = gemma4_kernels::linear(x.clone(), w, None);
