@@ -8,7 +8,7 @@
 
 use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor, TensorData, activation::softmax};
 
-use gemma4_kernels::{fused::geglu, linear, matmul};
+use gemma4_kernels::{fused::geglu, matmul};
 
 use crate::config::Gemma4TextConfig;
 use crate::error::{ModelError, Result};
@@ -136,17 +136,9 @@ impl Experts {
             let gate_up_w = one_expert(&self.gate_up_proj, expert)?.reshape([e, two_m]);
             let down_w = one_expert(&self.down_proj, expert)?.reshape([m, e]);
             let site = |proj| Site { layer: self.layer, proj };
-            let gu = adapter.adapt(
-                site(ProjName::ExpertsGateUp(expert)),
-                &xe,
-                linear(xe.clone(), gate_up_w, None),
-            ); // [1, c, 2m]
+            let gu = adapter.project(site(ProjName::ExpertsGateUp(expert)), xe, &gate_up_w, None); // [1, c, 2m]
             let act = geglu(gu.clone().narrow(2, 0, m), gu.narrow(2, m, m)); // [1, c, m]
-            let y = adapter.adapt(
-                site(ProjName::ExpertsDown(expert)),
-                &act,
-                linear(act.clone(), down_w, None),
-            );
+            let y = adapter.project(site(ProjName::ExpertsDown(expert)), act, &down_w, None);
             let we = weights.clone().select(0, slots).reshape([count, 1]);
             out = out.select_assign(0, tokens, y.reshape([count, e]) * we, IndexingUpdateOp::Add);
         }
