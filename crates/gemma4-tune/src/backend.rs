@@ -150,7 +150,9 @@ fn start(backend: Backend, adapter: Option<&Adapter>) -> Result<Opened> {
     let largest = largest.map_err(|p| {
         anyhow!("could not open the {} device: {}", backend.name(), probe::panic_message(&*p))
     })?;
-    Ok(Opened { backend, piece_bytes: gemma4_model::piece_limit(largest), device })
+    // burn-wgpu's devices take the 1 GiB cap; CUDA's own largest page is its limit.
+    let capped = !gemma4_kernels::uses_cublas(&device);
+    Ok(Opened { backend, piece_bytes: gemma4_model::piece_limit(largest, capped), device })
 }
 
 /// The (lazy) Burn device of `backend`: the adapter `auto` chose, or the runtime's default.
