@@ -152,19 +152,13 @@ pub fn plan(
     Ok(out)
 }
 
-/// 1-D tensors stay F32 (llama.cpp's converter); matrices take `quant`, or F16 where a row is
-/// not a whole number of its blocks.
+/// [`ExportQuant::tensor_type`], recording a matrix that falls back to F16.
 fn tensor_type(shape: &[usize], q: ExportQuant, name: &str, fb: &mut Vec<String>) -> GgmlType {
-    let ty = q.ggml();
-    if shape.len() < 2 {
-        return GgmlType::F32;
+    let ty = q.tensor_type(shape);
+    if shape.len() >= 2 && ty != q.ggml() {
+        fb.push(name.to_owned());
     }
-    let row = shape.last().copied().unwrap_or(0);
-    if row.is_multiple_of(ty.block().0) {
-        return ty;
-    }
-    fb.push(name.to_owned());
-    GgmlType::F16
+    ty
 }
 
 fn edit(cfg: &Gemma4TextConfig, arch: &str, hf: &str) -> Edit {

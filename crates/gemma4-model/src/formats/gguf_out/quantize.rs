@@ -50,6 +50,20 @@ impl ExportQuant {
         }
     }
 
+    /// The type a tensor of `shape` (HF order) is written as: 1-D tensors stay F32 (llama.cpp's
+    /// converter keeps norms and vectors in F32), matrices take [`Self::ggml`], or F16 where a
+    /// row is not a whole number of its blocks (as llama.cpp's converter falls back).
+    pub fn tensor_type(self, shape: &[usize]) -> GgmlType {
+        let ty = self.ggml();
+        if shape.len() < 2 {
+            return GgmlType::F32;
+        }
+        if shape.last().copied().unwrap_or(0).is_multiple_of(ty.block().0) {
+            return ty;
+        }
+        GgmlType::F16
+    }
+
     /// llama.cpp's `general.file_type` (`llama_ftype`: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2,
     /// MOSTLY_Q8_0 7, MOSTLY_BF16 32).
     pub fn file_type(self) -> u32 {
