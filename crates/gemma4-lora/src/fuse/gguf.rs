@@ -14,7 +14,7 @@ use burn::tensor::DType;
 use gemma4_model::CheckpointSource;
 use gemma4_model::gguf_out::{
     ExportQuant, ExportTensor, HeaderTensor, VocabSource, header_bytes, padding, plan,
-    quantize_checked, vocab_metadata, vocab_of_gguf,
+    quantize_checked, vocab_metadata, vocab_of_gguf, vocab_of_tokenizer_json,
 };
 use gemma4_store::AtomicFile;
 
@@ -46,8 +46,8 @@ pub struct GgufReport {
     pub fallbacks: Vec<String>,
 }
 
-/// The tokenizer keys for `source`: a GGUF base's own; none for a directory without
-/// `tokenizer.json`; a directory with one is refused (not converted yet).
+/// The tokenizer keys for `source`: a GGUF base's own; a directory's `tokenizer.json`
+/// converted; none (token ids only) for a directory without one.
 fn vocab(
     source: &CheckpointSource,
     arch: &str,
@@ -56,13 +56,7 @@ fn vocab(
     match source {
         CheckpointSource::Gguf(path) => Ok(vocab_of_gguf(path, arch)?),
         CheckpointSource::Safetensors(dir) if dir.join("tokenizer.json").is_file() => {
-            Err(LoraError::Config {
-                path: dir.join("tokenizer.json"),
-                reason: "converting a Hugging Face tokenizer.json to GGUF vocab keys is not \
-                         implemented yet (hint: export from a GGUF base, or use llama.cpp's \
-                         convert_hf_to_gguf.py on the checkpoint `fuse --out` writes)"
-                    .into(),
-            })
+            Ok(vocab_of_tokenizer_json(dir, arch, vocab_size)?)
         }
         _ => Ok(vocab_metadata(VocabSource::None, arch, vocab_size)?),
     }

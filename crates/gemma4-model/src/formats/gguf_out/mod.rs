@@ -7,18 +7,21 @@
 //! Nothing here writes a file: [`plan`] decides every key and tensor (and refuses what
 //! llama.cpp cannot represent) before a byte is written; the caller streams the tensors through
 //! `gemma4-store`. `names.rs` holds the HF ↔ llama.cpp tensor names, `arch.rs` the metadata
-//! and per-tensor edits of each architecture, `vocab.rs` the tokenizer keys, `quantize.rs` the
-//! block encoders (each checked back through [`crate::dequantize`]).
+//! and per-tensor edits of each architecture, `vocab.rs` the tokenizer keys of a GGUF base
+//! (copied), `hf_vocab.rs` those of a Hugging Face `tokenizer.json` (converted), `quantize.rs`
+//! the block encoders (each checked back through [`crate::dequantize`]).
 
 use crate::formats::quant::GgmlType;
 
 mod arch;
+mod hf_vocab;
 mod hparams;
 mod names;
 mod quantize;
 mod vocab;
 
 pub use arch::{Edit, ExportTensor, GgufPlan, architecture, plan};
+pub use hf_vocab::vocab_of_tokenizer_json;
 pub use names::{LLAMA_NAMES, llama_name};
 pub use quantize::{ExportQuant, quantize, quantize_checked};
 pub use vocab::{VocabSource, vocab_metadata, vocab_of_gguf};
