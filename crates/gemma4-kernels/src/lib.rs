@@ -1,7 +1,7 @@
 //! Device kernels for gemma4-tune: one home for the kernels the model picks by device.
 //!
-//! - [`fused`]: the project's CubeCL kernels (RMSNorm, GeGLU, masked softmax; forward and
-//!   backward) on every GPU runtime, with [`reference`]'s plain ops on the CPU.
+//! - [`fused`]: the project's CubeCL kernels (RMSNorm, GeGLU, masked softmax, flash attention;
+//!   forward and backward) on every GPU runtime, with [`reference`]'s plain ops on the CPU.
 //! - [`matmul`] and [`linear`], every matrix product of the model and the adapter. On a
 //!   CUDA device, when the crate's `cuda` feature is on, they run through cuBLAS (bf16/f16/f32
 //!   inputs, f32 accumulation, f32 as full-precision SGEMM) as a Burn backend extension with its

@@ -2,7 +2,7 @@
 //! autodiff. The CPU runs these; the kernels in `fused` are tested against them.
 
 use burn::tensor::{
-    DType, Int, Tensor,
+    Bool, DType, Int, Tensor,
     activation::{gelu_approximate, log_softmax, softmax},
 };
 
@@ -132,4 +132,90 @@ pub fn softcap_cross_entropy(
     };
     let n = labels.dims()[0];
     log_softmax(logits, 1).gather(1, labels.reshape([n, 1])).reshape([n]).neg()
+}
+
+/// Which keys each query of [`flash_attention`] sees (gemma4-model's `MaskSpec::masked`):
+/// query `i` is at absolute position `offset + i`, key `j` at `key_start + j`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionRule {
+    pub offset: usize,
+    pub key_start: usize,
+    /// Keys after the query are hidden; `false`: bidirectional.
+    pub causal: bool,
+    /// Causal: keys with `q − k ≥ w` hidden; bidirectional: `|q − k| > w` hidden.
+    pub window: Option<usize>,
+    /// Multiplies `q·kᵀ`.
+    pub scale: f64,
+}
+
+/// Per-token restrictions of [`flash_attention`], `[b, t]` integers over the keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenMasks<'a> {
+    /// Key validity: 0 = right padding, hidden from every query.
+    pub valid: Option<&'a Tensor<2, Int>>,
+    /// Packed-sample ids: query `i` (key `offset − key_start + i`) sees only keys of its own
+    /// segment. Only for queries among the keys (no cache): `offset ≥ key_start`, `s` fits.
+    pub segments: Option<&'a Tensor<2, Int>>,
+}
+
+/// The boolean mask of `rule` and `masks` (true = hidden), as gemma4-model's `build_mask`.
+///
+/// # Shapes
+/// - returns `[b or 1, 1, s, t]`
+pub fn attention_mask(
+    rule: &AttentionRule,
+    masks: TokenMasks,
+    s: usize,
+    t: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<4, Bool> {
+    let (o, ks) = (rule.offset as i64, rule.key_start as i64);
+    let q = Tensor::<1, Int>::arange(o..o + s as i64, device).reshape([1, 1, s, 1]);
+    let k = Tensor::<1, Int>::arange(ks..ks + t as i64, device).reshape([1, 1, 1, t]);
+    let gap = q.expand([1, 1, s, t]) - k.expand([1, 1, s, t]); // q − k
+    let mut mask = match (rule.causal, rule.window) {
+        (true, None) => gap.lower_elem(0),
+        (true, Some(w)) => gap.clone().lower_elem(0).bool_or(gap.greater_equal_elem(w as i64)),
+        (false, Some(w)) => gap.abs().greater_elem(w as i64),
+        (false, None) => Tensor::<4, Bool>::zeros([1, 1, s, t], device),
+    };
+    if let Some(valid) = masks.valid {
+        let b = valid.dims()[0];
+        mask = mask.bool_or(valid.clone().equal_elem(0).reshape([b, 1, 1, t]));
+    }
+    if let Some(seg) = masks.segments {
+        let b = seg.dims()[0];
+        let shift = rule.offset - rule.key_start;
+        let q_seg = seg.clone().narrow(1, shift, s).reshape([b, 1, s, 1]);
+        mask = mask.bool_or(q_seg.not_equal(seg.clone().reshape([b, 1, 1, t])));
+    }
+    mask
+}
+
+/// Attention `softmax(q·kᵀ·scale + mask)·v` in Burn's ops: the mask of `rule` and `masks` as
+/// an additive −1e30 bias, grouped KV heads folded into the query rows, [`masked_softmax`] in
+/// f32, the result in q's dtype. A query that sees no key gives zeros (as the kernel does).
+///
+/// # Shapes
+/// - q: `[b, h, s, d]`, k, v: `[b, kv, t, d]`, masks: `[b, t]` → `[b, h, s, d]`
+pub fn flash_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    rule: &AttentionRule,
+    masks: TokenMasks,
+) -> Tensor<4> {
+    let [b, h, s, d] = q.dims();
+    let [_, kv, t, _] = k.dims();
+    let g = h / kv;
+    let mask = attention_mask(rule, masks, s, t, &q.device());
+    let bias = Tensor::<4>::zeros(mask.shape(), (&q.device(), DType::F32))
+        .mask_fill(mask.clone(), -1.0e30f32);
+    let q = q.reshape([b, kv, g * s, d]); // rows (group, position)
+    let scores = q.matmul(k.swap_dims(2, 3)).reshape([b, h, s, t]);
+    let probs = masked_softmax(scores, bias, rule.scale).reshape([b, kv, g * s, t]);
+    let o = probs.matmul(v).reshape([b, h, s, d]);
+    // 1 where the query sees some key, 0 where none: `[b or 1, 1, s, 1]`.
+    let seen = mask.bool_not().int().sum_dim(3).greater_elem(0).float().cast(o.dtype());
+    o * seen
 }

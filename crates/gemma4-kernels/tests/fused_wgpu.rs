@@ -9,6 +9,9 @@
 //! `GEMMA4_TUNE_REQUIRE_GPU_TESTS=1` (set by `.ci/run`): there they fail.
 #![cfg(feature = "wgpu")]
 
+#[path = "fused_wgpu/flash.rs"]
+mod flash;
+
 use burn::tensor::{DType, Device, DeviceKind, Distribution, Int, Tensor, TensorData};
 use gemma4_kernels::{fused, reference};
 

@@ -11,7 +11,7 @@ use burn::backend::{
     tensor::{FloatTensor, IntTensor},
 };
 
-use super::ops::{AdamwScalars, Fused};
+use super::ops::{AdamwScalars, FlashRule, Fused};
 
 #[derive(Debug)]
 struct RmsNormBackward;
@@ -92,6 +92,30 @@ impl<B: Backend + Fused> Backward<B, 1> for CrossEntropyBackward {
         unary::<B, _>(ops.parents, ops.node, grads, |dloss| {
             B::fused_cross_entropy_backward(raw, labels, lse, dloss, cap, has_cap)
         });
+    }
+}
+
+#[derive(Debug)]
+struct FlashBackward;
+
+/// q, k, v, the output and its log-sum-exp; the key validity and segments; the rule.
+type FlashState<B> = ([FloatTensor<B>; 5], [IntTensor<B>; 2], FlashRule);
+
+impl<B: Backend + Fused> Backward<B, 3> for FlashBackward {
+    type State = FlashState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([q, k, v, o, lse], [valid, segments], rule) = ops.state;
+        let dout = grads.consume::<B>(&ops.node);
+        // Two kernels write all three gradients; each goes to its input where that is tracked
+        // (k and v of a KV-shared layer are its donor's: their gradients reach the donor).
+        let (dq, dk, dv) =
+            B::fused_flash_attention_backward(q, k, v, o, lse, dout, valid, segments, rule);
+        for (node, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
     }
 }
 
@@ -285,5 +309,56 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
             constant::<B, C>(sin),
         );
         FloatTensor::<Self>::new(dx)
+    }
+
+    fn fused_flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        valid: IntTensor<Self>,
+        segments: IntTensor<Self>,
+        rule: FlashRule,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let prep = FlashBackward.prepare::<C>([q_node, k_node, v_node]).compute_bound().stateful();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let inputs = (q.clone(), k.clone(), v.clone());
+                let (o, lse) = B::fused_flash_attention(
+                    inputs.0,
+                    inputs.1,
+                    inputs.2,
+                    valid.clone(),
+                    segments.clone(),
+                    rule,
+                );
+                let state = ([q, k, v, o.clone(), lse.clone()], [valid, segments], rule);
+                (prep.finish(state, o), FloatTensor::<Self>::new(lse))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (o, lse) = B::fused_flash_attention(q, k, v, valid, segments, rule);
+                (prep.finish(o), FloatTensor::<Self>::new(lse))
+            }
+        }
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_flash_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+        valid: IntTensor<Self>,
+        segments: IntTensor<Self>,
+        rule: FlashRule,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [q, k, v, o, lse, dout] = [q, k, v, o, lse, dout].map(constant::<B, C>);
+        let (dq, dk, dv) =
+            B::fused_flash_attention_backward(q, k, v, o, lse, dout, valid, segments, rule);
+        (FloatTensor::<Self>::new(dq), FloatTensor::<Self>::new(dk), FloatTensor::<Self>::new(dv))
     }
 }

@@ -13,10 +13,10 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
-use cubecl::ir::{ElemType, IntKind, UIntKind};
+use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
-use super::rows::{BLOCK, cube_max, cube_sum, elem, row_grid};
+use super::rows::{BLOCK, cube_max, cube_sum, elem, int_elem, row_grid};
 
 /// The softcapped logit in f32.
 #[cube]
@@ -96,17 +96,6 @@ fn cross_entropy_backward_kernel<F: Float, I: Int>(
         g -= f32::new(1.0);
     }
     draw[i] = F::cast_from(g * dloss[row] * slope);
-}
-
-/// CubeCL's element type for an integer dtype the labels come in.
-fn int_elem(dtype: DType) -> ElemType {
-    match dtype {
-        DType::I64 => ElemType::Int(IntKind::I64),
-        DType::I32 => ElemType::Int(IntKind::I32),
-        DType::U32 => ElemType::UInt(UIntKind::U32),
-        DType::U64 => ElemType::UInt(UIntKind::U64),
-        other => panic!("fused cross-entropy: unsupported label dtype {other:?}"),
-    }
 }
 
 /// Per-row loss and log-sum-exp (both f32) of the softcapped logits.

@@ -3,8 +3,11 @@
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::ops::{AdamwScalars, Fused};
-use super::{adamw, cross_entropy, geglu, rms_norm, rope, softmax, square_sum};
+use super::ops::{AdamwScalars, FlashRule, Fused};
+use super::{
+    adamw, cross_entropy, flash_attention, flash_backward, geglu, rms_norm, rope, softmax,
+    square_sum,
+};
 
 impl Fused for CubeBackend {
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
@@ -81,5 +84,30 @@ impl Fused for CubeBackend {
 
     fn fused_rope_backward(dy: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> CubeTensor {
         rope::launch(dy, cos, sin, true)
+    }
+
+    fn fused_flash_attention(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        valid: CubeTensor,
+        segments: CubeTensor,
+        rule: FlashRule,
+    ) -> (CubeTensor, CubeTensor) {
+        flash_attention::forward([q, k, v, valid, segments], &rule)
+    }
+
+    fn fused_flash_attention_backward(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        o: CubeTensor,
+        lse: CubeTensor,
+        dout: CubeTensor,
+        valid: CubeTensor,
+        segments: CubeTensor,
+        rule: FlashRule,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        flash_backward::backward([q, k, v, o, lse, dout], [valid, segments], &rule)
     }
 }

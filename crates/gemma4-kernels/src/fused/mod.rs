@@ -3,7 +3,7 @@
 //!
 //! - `ops.rs`: the extension trait [`Fused`](ops::Fused) and its routing.
 //! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`,
-//!   `geglu.rs`, `rope.rs`, `softmax.rs`, `adamw.rs`,
+//!   `geglu.rs`, `rope.rs`, `softmax.rs`, `flash_attention.rs` with `flash_backward.rs`, `adamw.rs`,
 //!   `square_sum.rs`, `cross_entropy.rs`) and what the row kernels share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel.
 //!
@@ -19,6 +19,10 @@ mod autodiff;
 mod cross_entropy;
 #[cfg(feature = "cube")]
 mod cube;
+#[cfg(feature = "cube")]
+mod flash_attention;
+#[cfg(feature = "cube")]
+mod flash_backward;
 #[cfg(feature = "cube")]
 mod geglu;
 #[cfg(feature = "cube")]
@@ -38,7 +42,7 @@ mod square_sum;
 use burn::tensor::DType;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::reference::{self, AdamwStep};
+use crate::reference::{self, AdamwStep, AttentionRule, TokenMasks};
 
 /// Whether the fused kernels run on `device`: a CubeCL device (wgpu or CUDA, directly or under
 /// autodiff) in a build with a GPU backend, unless `GEMMA4_TUNE_FUSED=0`.
@@ -246,4 +250,80 @@ pub fn softcap_cross_entropy(
         return Tensor::from_dispatch(loss);
     }
     reference::softcap_cross_entropy(raw, labels, cap)
+}
+
+/// Attention `softmax(q·kᵀ·scale + mask)·v` with the mask of `rule` and `masks` computed in the
+/// kernel (no `[s, t]` scores or mask in memory) and grouped KV heads read in place; f32 math
+/// and online softmax, the result in q's dtype. A query that sees no key gives zeros, and
+/// its gradients are zero. On a GPU one kernel forward (it keeps the per-row log-sum-exp) and
+/// two backward; the gradients reach q, k and v (for KV-shared layers, the donor's k and v).
+/// Elsewhere [`reference::flash_attention`].
+///
+/// # Shapes
+/// - q: `[b, h, s, d]`, k, v: `[b, kv, t, d]` (`kv` divides `h`), masks: `[b, t]` →
+///   `[b, h, s, d]`
+pub fn flash_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    rule: &AttentionRule,
+    masks: TokenMasks,
+) -> Tensor<4> {
+    #[cfg(feature = "cube")]
+    if let Some(flash) = flash_rule(&q, &k, &v, rule, masks) {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        // The kernel reads an absent mask nowhere: any int tensor of the device stands in.
+        let stand_in = masks.valid.or(masks.segments).cloned();
+        let stand_in = stand_in.unwrap_or_else(|| Tensor::<2, Int>::zeros([1, 1], &q.device()));
+        let valid = masks.valid.cloned().unwrap_or_else(|| stand_in.clone());
+        let segments = masks.segments.cloned().unwrap_or(stand_in);
+        let (o, _lse) = <Dispatch as Fused>::fused_flash_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            valid.into_dispatch(),
+            segments.into_dispatch(),
+            flash,
+        );
+        return Tensor::from_dispatch(o);
+    }
+    reference::flash_attention(q, k, v, rule, masks)
+}
+
+/// The kernel's rule where the kernel takes these inputs: a fused device, one float dtype,
+/// shapes that fit, masks of `[b, t]` and one int dtype, positions that fit i32.
+#[cfg(feature = "cube")]
+fn flash_rule(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    rule: &AttentionRule,
+    masks: TokenMasks,
+) -> Option<ops::FlashRule> {
+    let ([b, h, _, d], [kb, kv, t, kd]) = (q.dims(), k.dims());
+    let given: Vec<&Tensor<2, Int>> = [masks.valid, masks.segments].into_iter().flatten().collect();
+    let fits = enabled(&q.device())
+        && matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && k.dtype() == q.dtype()
+        && v.dtype() == q.dtype()
+        && v.dims() == k.dims()
+        && kb == b
+        && kd == d
+        && kv > 0
+        && h.is_multiple_of(kv)
+        && given.iter().all(|m| m.dims() == [b, t] && m.dtype() == given[0].dtype());
+    // Positions and windows up to 2^30 keep the kernel's i32 range arithmetic exact.
+    const LIMIT: usize = 1 << 30;
+    let pos = |p: usize| (p <= LIMIT).then_some(p as i32);
+    Some(ops::FlashRule {
+        q_pos0: pos(rule.offset)?,
+        k_pos0: pos(rule.key_start)?,
+        causal: rule.causal,
+        window: rule.window.map(|w| w.min(LIMIT) as i32),
+        scale: rule.scale as f32,
+        has_valid: masks.valid.is_some(),
+        has_segments: masks.segments.is_some(),
+    })
+    .filter(|_| fits)
 }

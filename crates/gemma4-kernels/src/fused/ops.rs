@@ -28,6 +28,25 @@ pub struct AdamwScalars {
     pub first: bool,
 }
 
+/// Flash attention's mask rule and scale, for [`Fused::fused_flash_attention`]: query `i` (at
+/// position `q_pos0 + i`) sees key `j` (at `k_pos0 + j`) unless the position rule hides it
+/// (gemma4-model's `MaskSpec::masked`), the key is padding (`has_valid`: `valid[b, j] == 0`) or
+/// its segment differs (`has_segments`: `segments[b, j] != segments[b, i + q_pos0 − k_pos0]`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FlashRule {
+    pub q_pos0: i32,
+    pub k_pos0: i32,
+    /// Keys after the query are hidden; else bidirectional.
+    pub causal: bool,
+    /// Causal: keys `q − k ≥ w` hidden; bidirectional: `|q − k| > w` hidden.
+    pub window: Option<i32>,
+    /// Multiplies `q·k`.
+    pub scale: f32,
+    /// Whether the `valid` and `segments` tensors are read (else placeholders).
+    pub has_valid: bool,
+    pub has_segments: bool,
+}
+
 /// Kernels written once in CubeCL for every GPU runtime Burn has.
 #[backend_extension(Cube, Autodiff)]
 pub trait Fused: Backend {
@@ -164,4 +183,41 @@ pub trait Fused: Backend {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// Attention `softmax(q·kᵀ·scale + mask)·v` with the mask of `rule` computed in the kernel;
+    /// grouped KV heads read in place. Returns the output (q's dtype) and the per-row
+    /// log-sum-exp (f32, not differentiable). `valid` and `segments` are read only when the rule
+    /// says so (else pass any int tensor of the device).
+    ///
+    /// # Shapes
+    /// - q: `[b, h, s, d]`, k, v: `[b, kv, t, d]`, valid, segments: `[b, t]` →
+    ///   (`[b, h, s, d]`, `[b, h, s]`)
+    fn fused_flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        valid: IntTensor<Self>,
+        segments: IntTensor<Self>,
+        rule: FlashRule,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of [`Fused::fused_flash_attention`] with respect to q, k and v, from its
+    /// inputs, its output `o` and log-sum-exp `lse`, and the output's gradient `dout`. Not
+    /// differentiable.
+    ///
+    /// # Shapes
+    /// - q, o, dout: `[b, h, s, d]`, k, v: `[b, kv, t, d]`, lse: `[b, h, s]` →
+    ///   (`[b, h, s, d]`, `[b, kv, t, d]`, `[b, kv, t, d]`)
+    #[allow(clippy::too_many_arguments)]
+    fn fused_flash_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+        valid: IntTensor<Self>,
+        segments: IntTensor<Self>,
+        rule: FlashRule,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }

@@ -5,7 +5,7 @@
 use burn::tensor::DType;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::ir::{ElemType, FloatKind};
+use cubecl::ir::{ElemType, FloatKind, IntKind, UIntKind};
 use cubecl::prelude::*;
 
 /// Units per cube (a power of two: the shared-memory sum halves it step by step).
@@ -58,6 +58,17 @@ pub fn elem(dtype: DType) -> ElemType {
         DType::BF16 => ElemType::Float(FloatKind::BF16),
         DType::F32 => ElemType::Float(FloatKind::F32),
         other => panic!("fused kernels: unsupported dtype {other:?} (f32, f16 or bf16)"),
+    }
+}
+
+/// CubeCL's element type for an integer dtype the labels and masks come in.
+pub fn int_elem(dtype: DType) -> ElemType {
+    match dtype {
+        DType::I64 => ElemType::Int(IntKind::I64),
+        DType::I32 => ElemType::Int(IntKind::I32),
+        DType::U32 => ElemType::UInt(UIntKind::U32),
+        DType::U64 => ElemType::UInt(UIntKind::U64),
+        other => panic!("fused kernels: unsupported int dtype {other:?}"),
     }
 }
 
