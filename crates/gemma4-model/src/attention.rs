@@ -6,13 +6,16 @@
 //! `attention_k_eq_v` have no `v_proj`: V is the raw K projection (before `k_norm`/RoPE).
 //! KV-shared layers own only `q_proj`, `q_norm`, `o_proj` and attend over their donor's K/V.
 //! GQA: query head `h` uses KV head `h / (heads / kv_heads)`; we fold the group into the query
-//! rows instead of copying K/V (`repeat_kv`).
+//! rows instead of copying K/V (`repeat_kv`). On a GPU without a cache (training, evaluation)
+//! the attention is gemma4-kernels' flash attention: the mask rule evaluated in the kernel, no
+//! `[s, t]` scores ([`AttnMask::Rule`]); elsewhere the plain ops over an additive mask bias.
 
-use burn::tensor::{Bool, DType, Tensor};
+use burn::tensor::{Bool, DType, Int, Tensor};
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
-use gemma4_kernels::{fused::masked_softmax, matmul};
+use gemma4_kernels::reference::{AttentionRule, TokenMasks};
+use gemma4_kernels::{fused::flash_attention, fused::masked_softmax, matmul};
 
 use crate::linear::{Adapter, Linear, ProjName, Site};
 use crate::norm::RmsNorm;
@@ -55,13 +58,24 @@ pub struct AttnInputs {
     /// `[1, s, 1, d]`
     pub cos: Tensor<4>,
     pub sin: Tensor<4>,
-    /// The mask as an additive f32 bias (see [`mask_bias`]), built once per forward and layer
-    /// type, not once per layer. `[b or 1, 1, s, t]`
-    pub bias: Tensor<4>,
+    /// The mask, built once per forward and layer type, not once per layer.
+    pub mask: AttnMask,
     /// Causal sliding window `W` of a full-sequence pass (no cache): queries may then attend in
     /// blocks of `W` to their `≤ 2W − 1` possible keys instead of all `t` (see
     /// [`blocks_queries`] and [`windowed`]).
     pub window: Option<usize>,
+}
+
+/// How one layer type's attention is masked.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // one per layer type and forward: its size does not matter
+pub enum AttnMask {
+    /// The mask as an additive f32 bias (see [`mask_bias`]), for the plain-op attention.
+    /// `[b or 1, 1, s, t]`
+    Bias(Tensor<4>),
+    /// The rule (its `scale` is each layer's own) and the per-token masks `[b, t]` that the
+    /// flash attention kernel evaluates itself: no `[s, t]` mask or scores in memory.
+    Rule { rule: AttentionRule, valid: Option<Tensor<2, Int>>, segments: Option<Tensor<2, Int>> },
 }
 
 fn load_linear(
@@ -175,11 +189,18 @@ impl Attention {
         let (h, d) = (self.num_heads, self.head_dim);
         let q = self.q_proj.forward(x, self.site(ProjName::QProj), adapter).reshape([b, s, h, d]);
         let q = apply_rotary(self.q_norm.forward(q), &inp.cos, &inp.sin).swap_dims(1, 2); // [b, h, s, d]
-        let o = match inp.window {
-            Some(w) if blocks_queries(w, s) => {
-                windowed(q, k.clone(), v.clone(), &inp.bias, self.scale, w)
+        let o = match (&inp.mask, inp.window) {
+            (AttnMask::Rule { rule, valid, segments }, _) => {
+                let rule = AttentionRule { scale: self.scale, ..*rule };
+                let masks = TokenMasks { valid: valid.as_ref(), segments: segments.as_ref() };
+                flash_attention(q, k.clone(), v.clone(), &rule, masks)
             }
-            _ => scaled_dot_product(q, k.clone(), v.clone(), inp.bias.clone(), self.scale),
+            (AttnMask::Bias(bias), Some(w)) if blocks_queries(w, s) => {
+                windowed(q, k.clone(), v.clone(), bias, self.scale, w)
+            }
+            (AttnMask::Bias(bias), _) => {
+                scaled_dot_product(q, k.clone(), v.clone(), bias.clone(), self.scale)
+            }
         }; // [b, h, s, d]
         let o = o.swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(o, self.site(ProjName::OProj), adapter)

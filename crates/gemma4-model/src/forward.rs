@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::attention::{AttnInputs, KeyValue, mask_bias};
+use crate::attention::{AttnInputs, AttnMask, KeyValue, mask_bias};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::LayerType;
 use crate::error::{ModelError, Result};
@@ -188,15 +188,48 @@ impl Gemma4TextModel {
                 padding: batch.attention_mask.as_deref(),
                 segments: batch.segments.as_deref(),
             };
-            let mask = build_mask(&spec, rows, &self.device);
+            let mask = self.attention_mask(&spec, rows, cache.is_none());
             let (cos, sin) = match &batch.positions {
                 Some(p) => rope.tables_at(&p.concat(), batch.batch, &self.device),
                 None => rope.tables(offset, s, &self.device),
             };
             // Blocked sliding-window attention needs the whole causal sequence as keys.
             let window = window.filter(|_| cache.is_none() && !self.config.bidirectional);
-            out.insert(*lt, AttnInputs { cos, sin, bias: mask_bias(mask), window });
+            out.insert(*lt, AttnInputs { cos, sin, mask, window });
         }
         out
+    }
+
+    /// The mask of `spec` and `rows`: without a cache on a device where flash attention runs
+    /// (`gemma4_kernels::fused::flash_enabled`), the rule and per-token masks its kernel
+    /// evaluates itself; else the additive bias of the built mask (the cache's prefill and
+    /// decode keep the plain-op attention).
+    fn attention_mask(&self, spec: &MaskSpec, rows: RowMasks, no_cache: bool) -> AttnMask {
+        if !(no_cache && gemma4_kernels::fused::flash_enabled(&self.device)) {
+            return AttnMask::Bias(mask_bias(build_mask(spec, rows, &self.device)));
+        }
+        let rule = gemma4_kernels::reference::AttentionRule {
+            offset: spec.offset,
+            key_start: spec.key_start,
+            causal: spec.causal,
+            window: spec.window,
+            scale: 1.0,
+        };
+        // `[b][keys]` rows as a `[b, keys]` int tensor (a missing entry reads as `fill`).
+        let int_rows = |rows: Vec<Vec<i64>>, fill: i64| {
+            let b = rows.len();
+            let v: Vec<i64> = rows
+                .iter()
+                .flat_map(|r| (0..spec.keys).map(move |j| r.get(j).copied().unwrap_or(fill)))
+                .collect();
+            Tensor::<2, Int>::from_data(TensorData::new(v, [b, spec.keys]), &self.device)
+        };
+        let valid = rows.padding.map(|p| {
+            int_rows(p.iter().map(|r| r.iter().map(|&x| i64::from(x)).collect()).collect(), 1)
+        });
+        let segments = rows.segments.map(|s| {
+            int_rows(s.iter().map(|r| r.iter().map(|&x| i64::from(x)).collect()).collect(), -1)
+        });
+        AttnMask::Rule { rule, valid, segments }
     }
 }

@@ -43,7 +43,7 @@ mod source;
 mod vocab;
 mod weights;
 
-pub use attention::{blocks_queries, mask_bias, scaled_dot_product, windowed};
+pub use attention::{AttnMask, blocks_queries, mask_bias, scaled_dot_product, windowed};
 pub use cache::KvCache;
 pub use checkpoint::{Checkpoint, INDEX_FILE, SINGLE_FILE, TensorInfo};
 pub use config::{Gemma4TextConfig, LayerSpec, LayerType, LoadedConfig, RopeConfig};

@@ -60,6 +60,15 @@ pub fn enabled(device: &Device) -> bool {
     }
 }
 
+/// Whether the model should attend through [`flash_attention`]'s kernel on `device`: the
+/// fused kernels are [`enabled`] there, unless `GEMMA4_TUNE_FLASH=0` (the plain-op attention
+/// with its `[s, t]` scores, to compare speed and memory).
+pub fn flash_enabled(device: &Device) -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH").is_ok_and(|v| v == "0"));
+    !off && enabled(device)
+}
+
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the
 /// result in `x`'s dtype (HF `Gemma4RMSNorm`). `weight` (any float dtype, used as f32) is the
 /// scale; `None` for the scale-free norms. One kernel each way on a GPU; a weight that needs a

@@ -24,7 +24,13 @@ pub const FIXTURES: &[&str] = &[
     "bidirectional",
 ];
 
+/// The CPU (flex); with the `wgpu` feature and `GEMMA4_TEST_DEVICE=wgpu`, the wgpu device, so
+/// the goldens check the GPU path (the fused kernels, flash attention).
 pub fn device() -> Device {
+    #[cfg(feature = "wgpu")]
+    if std::env::var("GEMMA4_TEST_DEVICE").is_ok_and(|v| v == "wgpu") {
+        return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    }
     Device::flex()
 }
 
