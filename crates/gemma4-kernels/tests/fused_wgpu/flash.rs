@@ -151,11 +151,12 @@ fn flash_attention_matches_the_reference_wide_heads_and_f16() {
     let causal = rule(0, 0, true, None);
     let case =
         |dims, dtype, tol| Case { dims, rule: causal, valid: None, segments: None, dtype, tol };
-    // Gemma 4's head dims: 256 (sliding), 512 (full), scaled by d^-½ (at 0.3 the offset inputs'
-    // scores reach ±40 at d = 512, and the f32 sums alone differ by ~1e-5 relative).
-    for (d, s) in [(256, 18), (512, 9)] {
+    // Gemma 4's head dims: 256 (sliding), 512 (full), scaled by d^-½. The offset inputs' dot
+    // products over 512 terms differ by their f32 summation order alone: dq reaches ~9e-6
+    // relative in repeated runs, hence the wider bound there.
+    for (d, s, tol) in [(256, 18, 1e-5), (512, 9, 3e-5)] {
         let scaled = AttentionRule { scale: (d as f64).powf(-0.5), ..causal };
-        check(&device, &Case { rule: scaled, ..case([1, 2, 1, s, s, d], DType::F32, 1e-5) });
+        check(&device, &Case { rule: scaled, ..case([1, 2, 1, s, s, d], DType::F32, tol) });
     }
     check(
         &device,
