@@ -2,7 +2,7 @@
 //! loop, validation, checkpoints and metrics. Files in the order a run uses them:
 //! `recipe` → `plan` (the memory plan; resolves `auto`) → `run_dir` → `setup` (+ `tiny`) → `start` → `train` (the loop: `stream`,
 //! `schedule`, `trainer` with `step`/`recompute`, `loss`, `optim`; `report`) → `eval` →
-//! `checkpoint` → `metrics`.
+//! `checkpoint` → `metrics` (+ `tensorboard`).
 
 pub mod checkpoint;
 pub mod error;
@@ -20,6 +20,7 @@ pub mod setup;
 pub mod start;
 pub mod step;
 pub mod stream;
+pub mod tensorboard;
 pub mod tiny;
 pub mod train;
 pub mod trainer;

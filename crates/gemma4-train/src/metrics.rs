@@ -1,5 +1,6 @@
 //! Feedback: `metrics.jsonl` (one JSON object per report and per evaluation, appended and
-//! flushed), the one-line reports, and the loss-curve plot (SVG) at the end.
+//! flushed), the same records as TensorBoard scalars when asked (`tensorboard.rs`), the
+//! one-line reports, and the loss-curve plot (SVG) at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -8,11 +9,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::error::{Result, TrainError};
+use crate::tensorboard::Board;
 
-/// Appends metric records to `metrics.jsonl`.
+/// Appends metric records to `metrics.jsonl` (and to a TensorBoard event file when one is open).
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    board: Option<Board>,
     pub train: Vec<(usize, f64)>,
     pub valid: Vec<(usize, f64)>,
 }
@@ -20,8 +23,9 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Open (append) `dir/metrics.jsonl`. Resuming at step N (`keep_until = Some(N)`), the records
     /// up to N stay; a fresh run (`None`) starts an empty file (records of a run killed before its
-    /// first checkpoint would otherwise stay, e.g. a second step-0 validation).
-    pub fn open(dir: &Path, keep_until: Option<usize>) -> Result<Self> {
+    /// first checkpoint would otherwise stay, e.g. a second step-0 validation). `tensorboard`:
+    /// also write each record to a new event file in `dir/tensorboard/`.
+    pub fn open(dir: &Path, keep_until: Option<usize>, tensorboard: bool) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         let mut train = Vec::new();
         let mut valid = Vec::new();
@@ -50,7 +54,8 @@ impl MetricsLog {
             .create(true)
             .open(&path)
             .map_err(|source| TrainError::Io { path: path.clone(), source })?;
-        Ok(Self { path, file, train, valid })
+        let board = if tensorboard { Some(Board::create(dir, keep_until)?) } else { None };
+        Ok(Self { path, file, board, train, valid })
     }
 
     pub fn record(&mut self, v: Value) -> Result<()> {
@@ -62,7 +67,11 @@ impl MetricsLog {
         }
         writeln!(self.file, "{v}")
             .and_then(|_| self.file.flush())
-            .map_err(|source| TrainError::Io { path: self.path.clone(), source })
+            .map_err(|source| TrainError::Io { path: self.path.clone(), source })?;
+        match &mut self.board {
+            Some(board) => board.record(&v),
+            None => Ok(()),
+        }
     }
 }
 
@@ -181,13 +190,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = "{\"step\":0,\"val_loss\":3.0}\n{\"step\":1,\"loss\":2.0}\n{\"step\":2,\"loss\":1.0}\n{\"step\":2,\"lo";
         std::fs::write(dir.path().join("metrics.jsonl"), old).unwrap();
-        let log = MetricsLog::open(dir.path(), Some(1)).unwrap();
+        let log = MetricsLog::open(dir.path(), Some(1), false).unwrap();
         assert_eq!((log.train.clone(), log.valid.clone()), (vec![(1, 2.0)], vec![(0, 3.0)]));
         assert_eq!(
             std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().lines().count(),
             2
         );
-        let log = MetricsLog::open(dir.path(), None).unwrap();
+        let log = MetricsLog::open(dir.path(), None, false).unwrap();
         assert!(log.train.is_empty() && log.valid.is_empty());
         assert_eq!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap(), "");
     }

@@ -114,6 +114,9 @@ pub struct TrainSection {
     /// (peak memory of one layer, one more forward pass of compute). Same gradients. `"auto"`
     /// (default): on only when the memory plan says the run does not fit without it.
     pub gradient_checkpointing: Recompute,
+    /// Also write the metrics as TensorBoard event files in `<out_dir>/tensorboard/`
+    /// (`tensorboard --logdir runs` compares runs). Default `false`.
+    pub tensorboard: bool,
 }
 
 /// `[eval]`: validation.
@@ -166,6 +169,7 @@ impl Default for TrainSection {
             out_dir: PathBuf::from("runs/default"),
             skip_nonfinite: false,
             gradient_checkpointing: Recompute::Auto,
+            tensorboard: false,
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn start(
     ));
     let (train, data) = (&recipe.train, &recipe.data);
     let batcher = Batcher::new(&train_split, train.batch_size, data.packing, data.max_seq_len)?;
-    let log = MetricsLog::open(out, resume.map(|_| state.step))?;
+    let log = MetricsLog::open(out, resume.map(|_| state.step), train.tensorboard)?;
     let stream = MicroBatches::new(batcher, train.seed, &state, data.train.clone());
     let trainer = Trainer::new(base.model, adapter, opt, state, StepSettings::from_recipe(recipe));
     Ok(Started { trainer, valid, stream, log })
