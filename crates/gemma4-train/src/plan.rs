@@ -59,6 +59,9 @@ pub struct DeviceFacts {
     /// cuBLAS route of a bf16 model, where the adapter does so); false: an f32 copy per
     /// targeted projection, as `gemma4-lora`'s adapter makes it everywhere else.
     pub bf16_lora_inputs: bool,
+    /// Attention runs as the flash kernel (`gemma4_kernels::fused::flash_enabled`): it keeps
+    /// q, k, v, its output and a log-sum-exp per row, no `[s, t]` probabilities.
+    pub flash: bool,
 }
 
 impl DeviceFacts {
@@ -120,6 +123,7 @@ pub fn estimate(
         r: input.lora.r as u64,
         dropout: input.lora.lora_dropout > 0.0,
         lora_reads_input: input.dtype == WeightDtype::Bf16 && facts.bf16_lora_inputs,
+        flash: facts.flash,
     };
     let (n, e) = (d.b * d.s, cfg.hidden_size as u64);
     let (targets, adapter_params) = targets(cfg, &input.lora)?;
@@ -135,9 +139,10 @@ pub fn estimate(
     let (rows, vocab) = (chunk_rows(cfg.vocab_size, facts.piece_bytes) as u64, cfg.vocab_size);
     let per_chunk = if d.plain { 6 * 4 } else { 2 * dt };
     let loss_chunks = rows.min(n) * vocab as u64 * per_chunk + n * e * (4 + dt);
-    // Masks (`[b, 1, s, s]` bools per layer type) and the PLE inputs `[b, s, L, D]`.
+    // Masks (`[b, 1, s, s]` bools per layer type; flash attention: the `[b, s]` i32 padding and
+    // segments its kernel reads) and the PLE inputs `[b, s, L, D]`.
     let ple = n * (n_layers * cfg.hidden_size_per_layer_input) as u64 * dt;
-    let masks = 2 * d.b * d.s * d.s;
+    let masks = if facts.flash { 2 * 4 * n } else { 2 * d.b * d.s * d.s };
     let (activations, backward, loss_base) = if recompute {
         let donors: BTreeSet<usize> = cfg.layers.iter().filter_map(|l| l.kv_donor).collect();
         let donor_kv: u64 = donors

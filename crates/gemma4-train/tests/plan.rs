@@ -24,6 +24,7 @@ fn h200() -> DeviceFacts {
         memory_source: "cuDeviceTotalMem".into(),
         piece_bytes: 1 << 30,
         bf16_lora_inputs: false,
+        flash: false,
     }
 }
 
@@ -172,4 +173,19 @@ fn lora_reading_bf16_inputs_saves_the_f32_copies_of_each_projection_input() {
         estimate(&cfg, &f32_input, &h200(), false).unwrap(),
         estimate(&cfg, &f32_input, &reads, false).unwrap()
     );
+}
+
+#[test]
+fn with_flash_attention_the_activations_grow_linearly_in_the_sequence() {
+    let cfg = preset("e2b");
+    let flash = DeviceFacts { flash: true, ..h200_today() };
+    let at = |facts: &DeviceFacts, seq| {
+        let input = PlanInput { seq, ..input(1, WeightDtype::Bf16) };
+        estimate(&cfg, &input, facts, false).unwrap()
+    };
+    let (short, long) = (at(&flash, 8192), at(&flash, 32768));
+    assert_eq!(long.activations, 4 * short.activations, "{short:?} {long:?}");
+    // The `[s, t]` probabilities of the full layers grow quadratically without it.
+    let (short, long) = (at(&h200_today(), 8192), at(&h200_today(), 32768));
+    assert!(long.activations > 6 * short.activations, "{short:?} {long:?}");
 }

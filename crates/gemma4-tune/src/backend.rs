@@ -251,6 +251,7 @@ pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFac
         piece_bytes,
         // The adapter's decision for a bf16 model on this device (gemma4-lora adapter.rs).
         bf16_lora_inputs: gemma4_kernels::bf16_lora_inputs(device, burn::tensor::DType::BF16),
+        flash: gemma4_kernels::fused::flash_enabled(device),
     }
 }
 

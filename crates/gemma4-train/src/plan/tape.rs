@@ -13,7 +13,9 @@
 //!   plain ops (CPU) keep f32 copies: a norm its f32 input and output, GeGLU also `gelu(gate)`,
 //!   the softmax `exp` and the quotient;
 //! - attention keeps q (after its norm) and k, v as each product reads them (a sliding layer's
-//!   query blocks read `≤ 2W − 1` keys each), and the probabilities `[b, h, s, t]`.
+//!   query blocks read `≤ 2W − 1` keys each), and the probabilities `[b, h, s, t]`; as the flash
+//!   kernel (GPUs, `gemma4_kernels::fused::flash_enabled`) it keeps q, k, v, its output and an
+//!   f32 log-sum-exp per query row instead, linear in `s`.
 
 use std::collections::BTreeSet;
 
@@ -36,6 +38,8 @@ pub(crate) struct Dims {
     /// The adapter's products read a bf16 activation as it is instead of an f32 copy
     /// ([`super::DeviceFacts::bf16_lora_inputs`]).
     pub lora_reads_input: bool,
+    /// Attention through the flash kernel ([`super::DeviceFacts::flash`]).
+    pub flash: bool,
 }
 
 impl Dims {
@@ -143,13 +147,25 @@ fn attention(
     }
     let mut saved = d.product_inputs(e, count(targets, &qkv), qkv.len() as u64);
     saved += d.norm(h * hd, d.dt) + d.dt * n * h * hd; // q: its norm, the product's copy
+    let own_norms = if own_kv {
+        let v_norm = if spec.k_eq_v { 0 } else { d.norm(kv * hd, d.dt) };
+        d.norm(kv * hd, d.dt) + v_norm
+    } else {
+        0
+    };
+    saved += own_norms + d.product_inputs(h * hd, count(targets, &[ProjName::OProj]), 1);
+    if d.flash {
+        // k and v as they are (a KV-shared layer holds its donor's, already kept), the output
+        // (its backward's `Σ dO∘O`) and the f32 log-sum-exp per row; backward: dq, dk, dv in
+        // f32 beside `Σ dO∘O`.
+        let own = if own_kv { 2 * d.dt * n * kv * hd } else { 0 };
+        saved += own + d.dt * n * h * hd + 4 * n * h;
+        let backward = 4 * n * (h * hd + 2 * kv * hd + h);
+        return LayerTape { saved, backward };
+    }
     let (area, widest, reads) = score_area(cfg, spec.layer_type, d.s);
     // K and V as the products read them (each query block its key range).
     saved += 2 * d.dt * d.b * reads * kv * hd;
-    if own_kv {
-        let v_norm = if spec.k_eq_v { 0 } else { d.norm(kv * hd, d.dt) };
-        saved += d.norm(kv * hd, d.dt) + v_norm;
-    }
     let probs = if !d.plain {
         d.dt
     } else if d.dt == 4 {
@@ -158,7 +174,6 @@ fn attention(
         4 + d.dt
     };
     saved += probs * d.b * h * area;
-    saved += d.product_inputs(h * hd, count(targets, &[ProjName::OProj]), 1);
     // Backward: the gradients of the probabilities and of the scores of the widest block.
     let backward = 2 * probs.max(d.dt) * d.b * h * widest;
     LayerTape { saved, backward }
