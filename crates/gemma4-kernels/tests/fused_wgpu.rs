@@ -269,7 +269,9 @@ fn square_sums_match_the_reference() {
     assert_eq!(got.len(), 3);
     let e = rel_l2(&got, &want);
     eprintln!("square_sums: {got:?} vs {want:?}: {e:.2e}");
-    assert!(e <= 1e-6, "square_sums {e:.2e} > 1e-6");
+    // f32 sums of up to 2,100 squares in another order: ~√n·2⁻²⁴ ≈ 3e-6 relative at worst
+    // (1.28e-6 seen once on lavapipe against an earlier 1e-6 bound).
+    assert!(e <= 1e-5, "square_sums {e:.2e} > 1e-5");
     assert!(fused::square_sums(&[]).is_empty());
 }
 
