@@ -68,14 +68,31 @@ fn estimates_are_within_15_percent_of_the_peaks_measured_on_an_h200() {
         ("e4b", 2, true, 14.6),
         ("e4b", 2, false, 44.7),
     ];
-    let runs = today.map(|r| (r, h200_today())).into_iter().chain(f32_inputs.map(|r| (r, h200())));
-    for ((name, batch, recompute, gib), facts) in runs {
-        let e =
-            estimate(&preset(name), &input(batch, WeightDtype::Bf16), &facts, recompute).unwrap();
+    // With flash attention (`GEMMA4_TUNE_FLASH=1`), same day, commit 78ddb1f (one device call;
+    // batch 1 at 2,048, 8,192 and 32,768 tokens: memory linear in the sequence).
+    let flash = [
+        ("e2b", 1, false, 14.13),
+        ("e2b", 1, false, 35.18),
+        ("e2b", 1, false, 120.09),
+        ("e2b", 4, false, 36.43),
+        ("e2b", 4, true, 10.11),
+        ("e4b", 2, false, 31.90),
+        ("e4b", 2, true, 13.12),
+    ];
+    let seqs = [2048, 8192, 32768, 2048, 2048, 2048, 2048];
+    let flash_facts = DeviceFacts { flash: true, ..h200_today() };
+    let runs = today
+        .map(|r| (r, 2048, h200_today()))
+        .into_iter()
+        .chain(f32_inputs.map(|r| (r, 2048, h200())))
+        .chain(flash.into_iter().zip(seqs).map(|(r, s)| (r, s, flash_facts.clone())));
+    for ((name, batch, recompute, gib), seq, facts) in runs {
+        let input = PlanInput { seq, ..input(batch, WeightDtype::Bf16) };
+        let e = estimate(&preset(name), &input, &facts, recompute).unwrap();
         let err = e.total as f64 / GIB / gib - 1.0;
         eprintln!(
-            "{name} batch {batch} recompute {recompute} bf16 inputs {}: estimate {:.2} GiB, measured {gib} GiB ({:+.1}%)",
-            facts.bf16_lora_inputs,
+            "{name} {batch} × {seq} recompute {recompute} flash {}: estimate {:.2} GiB, measured {gib} GiB ({:+.1}%)",
+            facts.flash,
             e.total as f64 / GIB,
             100.0 * err
         );

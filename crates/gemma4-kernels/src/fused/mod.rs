@@ -60,13 +60,16 @@ pub fn enabled(device: &Device) -> bool {
     }
 }
 
-/// Whether the model should attend through [`flash_attention`]'s kernel on `device`: the
-/// fused kernels are [`enabled`] there, unless `GEMMA4_TUNE_FLASH=0` (the plain-op attention
-/// with its `[s, t]` scores, to compare speed and memory).
+/// Whether the model should attend through [`flash_attention`]'s kernel on `device`: only when
+/// asked (`GEMMA4_TUNE_FLASH=1`) and the fused kernels are [`enabled`] there. Off by default:
+/// on an H200 (CUDA, bf16, E2B 4 × 2048) it took the step from 0.54 to 1.80 s (backward 0.18 →
+/// 1.16 s) for 36.4 GiB instead of 42.7 (docs/performance.md): its scores are one unit's dot
+/// products from shared memory, without tensor cores. It is what makes memory linear in the
+/// sequence (E2B batch 1 at 32,768 tokens: 120 GiB).
 pub fn flash_enabled(device: &Device) -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH").is_ok_and(|v| v == "0"));
-    !off && enabled(device)
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH").is_ok_and(|v| v == "1"));
+    on && enabled(device)
 }
 
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the
