@@ -6,19 +6,20 @@
 //!
 //! Runs on any Vulkan or Metal device, Mesa's software Vulkan (lavapipe) included, which
 //! `.ci/run` installs. Without a device the tests skip with a message, except where
-//! `GEMMA4_TUNE_REQUIRE_GPU_TESTS=1` (set by `.ci/run`): there they fail.
-#![cfg(feature = "wgpu")]
+//! `GEMMA4_TUNE_REQUIRE_GPU_TESTS=1` (set by `.ci/run`): there they fail. In a `cuda` build
+//! (or with `GEMMA4_TEST_DEVICE=cuda` in a build with both) they run on CUDA device 0.
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 #[path = "fused_wgpu/flash.rs"]
 mod flash;
 
-use burn::tensor::{DType, Device, DeviceKind, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use gemma4_kernels::{fused, reference};
 
 /// The wgpu device, or `None` (with a message) where none can be opened and none is required.
 fn gpu() -> Option<Device> {
     let probe = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(DeviceKind::DefaultDevice);
+        let device = open();
         let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device);
         let _ = t.sum().into_data();
         device
@@ -33,6 +34,20 @@ fn gpu() -> Option<Device> {
             None
         }
     }
+}
+
+/// CUDA device 0 in a `cuda` build without `wgpu` or with `GEMMA4_TEST_DEVICE=cuda`, else the
+/// default wgpu device.
+fn open() -> Device {
+    #[cfg(feature = "cuda")]
+    if cfg!(not(feature = "wgpu")) || std::env::var("GEMMA4_TEST_DEVICE").is_ok_and(|v| v == "cuda")
+    {
+        return Device::cuda(0);
+    }
+    #[cfg(feature = "wgpu")]
+    return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    #[cfg(not(feature = "wgpu"))]
+    unreachable!("a cuda build without wgpu opened CUDA above")
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {

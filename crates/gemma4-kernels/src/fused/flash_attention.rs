@@ -349,8 +349,13 @@ pub fn rows_f32(q: &CubeTensor) -> CubeTensor {
 
 /// The grid of one cube per (block of `BQ` rows, head, batch entry).
 pub fn grid(blocks_of: usize, heads: usize, batch: usize) -> CubeCount {
+    grid_of(blocks_of, BQ, heads, batch)
+}
+
+/// The grid of one cube per (block of `per` rows, head, batch entry).
+pub fn grid_of(blocks_of: usize, per: u32, heads: usize, batch: usize) -> CubeCount {
     let c = |v: usize| u32::try_from(v).expect("flash attention: grid fits u32");
-    CubeCount::Static(c(blocks_of.div_ceil(BQ as usize)), c(heads), c(batch))
+    CubeCount::Static(c(blocks_of.div_ceil(per as usize)), c(heads), c(batch))
 }
 
 /// Attention with the mask of `rule`; returns the output (q's dtype) and the per-row
@@ -372,6 +377,9 @@ pub fn forward(
         return (out, lse);
     }
     let g = geometry(&q, &k, rule);
+    if super::flash_tc::usable(&q) {
+        return super::flash_tc::forward([q, k, v, valid, segments], out, lse, g, flags(rule));
+    }
     let dtypes = [elem(q.dtype), int_elem(valid.dtype)];
     let d = u32::try_from(d).expect("flash attention: head dim fits u32");
     flash_forward_kernel::launch(

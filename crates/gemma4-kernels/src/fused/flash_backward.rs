@@ -216,6 +216,18 @@ pub fn backward(
     let client = q.client.clone();
     let dtypes = [elem(q.dtype), int_elem(valid.dtype)];
     let d32 = u32::try_from(d).expect("flash attention: head dim fits u32");
+    if super::flash_tc::usable(&q) {
+        let gs = [geometry(&q, &k, rule), geometry(&q, &k, rule)];
+        super::flash_tc_backward::backward(
+            [q, k, v, o, lse, dout],
+            [valid, segments],
+            [&dq, &dk, &dv, &delta],
+            gs,
+            flags(rule),
+            dtypes,
+        );
+        return (dq, dk, dv);
+    }
     let arg = |t: &CubeTensor| t.clone().into_tensor_arg();
     flash_dq_kernel::launch(
         &client,

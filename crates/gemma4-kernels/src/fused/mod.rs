@@ -24,6 +24,10 @@ mod flash_attention;
 #[cfg(feature = "cube")]
 mod flash_backward;
 #[cfg(feature = "cube")]
+mod flash_tc;
+#[cfg(feature = "cube")]
+mod flash_tc_backward;
+#[cfg(feature = "cube")]
 mod geglu;
 #[cfg(feature = "cube")]
 mod ops;
@@ -70,6 +74,23 @@ pub fn flash_enabled(device: &Device) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let on = *ON.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH").is_ok_and(|v| v == "1"));
     on && enabled(device)
+}
+
+/// How many times [`flash_attention`] has run its forward on tensor cores in this process
+/// (f16/bf16, head dims a multiple of 64, a device with 16 × 16 × 16 cooperative matrices).
+pub fn flash_tensor_core_launches() -> u64 {
+    #[cfg(feature = "cube")]
+    return flash_tc::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "cube"))]
+    0
+}
+
+/// Whether `GEMMA4_TUNE_FLASH_TC=0` keeps flash attention off the tensor cores (its scalar
+/// kernels everywhere, to compare or to bisect).
+#[cfg(feature = "cube")]
+fn tensor_cores_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH_TC").is_ok_and(|v| v == "0"))
 }
 
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the

@@ -49,8 +49,8 @@ fn attend(case: &Case, data: [&TensorData; 4], device: &Device, fused_path: bool
 
 /// Runs `case` both ways, checks every output, and returns the kernel's (o, dq, dk, dv).
 fn check(device: &Device, case: &Case) -> [Vec<f64>; 4] {
-    if case.dtype == DType::F16 && !device.supports_dtype(DType::F16) {
-        eprintln!("f16: not supported by this device, skipped");
+    if case.dtype != DType::F32 && !device.supports_dtype(case.dtype) {
+        eprintln!("{:?}: not supported by this device, skipped", case.dtype);
         return Default::default();
     }
     let [b, h, kv, s, t, d] = case.dims;
@@ -162,6 +162,54 @@ fn flash_attention_matches_the_reference_wide_heads_and_f16() {
         &device,
         &Case { valid: Some(padded(19, 13)), ..case([2, 4, 2, 19, 19, 37], DType::F16, 5e-3) },
     );
+}
+
+/// The tensor-core kernels (f16 and bf16, head dims 64, 256 and 512) against the f32
+/// reference, where the device has cooperative matrices; elsewhere the scalar kernels run the
+/// same cases. `GEMMA4_TUNE_REQUIRE_TENSOR_CORES=1` fails if the tensor cores did not run.
+#[test]
+fn flash_attention_on_tensor_cores_matches_the_reference() {
+    let Some(device) = gpu() else { return };
+    let before = fused::flash_tensor_core_launches();
+    let seg: Vec<i64> = (0..2 * 37).map(|i| i64::from(i % 37 >= 20)).collect();
+    for (dtype, tol) in [(DType::F16, 5e-3), (DType::BF16, 3e-2)] {
+        let case = |dims, rule, valid, segments| Case { dims, rule, valid, segments, dtype, tol };
+        let scaled =
+            |d: usize, r: AttentionRule| AttentionRule { scale: (d as f64).powf(-0.5), ..r };
+        // Odd rows and keys, 4 query heads on 2, right padding, packed segments.
+        check(
+            &device,
+            &case(
+                [2, 4, 2, 37, 37, 64],
+                scaled(64, rule(0, 0, true, None)),
+                Some(padded(37, 29)),
+                Some(seg.clone()),
+            ),
+        );
+        // Gemma 4's sliding layer (window smaller than the keys, 8 heads on 1) and full layer.
+        check(
+            &device,
+            &case([1, 8, 1, 45, 45, 256], scaled(256, rule(0, 0, true, Some(9))), None, None),
+        );
+        check(
+            &device,
+            &case([1, 2, 1, 21, 21, 512], scaled(512, rule(0, 0, true, None)), None, None),
+        );
+        // Bidirectional window; a cache offset with a rotated key start.
+        check(
+            &device,
+            &case([1, 2, 2, 19, 19, 64], scaled(64, rule(0, 0, false, Some(6))), None, None),
+        );
+        check(
+            &device,
+            &case([2, 4, 1, 7, 30, 128], scaled(128, rule(40, 17, true, Some(20))), None, None),
+        );
+    }
+    let ran = fused::flash_tensor_core_launches() - before;
+    eprintln!("flash on tensor cores: {ran} forward launches");
+    if std::env::var("GEMMA4_TUNE_REQUIRE_TENSOR_CORES").is_ok_and(|v| v == "1") {
+        assert!(ran >= 10, "GEMMA4_TUNE_REQUIRE_TENSOR_CORES=1: only {ran} tensor-core launches");
+    }
 }
 
 /// A KV-shared layer: the donor's k and v serve the donor's attention (sliding window) and the
