@@ -30,6 +30,11 @@ pub const LANES: u32 = 32;
 pub const TILE: u32 = 16;
 /// Entries of a score tile.
 pub const TILE2: u32 = TILE * TILE;
+/// Padding of a staged row (elements): rows `d + PAD` apart spread a tile's rows over the
+/// shared-memory banks and keep every tile 32-byte aligned.
+pub const PAD: u32 = 8;
+/// Byte alignment of the shared buffers `cmma` reads and writes.
+pub const ALIGN: usize = 32;
 
 /// Whether the tensor-core kernels take `q` (`[b, h, s, d]`): f16 or bf16, `d` a multiple of
 /// [`COLS`] up to 512, planes of 32 units and 16 × 16 × 16 `cmma` with f32 sums on its device,
@@ -48,10 +53,22 @@ pub fn usable(q: &CubeTensor) -> bool {
     };
     half && d % COLS as usize == 0
         && (COLS as usize..=512).contains(&d)
+        && shared_bytes(d) <= hw.max_shared_memory_size
         && hw.plane_size_min == LANES
         && hw.plane_size_max == LANES
         && !super::tensor_cores_off()
         && q.client.features().matmul.cmma.contains(&config)
+}
+
+/// The most shared memory a kernel here takes for head dim `d` (the backward's: two staged
+/// `[TILE, d + PAD]` half tiles, two f32 partial tiles per plane, two half tiles and rows).
+pub fn shared_bytes(d: usize) -> usize {
+    let planes = d / COLS as usize;
+    let tile = TILE as usize;
+    2 * tile * (d + PAD as usize) * 2
+        + 2 * planes * (TILE2 as usize) * 4
+        + 2 * (TILE2 as usize) * 2
+        + 2 * tile * 4
 }
 
 /// Forward launches on tensor cores so far in this process (tests check which path ran).
@@ -63,7 +80,7 @@ pub fn cube_dim(d: usize) -> CubeDim {
 }
 
 /// Copies rows `[0, rows)` (at most [`TILE`]) of `src` from `base` (`d` apart) into `stage`
-/// (`[TILE, d]`), zeros below them. Every unit of the cube takes part; no synchronisation.
+/// (`[TILE, d]`, rows `d + PAD` apart), zeros below them. Every unit of the cube takes part; no synchronisation.
 #[cube]
 pub fn stage_rows<F: Float>(
     src: &Tensor<F>,
@@ -74,9 +91,10 @@ pub fn stage_rows<F: Float>(
 ) {
     let units = CUBE_DIM_X * CUBE_DIM_Y;
     for e in range_stepped(UNIT_POS, TILE * d, units) {
-        let ok = e / d < rows;
+        let (row, col) = (e / d, e % d);
+        let ok = row < rows;
         let at = select(ok, base + e as usize, 0);
-        stage[e as usize] = select(ok, src[at], F::cast_from(0.0f32));
+        stage[(row * (d + PAD) + col) as usize] = select(ok, src[at], F::cast_from(0.0f32));
     }
 }
 
@@ -124,7 +142,7 @@ pub fn row_operands<F: Float>(
     #[unroll]
     for c in 0..COLS / TILE {
         let at = UNIT_POS_Y * COLS + c * TILE;
-        tiles.push(operand::<F>(stage, at, d, MatrixIdent::A, MatrixLayout::RowMajor));
+        tiles.push(operand::<F>(stage, at, d + PAD, MatrixIdent::A, MatrixLayout::RowMajor));
     }
     tiles
 }
@@ -140,7 +158,7 @@ pub fn col_operands<F: Float>(
     #[unroll]
     for c in 0..COLS / TILE {
         let at = UNIT_POS_Y * COLS + c * TILE;
-        tiles.push(operand::<F>(stage, at, d, MatrixIdent::B, MatrixLayout::ColMajor));
+        tiles.push(operand::<F>(stage, at, d + PAD, MatrixIdent::B, MatrixLayout::ColMajor));
     }
     tiles
 }
@@ -195,7 +213,7 @@ pub fn accumulate<F: Float>(
     #[unroll]
     for c in 0..COLS / TILE {
         let at = UNIT_POS_Y * COLS + c * TILE;
-        let b = operand::<F>(stage, at, d, MatrixIdent::B, MatrixLayout::RowMajor);
+        let b = operand::<F>(stage, at, d + PAD, MatrixIdent::B, MatrixLayout::RowMajor);
         cmma::execute(a, &b, &acc[c as usize], &acc[c as usize]);
     }
 }
@@ -253,9 +271,9 @@ fn flash_tc_forward_kernel<F: Float, I: Int>(
     let kv_head = head / g.group;
     let kv_base = ((batch * (g.heads / g.group) + kv_head) * g.t) as usize * d as usize;
     let units = LANES * planes;
-    let mut kv = Shared::<[F]>::new_slice((TILE * d) as usize);
-    let mut part = Shared::<[f32]>::new_slice((planes * TILE2) as usize);
-    let mut probs = Shared::<[F]>::new_slice(TILE2 as usize);
+    let mut kv = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
+    let mut part = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut probs = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut scores = Shared::<[f32]>::new_slice(TILE2 as usize);
     let mut row_lse = Shared::<[f32]>::new_slice(TILE as usize);
     stage_rows::<F>(q, q_base, q_rows, &mut kv, d);

@@ -15,8 +15,8 @@ use super::flash_attention::{
     Geometry, GeometryLaunch, MaskFlags, grid_of, key_range, query_range, visible,
 };
 use super::flash_tc::{
-    LANES, TILE, TILE2, accumulate, accumulators, col_operands, cube_dim, operand, partial_product,
-    row_operands, stage_rows, summed, write_rows,
+    ALIGN, LANES, PAD, TILE, TILE2, accumulate, accumulators, col_operands, cube_dim, operand,
+    partial_product, row_operands, stage_rows, summed, write_rows,
 };
 
 #[cube(launch)]
@@ -44,11 +44,11 @@ fn flash_tc_dq_kernel<F: Float, I: Int>(
     let kv_head = head / g.group;
     let kv_base = ((batch * (g.heads / g.group) + kv_head) * g.t) as usize * d as usize;
     let units = LANES * planes;
-    let mut ks = Shared::<[F]>::new_slice((TILE * d) as usize);
-    let mut vs = Shared::<[F]>::new_slice((TILE * d) as usize);
-    let mut part_s = Shared::<[f32]>::new_slice((planes * TILE2) as usize);
-    let mut part_dp = Shared::<[f32]>::new_slice((planes * TILE2) as usize);
-    let mut ds = Shared::<[F]>::new_slice(TILE2 as usize);
+    let mut ks = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
+    let mut vs = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
+    let mut part_s = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut part_dp = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut ds = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut rows = Shared::<[f32]>::new_slice((2 * TILE) as usize); // lse, then D
     // D = Σ dO∘O: unit u sums row u % TILE over the columns ≡ u / TILE (mod units / TILE).
     let (r, chunks) = (UNIT_POS % TILE, units / TILE);
@@ -128,12 +128,12 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
     let k_rows = min(g.t - k0, TILE);
     let k_base = ((batch * kv_heads + kv_head) * g.t + k0) as usize * d as usize;
     let units = LANES * planes;
-    let mut qs = Shared::<[F]>::new_slice((TILE * d) as usize);
-    let mut dos = Shared::<[F]>::new_slice((TILE * d) as usize);
-    let mut part_s = Shared::<[f32]>::new_slice((planes * TILE2) as usize);
-    let mut part_dp = Shared::<[f32]>::new_slice((planes * TILE2) as usize);
-    let mut probs = Shared::<[F]>::new_slice(TILE2 as usize);
-    let mut ds = Shared::<[F]>::new_slice(TILE2 as usize);
+    let mut qs = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
+    let mut dos = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
+    let mut part_s = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut part_dp = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut probs = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
+    let mut ds = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut rows = Shared::<[f32]>::new_slice((2 * TILE) as usize); // lse, then D
     stage_rows::<F>(k, k_base, k_rows, &mut qs, d);
     stage_rows::<F>(v, k_base, k_rows, &mut dos, d);
