@@ -19,6 +19,57 @@ use super::flash_tc::{
     partial_product, row_operands, stage_rows, summed, write_rows,
 };
 
+/// The probabilities of this unit's entries of the score tile (entry `UNIT_POS + i·units`):
+/// `exp(s·scale − lse)` where the mask lets the query see the key, else 0; `part` holds the
+/// planes' partial scores, `rows` the tile's log-sum-exps (then its `D`s).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn probabilities<F: Float, I: Int>(
+    part: &Shared<[f32]>,
+    q0: u32,
+    k0: u32,
+    q_rows: u32,
+    k_rows: u32,
+    batch: u32,
+    rows: &Shared<[f32]>,
+    valid: &Tensor<I>,
+    segments: &Tensor<I>,
+    g: &Geometry,
+    #[comptime] flags: MaskFlags,
+    #[comptime] planes: u32,
+) -> Array<f32> {
+    let units = LANES * planes;
+    let mut p = Array::<f32>::new(comptime!((TILE2 / (LANES * planes)) as usize));
+    #[unroll]
+    for i in 0..comptime!(TILE2 / (LANES * planes)) {
+        let e = UNIT_POS + i * units;
+        let (r, j) = (e / TILE, e % TILE);
+        let seen = r < q_rows
+            && j < k_rows
+            && visible::<I>(q0 + r, k0 + j, batch, valid, segments, g, flags);
+        p[i as usize] = select(seen, (summed(part, e) * g.scale - rows[r as usize]).exp(), 0.0f32);
+    }
+    p
+}
+
+/// `ds = p·(dp − D)` for this unit's entries, `part` holding the planes' partial `dp = dO·vᵀ`.
+#[cube]
+fn score_gradients<F: Float>(
+    part: &Shared<[f32]>,
+    p: &Array<f32>,
+    rows: &Shared<[f32]>,
+    ds: &mut Shared<[F]>,
+    #[comptime] planes: u32,
+) {
+    let units = LANES * planes;
+    #[unroll]
+    for i in 0..comptime!(TILE2 / (LANES * planes)) {
+        let e = UNIT_POS + i * units;
+        let dp = summed(part, e);
+        ds[e as usize] = F::cast_from(p[i as usize] * (dp - rows[(TILE + e / TILE) as usize]));
+    }
+}
+
 #[cube(launch)]
 fn flash_tc_dq_kernel<F: Float, I: Int>(
     q: &Tensor<F>,
@@ -46,27 +97,27 @@ fn flash_tc_dq_kernel<F: Float, I: Int>(
     let units = LANES * planes;
     let mut ks = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
     let mut vs = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
-    let mut part_s = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
-    let mut part_dp = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut part = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
     let mut ds = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut rows = Shared::<[f32]>::new_slice((2 * TILE) as usize); // lse, then D
     // D = Σ dO∘O: unit u sums row u % TILE over the columns ≡ u / TILE (mod units / TILE).
     let (r, chunks) = (UNIT_POS % TILE, units / TILE);
-    let mut part = f32::new(0.0);
+    let mut d_part = f32::new(0.0);
     if r < q_rows {
         let at = q_base + (r * d) as usize;
         for col in range_stepped(UNIT_POS / TILE, d, chunks) {
-            part += f32::cast_from(dout[at + col as usize]) * f32::cast_from(o[at + col as usize]);
+            d_part +=
+                f32::cast_from(dout[at + col as usize]) * f32::cast_from(o[at + col as usize]);
         }
     }
-    part_s[UNIT_POS as usize] = part;
+    part[UNIT_POS as usize] = d_part;
     stage_rows::<F>(q, q_base, q_rows, &mut ks, d);
     stage_rows::<F>(dout, q_base, q_rows, &mut vs, d);
     sync_cube();
     if UNIT_POS < TILE {
         let mut dsum = f32::new(0.0);
         for c in 0..chunks {
-            dsum += part_s[(c * TILE + UNIT_POS) as usize];
+            dsum += part[(c * TILE + UNIT_POS) as usize];
         }
         rows[(TILE + UNIT_POS) as usize] = dsum;
         rows[UNIT_POS as usize] = lse[(row0 + min(UNIT_POS, q_rows - 1)) as usize];
@@ -85,24 +136,21 @@ fn flash_tc_dq_kernel<F: Float, I: Int>(
         stage_rows::<F>(v, kv_base + (k0 * d) as usize, k_rows, &mut vs, d);
         sync_cube();
         let kf = col_operands::<F>(&ks, d);
-        partial_product::<F>(&qf, &kf, &mut part_s);
-        let vf = col_operands::<F>(&vs, d);
-        partial_product::<F>(&dof, &vf, &mut part_dp);
+        partial_product::<F>(&qf, &kf, &mut part);
         sync_cube();
-        for e in range_stepped(UNIT_POS, TILE2, units) {
-            let (r, j) = (e / TILE, e % TILE);
-            let seen = r < q_rows
-                && j < k_rows
-                && visible::<I>(q0 + r, k0 + j, batch, valid, segments, g, flags);
-            let p = select(seen, (summed(&part_s, e) * g.scale - rows[r as usize]).exp(), 0.0f32);
-            let dp = summed(&part_dp, e);
-            ds[e as usize] = F::cast_from(p * (dp - rows[(TILE + r) as usize]));
-        }
+        let p = probabilities::<F, I>(
+            &part, q0, k0, q_rows, k_rows, batch, &rows, valid, segments, g, flags, planes,
+        );
+        sync_cube();
+        let vf = col_operands::<F>(&vs, d);
+        partial_product::<F>(&dof, &vf, &mut part);
+        sync_cube();
+        score_gradients::<F>(&part, &p, &rows, &mut ds, planes);
         sync_cube();
         let dsf = operand::<F>(&ds, 0, TILE, MatrixIdent::A, MatrixLayout::RowMajor);
         accumulate::<F>(&mut acc, &dsf, &ks, d);
     }
-    write_rows::<F>(&acc, g.scale, dq, q_base, q_rows, &mut part_s, d);
+    write_rows::<F>(&acc, g.scale, dq, q_base, q_rows, &mut part, d);
 }
 
 #[cube(launch)]
@@ -130,8 +178,7 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
     let units = LANES * planes;
     let mut qs = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
     let mut dos = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
-    let mut part_s = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
-    let mut part_dp = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
+    let mut part = Shared::<[f32]>::new_aligned_slice((planes * TILE2) as usize, ALIGN);
     let mut probs = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut ds = Shared::<[F]>::new_aligned_slice(TILE2 as usize, ALIGN);
     let mut rows = Shared::<[f32]>::new_slice((2 * TILE) as usize); // lse, then D
@@ -158,21 +205,20 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
             }
             sync_cube();
             let qf = row_operands::<F>(&qs, d);
-            partial_product::<F>(&qf, &kf, &mut part_s);
-            let dof = row_operands::<F>(&dos, d);
-            partial_product::<F>(&dof, &vf, &mut part_dp);
+            partial_product::<F>(&qf, &kf, &mut part);
             sync_cube();
-            for e in range_stepped(UNIT_POS, TILE2, units) {
-                let (r, j) = (e / TILE, e % TILE);
-                let seen = r < q_rows
-                    && j < k_rows
-                    && visible::<I>(q0 + r, k0 + j, batch, valid, segments, g, flags);
-                let p =
-                    select(seen, (summed(&part_s, e) * g.scale - rows[r as usize]).exp(), 0.0f32);
-                let dp = summed(&part_dp, e);
-                probs[e as usize] = F::cast_from(p);
-                ds[e as usize] = F::cast_from(p * (dp - rows[(TILE + r) as usize]));
+            let p = probabilities::<F, I>(
+                &part, q0, k0, q_rows, k_rows, batch, &rows, valid, segments, g, flags, planes,
+            );
+            #[unroll]
+            for i in 0..comptime!(TILE2 / (LANES * planes)) {
+                probs[(UNIT_POS + i * units) as usize] = F::cast_from(p[i as usize]);
             }
+            sync_cube();
+            let dof = row_operands::<F>(&dos, d);
+            partial_product::<F>(&dof, &vf, &mut part);
+            sync_cube();
+            score_gradients::<F>(&part, &p, &rows, &mut ds, planes);
             sync_cube();
             // pᵀ and dsᵀ: the row-major [query, key] tiles read column-major.
             let pt = operand::<F>(&probs, 0, TILE, MatrixIdent::A, MatrixLayout::ColMajor);
@@ -181,8 +227,8 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
             accumulate::<F>(&mut dk_acc, &dst, &qs, d);
         }
     }
-    write_rows::<F>(&dk_acc, g.scale, dk, k_base, k_rows, &mut part_s, d);
-    write_rows::<F>(&dv_acc, 1.0f32, dv, k_base, k_rows, &mut part_s, d);
+    write_rows::<F>(&dk_acc, g.scale, dk, k_base, k_rows, &mut part, d);
+    write_rows::<F>(&dv_acc, 1.0f32, dv, k_base, k_rows, &mut part, d);
 }
 
 /// [`super::flash_backward::backward`] on tensor cores ([`super::flash_tc::usable`] said yes;
