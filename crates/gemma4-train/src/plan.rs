@@ -112,6 +112,19 @@ pub fn estimate(
     facts: &DeviceFacts,
     recompute: bool,
 ) -> Result<Estimate> {
+    estimate_layers(cfg, input, facts, if recompute { cfg.layers.len() } else { 0 })
+}
+
+/// [`estimate`] with the first `k` layers recomputed and the rest kept on the tape (`0`: none,
+/// the layer count: all). Between the two, the peak is the larger of the backward through the
+/// taped layers (every recomputed layer's input kept, the taped layers' tapes) and the
+/// recomputation below them (one recomputed layer's tape).
+pub fn estimate_layers(
+    cfg: &Gemma4TextConfig,
+    input: &PlanInput,
+    facts: &DeviceFacts,
+    k: usize,
+) -> Result<Estimate> {
     let (dt, n_layers) = (bytes(input.dtype), cfg.layers.len());
     let rd = if input.dtype == WeightDtype::F16 { 4 } else { dt };
     let d = Dims {
@@ -143,24 +156,37 @@ pub fn estimate(
     // segments its kernel reads) and the PLE inputs `[b, s, L, D]`.
     let ple = n * (n_layers * cfg.hidden_size_per_layer_input) as u64 * dt;
     let masks = if facts.flash { 2 * 4 * n } else { 2 * d.b * d.s * d.s };
-    let (activations, backward, loss_base) = if recompute {
-        let donors: BTreeSet<usize> = cfg.layers.iter().filter_map(|l| l.kv_donor).collect();
+    let k = k.min(n_layers);
+    let (activations, backward, loss_base) = if k == 0 {
+        let saved: u64 = tapes.iter().map(|t| t.saved).sum();
+        let top = tapes.last().map_or(0, |t| t.backward);
+        // The backward starts from `hidden.cast(f32) · g`.
+        (saved + masks, top + 4 * n * e, saved + masks + ple)
+    } else {
+        // Each recomputed layer's input, and the K/V of the donors among them.
+        let donors: BTreeSet<usize> =
+            cfg.layers.iter().filter_map(|l| l.kv_donor).filter(|&i| i < k).collect();
         let donor_kv: u64 = donors
             .iter()
             .map(|&i| {
                 2 * d.b * d.s * (cfg.layers[i].num_key_value_heads * cfg.layers[i].head_dim) as u64
             })
             .sum();
-        let kept = n_layers as u64 * n * e * rd + donor_kv * dt + ple + masks;
-        let top = tapes.iter().map(|t| t.saved + t.backward).max().unwrap_or(0);
-        let widest = tapes.iter().map(|t| t.saved).max().unwrap_or(0);
+        let kept = k as u64 * n * e * rd + donor_kv * dt + ple + masks;
+        let (below, above) = tapes.split_at(k);
+        let top = below.iter().map(|t| t.saved + t.backward).max().unwrap_or(0);
+        let widest = below.iter().map(|t| t.saved).max().unwrap_or(0);
         // Pass 2: one layer on the tape, the gradient at its output, the donors' K/V gradients.
-        (kept + widest, top - widest + 4 * n * e + donor_kv * 4, kept)
-    } else {
-        let saved: u64 = tapes.iter().map(|t| t.saved).sum();
-        let top = tapes.last().map_or(0, |t| t.backward);
-        // The backward starts from `hidden.cast(f32) · g`.
-        (saved + masks, top + 4 * n * e, saved + masks + ple)
+        let recompute = (kept + widest, top - widest + 4 * n * e + donor_kv * 4);
+        // The taped layers above k, and the backward through them.
+        let taped: u64 = above.iter().map(|t| t.saved).sum();
+        let through = match above.last() {
+            Some(last) => (kept + taped, last.backward + 4 * n * e + donor_kv * 4),
+            None => (0, 0),
+        };
+        let (a, b) =
+            if through.0 + through.1 > recompute.0 + recompute.1 { through } else { recompute };
+        (a, b, kept + taped)
     };
     let runtime = if facts.gpu { GPU_RUNTIME_BYTES } else { 0 };
     let fixed = weights + adapter_optimizer + runtime;
@@ -252,6 +278,7 @@ pub fn plan_recipe(
     let plan = MemoryPlan::new(cfg, &input, facts, recipe.train.gradient_checkpointing)?;
     let mut resolved = recipe.clone();
     resolved.model.dtype = dtype.into();
-    resolved.train.gradient_checkpointing = Recompute::from(plan.recompute);
+    resolved.train.gradient_checkpointing =
+        Recompute::resolved(plan.recompute_layers, cfg.layers.len());
     Ok((resolved, plan))
 }

@@ -111,8 +111,9 @@ pub struct TrainSection {
     /// last checkpoint intact; `true` skips that step's update and counts it.
     pub skip_nonfinite: bool,
     /// Recompute each decoder layer in the backward pass instead of keeping its activations
-    /// (peak memory of one layer, one more forward pass of compute). Same gradients. `"auto"`
-    /// (default): on only when the memory plan says the run does not fit without it.
+    /// (peak memory of one layer, one more forward pass of compute). Same gradients. A number
+    /// `N`: only the first `N` layers, the rest kept. `"auto"` (default): the fewest layers
+    /// the memory plan says fit, none when the run fits without.
     pub gradient_checkpointing: Recompute,
     /// Also write the metrics as TensorBoard event files in `<out_dir>/tensorboard/`
     /// (`tensorboard --logdir runs` compares runs). Default `false`.

@@ -67,8 +67,9 @@ pub struct Accumulate {
     pub tokens: usize,
     /// Dropout masks are seeded from this and the micro-batch index.
     pub seed: u64,
-    /// Recompute layers in the backward pass ([`crate::recompute`]); the gradients are the same.
-    pub checkpointing: bool,
+    /// Recompute the first this many layers in the backward pass ([`crate::recompute`]; 0:
+    /// none); the gradients are the same.
+    pub recompute_layers: usize,
     /// The loss is multiplied by this ([`crate::optim::LossScale`]; 1 = none).
     pub loss_scale: f64,
 }
@@ -83,15 +84,15 @@ pub fn accumulate_gradients(
     phases: &mut Phases,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
     let device = &model.device;
-    let Accumulate { tokens, seed, checkpointing, loss_scale } = *pass;
+    let Accumulate { tokens, seed, recompute_layers, loss_scale } = *pass;
     adapter.training = true;
     let scale = loss_scale / tokens.max(1) as f64;
     let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
     let mut loss_sum = 0.0f64;
     for (j, mb) in micro.iter().enumerate() {
         let seed = seed ^ j as u64;
-        if checkpointing {
-            let pass = Layerwise { scale, seed: seed << 8 };
+        if recompute_layers > 0 {
+            let pass = Layerwise { scale, seed: seed << 8, layers: recompute_layers };
             loss_sum += layerwise_gradients(model, adapter, mb, pass, &mut grads, phases)?;
             continue;
         }

@@ -20,7 +20,7 @@ use gemma4_model::Gemma4TextModel;
 use crate::checkpoint::TrainerState;
 use crate::error::Result;
 use crate::optim::{AdamW, LossScale, global_norm, nonfinite_keys};
-use crate::recipe::{OptimSection, Recipe};
+use crate::recipe::{OptimSection, Recipe, Recompute};
 use crate::step::{Accumulate, Phases, accumulate_gradients, apply_update};
 
 /// The settings a step reads.
@@ -28,8 +28,9 @@ use crate::step::{Accumulate, Phases, accumulate_gradients, apply_update};
 pub struct StepSettings {
     /// AdamW's hyper-parameters and the gradient clip (`max_grad_norm`, 0 = off).
     pub optim: OptimSection,
-    /// Recompute layers in the backward pass ([`crate::recompute`]).
-    pub gradient_checkpointing: bool,
+    /// Layers recomputed in the backward pass ([`crate::recompute`]), resolved: `auto` is
+    /// none here (the memory plan resolves it before a run).
+    pub gradient_checkpointing: Recompute,
     /// Skip a step with a non-finite loss or gradient instead of stopping.
     pub skip_nonfinite: bool,
     /// Dropout masks are seeded from this and the step number.
@@ -41,7 +42,7 @@ impl StepSettings {
     pub fn from_recipe(recipe: &Recipe) -> Self {
         Self {
             optim: recipe.optim.clone(),
-            gradient_checkpointing: recipe.train.gradient_checkpointing.enabled(),
+            gradient_checkpointing: recipe.train.gradient_checkpointing,
             skip_nonfinite: recipe.train.skip_nonfinite,
             seed: recipe.train.seed,
         }
@@ -128,7 +129,7 @@ impl Trainer {
         let pass = Accumulate {
             tokens,
             seed: self.settings.seed ^ ((step as u64) << 16), // dropout masks
-            checkpointing: self.settings.gradient_checkpointing,
+            recompute_layers: self.settings.gradient_checkpointing.layers(self.model.layers.len()),
             loss_scale: self.loss_scale.scale,
         };
         let (loss_sum, grads) =
@@ -202,8 +203,12 @@ mod tests {
             eps: 1e-8,
             max_grad_norm: 1.0,
         };
-        let settings =
-            StepSettings { optim, gradient_checkpointing: false, skip_nonfinite: false, seed: 0 };
+        let settings = StepSettings {
+            optim,
+            gradient_checkpointing: Recompute::Off,
+            skip_nonfinite: false,
+            seed: 0,
+        };
         let trainer =
             Trainer::new(model, adapter, AdamW::default(), TrainerState::default(), settings);
         let (b, s) = (1, 8);

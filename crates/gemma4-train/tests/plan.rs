@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use gemma4_lora::{LoraConfig, TargetModules};
 use gemma4_model::{Gemma4TextConfig, WeightDtype};
-use gemma4_train::plan::{DeviceFacts, MemoryPlan, PlanInput, estimate};
+use gemma4_train::plan::{DeviceFacts, MemoryPlan, PlanInput, estimate, estimate_layers};
 use gemma4_train::recipe::Recompute;
 
 fn preset(name: &str) -> Gemma4TextConfig {
@@ -128,6 +128,17 @@ fn auto_recomputes_only_when_the_step_does_not_fit_without() {
     let plan = MemoryPlan::new(&cfg, &input, &small, Recompute::Auto).unwrap();
     assert!(plan.recompute && plan.fits() == Some(true), "{}", plan.summary());
     plan.check().unwrap();
+    // Only as many layers as it takes: one fewer would pass 90% of the card.
+    let k = plan.recompute_layers;
+    let over = estimate_layers(&cfg, &input, &small, k - 1).unwrap().total as f64;
+    assert!(k < cfg.layers.len() && over > 0.9 * (24u64 << 30) as f64, "{}", plan.summary());
+    assert!(plan.chosen().total <= (24u64 << 30) * 9 / 10, "{}", plan.summary());
+    assert_eq!(plan.resolved(), Recompute::Layers(k));
+    assert!(
+        plan.lines().iter().any(|l| l.contains(&format!("{k} of 35 layers"))),
+        "{:?}",
+        plan.lines()
+    );
     // Unknown memory: no check, and `auto` stays off.
     small.memory = None;
     let plan = MemoryPlan::new(&cfg, &input, &small, Recompute::Auto).unwrap();
@@ -158,6 +169,17 @@ fn recomputation_and_smaller_steps_shrink_the_estimate() {
     let cfg = preset("e2b");
     let est = |b, dt, rc| estimate(&cfg, &input(b, dt), &h200(), rc).unwrap().total;
     assert!(est(4, WeightDtype::Bf16, true) < est(4, WeightDtype::Bf16, false));
+    // Recomputing more of the first layers keeps less, from none to all of them (up to one
+    // layer's input: recomputing the last layer too keeps its input beside the others).
+    let layers = |k| estimate_layers(&cfg, &input(4, WeightDtype::Bf16), &h200(), k).unwrap().total;
+    assert_eq!(layers(0), est(4, WeightDtype::Bf16, false));
+    assert_eq!(layers(cfg.layers.len()), est(4, WeightDtype::Bf16, true));
+    let input_bytes = 4 * 2048 * 1536 * 2;
+    for k in 1..=cfg.layers.len() {
+        let (now, before) = (layers(k), layers(k - 1));
+        assert!(now <= before + input_bytes, "{k} layers: {now} > {before}");
+    }
+    assert!(layers(18) < (layers(0) + layers(35)) / 2 + (8 << 30), "half the layers: about half");
     assert!(est(2, WeightDtype::Bf16, false) < est(4, WeightDtype::Bf16, false));
     assert!(est(4, WeightDtype::Bf16, false) < est(4, WeightDtype::F32, false));
     // f16 keeps an f32 residual stream and an f32 MLP product: more than bf16.

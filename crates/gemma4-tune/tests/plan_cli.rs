@@ -53,3 +53,23 @@ fn a_step_that_cannot_fit_fails_at_once_with_the_numbers_and_what_to_change() {
     }
     assert!(!tmp.path().join("run").exists(), "nothing written");
 }
+
+#[test]
+fn plan_of_the_first_layers_recomputed_sits_between_none_and_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = e2b_recipe(tmp.path(), "batch_size = 1\ngradient_checkpointing = 10\n");
+    let (_, stdout, stderr) =
+        run(bin().args(["train", "--plan", "--json", "--backend", "cpu"]).arg(&r));
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect(&stderr);
+    let gc = &plan["gradient_checkpointing"];
+    assert_eq!((gc["setting"].as_str(), gc["resolved"].as_u64()), (Some("10"), Some(10)), "{gc}");
+    assert_eq!((gc["recompute_layers"].as_u64(), gc["layers"].as_u64()), (Some(10), Some(35)));
+    let total = |key: &str| plan[key]["total"].as_u64().unwrap();
+    let chosen = plan["chosen_total_bytes"].as_u64().unwrap();
+    assert!(total("with_recompute") < chosen && chosen < total("without_recompute"), "{plan}");
+    let (_, stdout, _) = run(bin().args(["train", "--plan", "--backend", "cpu"]).arg(&r));
+    assert!(
+        stdout.contains("10 layers") && stdout.contains("gradient_checkpointing 10"),
+        "{stdout}"
+    );
+}

@@ -6,7 +6,7 @@ use gemma4_model::{Gemma4TextConfig, WeightDtype};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AUTO_SHARE, DeviceFacts, Estimate, PlanInput, estimate};
+use super::{AUTO_SHARE, DeviceFacts, Estimate, PlanInput, estimate, estimate_layers};
 use crate::error::{Result, TrainError};
 use crate::recipe::Recompute;
 
@@ -20,10 +20,15 @@ pub struct MemoryPlan {
     pub rank: usize,
     pub without_recompute: Estimate,
     pub with_recompute: Estimate,
-    /// `gradient_checkpointing` as written: `auto`, `true` or `false`.
-    pub setting: &'static str,
-    /// The choice: recompute layers in the backward pass.
+    /// `gradient_checkpointing` as written: `auto`, `true`, `false` or a number of layers.
+    pub setting: String,
+    /// The choice: recompute layers in the backward pass (`recompute_layers > 0`).
     pub recompute: bool,
+    /// How many (the first ones) of the model's `layers`.
+    pub recompute_layers: usize,
+    pub layers: usize,
+    /// The estimate of the choice (one of the two above, or between them).
+    pub chosen_estimate: Estimate,
     /// When the choice does not fit: changes that would, with their estimates.
     pub hints: Vec<String>,
 }
@@ -42,8 +47,9 @@ fn size(b: u64) -> String {
 }
 
 impl MemoryPlan {
-    /// Estimate both ways and choose (`auto`: recomputation only when the estimate without it
-    /// passes [`AUTO_SHARE`] of the device's memory; unknown memory: off).
+    /// Estimate both ways and choose (`auto`: the fewest recomputed layers whose estimate stays
+    /// within [`AUTO_SHARE`] of the device's memory, none when the run fits without; all when
+    /// nothing fits; unknown memory: none).
     pub fn new(
         cfg: &Gemma4TextConfig,
         input: &PlanInput,
@@ -52,12 +58,15 @@ impl MemoryPlan {
     ) -> Result<Self> {
         let without = estimate(cfg, input, facts, false)?;
         let with = estimate(cfg, input, facts, true)?;
-        let recompute = match setting {
-            Recompute::On => true,
-            Recompute::Off => false,
-            Recompute::Auto => {
-                facts.memory.is_some_and(|m| without.total as f64 > AUTO_SHARE * m as f64)
-            }
+        let layers = cfg.layers.len();
+        let k = match (setting, facts.memory) {
+            (Recompute::Auto, Some(m)) => auto_layers(cfg, input, facts, AUTO_SHARE * m as f64)?,
+            _ => setting.layers(layers),
+        };
+        let chosen_estimate = match k {
+            0 => without,
+            k if k == layers => with,
+            k => estimate_layers(cfg, input, facts, k)?,
         };
         let mut plan = Self {
             facts: facts.clone(),
@@ -68,7 +77,10 @@ impl MemoryPlan {
             without_recompute: without,
             with_recompute: with,
             setting: setting.name(),
-            recompute,
+            recompute: k > 0,
+            recompute_layers: k,
+            layers,
+            chosen_estimate,
             hints: Vec::new(),
         };
         if plan.fits() == Some(false) {
@@ -79,7 +91,21 @@ impl MemoryPlan {
 
     /// The estimate of the chosen way.
     pub fn chosen(&self) -> &Estimate {
-        if self.recompute { &self.with_recompute } else { &self.without_recompute }
+        &self.chosen_estimate
+    }
+
+    /// The choice as a recipe writes it: `false`, `true` or the number of layers.
+    pub fn resolved(&self) -> Recompute {
+        Recompute::resolved(self.recompute_layers, self.layers)
+    }
+
+    /// `with recomputation`, `without recomputation` or `with recomputation of k of L layers`.
+    fn how(&self) -> String {
+        match self.recompute_layers {
+            0 => "without recomputation".into(),
+            k if k >= self.layers => "with recomputation".into(),
+            k => format!("with recomputation of {k} of {} layers", self.layers),
+        }
     }
 
     /// Whether the chosen way fits the device (`None`: the device reports no memory).
@@ -90,10 +116,10 @@ impl MemoryPlan {
     /// An error with the numbers and what to change, when the chosen way does not fit.
     pub fn check(&self) -> Result<()> {
         let (Some(false), Some(m)) = (self.fits(), self.facts.memory) else { return Ok(()) };
-        let how = if self.recompute { "with" } else { "without" };
         let mut text = format!(
-            "memory plan: a step needs an estimated {:.1} GiB ({how} recomputation) but the {} device holds {:.1} GiB ({}); {}",
+            "memory plan: a step needs an estimated {:.1} GiB ({}) but the {} device holds {:.1} GiB ({}); {}",
             gib(self.chosen().total),
+            self.how(),
             self.facts.backend,
             gib(m),
             self.facts.memory_source,
@@ -121,7 +147,7 @@ impl MemoryPlan {
             self.seq,
             self.dtype,
             self.rank,
-            self.recompute,
+            self.resolved().name(),
             self.setting,
             size(self.chosen().total)
         )
@@ -129,13 +155,23 @@ impl MemoryPlan {
 
     /// The table `train --plan` prints.
     pub fn lines(&self) -> Vec<String> {
-        let (a, b) = (&self.without_recompute, &self.with_recompute);
+        let partial = self.recompute_layers > 0 && self.recompute_layers < self.layers;
+        let mut columns = vec![&self.without_recompute, &self.with_recompute];
+        let mut head = format!("  {:<22}{:>16}{:>18}", "", "no recompute", "recompute");
+        if partial {
+            columns.push(&self.chosen_estimate);
+            head += &format!("{:>18}", format!("{} layers", self.recompute_layers));
+        }
         let row = |name: &str, f: fn(&Estimate) -> u64| {
-            format!("  {name:<22}{:>16}{:>18}", size(f(a)), size(f(b)))
+            let mut line = format!("  {name:<22}{:>16}", size(f(columns[0])));
+            for e in &columns[1..] {
+                line += &format!("{:>18}", size(f(e)));
+            }
+            line
         };
         let mut out = vec![
             self.summary(),
-            format!("  {:<22}{:>16}{:>18}", "", "no recompute", "recompute"),
+            head,
             row("weights", |e| e.weights),
             row("adapter + optimizer", |e| e.adapter_optimizer),
             row("activations", |e| e.activations),
@@ -146,7 +182,12 @@ impl MemoryPlan {
         ];
         match (self.fits(), self.facts.memory) {
             (Some(true), Some(m)) => {
-                out.push(format!("fits: {} of {}", size(self.chosen().total), size(m)));
+                out.push(format!(
+                    "fits: {} of {} ({})",
+                    size(self.chosen().total),
+                    size(m),
+                    self.how()
+                ));
             }
             (Some(false), _) => out.extend(self.hints.iter().map(|h| format!("to fit: {h}"))),
             _ => out
@@ -161,7 +202,8 @@ impl MemoryPlan {
             "backend": self.facts.backend, "device_memory_bytes": self.facts.memory,
             "device_memory_source": self.facts.memory_source,
             "batch": self.batch, "seq": self.seq, "dtype": self.dtype.name(), "rank": self.rank,
-            "gradient_checkpointing": {"setting": self.setting, "resolved": self.recompute},
+            "gradient_checkpointing": {"setting": self.setting, "resolved": self.resolved(),
+                "recompute_layers": self.recompute_layers, "layers": self.layers},
             "without_recompute": self.without_recompute, "with_recompute": self.with_recompute,
             "chosen_total_bytes": self.chosen().total, "fits": self.fits(), "hints": self.hints,
         })
@@ -180,6 +222,23 @@ fn breakdown(e: &Estimate) -> String {
     )
 }
 
+/// The fewest layers to recompute (the first ones) for an estimate within `limit` bytes: 0 when
+/// the run fits without, all of them when nothing fits.
+fn auto_layers(
+    cfg: &Gemma4TextConfig,
+    input: &PlanInput,
+    facts: &DeviceFacts,
+    limit: f64,
+) -> Result<usize> {
+    let n = cfg.layers.len();
+    for k in 0..n {
+        if estimate_layers(cfg, input, facts, k)?.total as f64 <= limit {
+            return Ok(k);
+        }
+    }
+    Ok(n)
+}
+
 /// Single changes that would fit, each with its estimate (recomputation on where it is not).
 fn hints(
     cfg: &Gemma4TextConfig,
@@ -189,7 +248,7 @@ fn hints(
 ) -> Result<Vec<String>> {
     let Some(m) = facts.memory else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    if !plan.recompute && plan.with_recompute.total <= m {
+    if plan.recompute_layers < plan.layers && plan.with_recompute.total <= m {
         let gb = gib(plan.with_recompute.total);
         out.push(format!("[train] gradient_checkpointing = true or \"auto\" ({gb:.1} GiB)"));
     }

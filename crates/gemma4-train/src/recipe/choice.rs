@@ -59,28 +59,47 @@ impl<'de> Deserialize<'de> for DtypeChoice {
     }
 }
 
-/// `[train] gradient_checkpointing`: `true`, `false` or `"auto"` (the default: on only when the
-/// memory plan says the run does not fit without it).
+/// `[train] gradient_checkpointing`: `true`, `false`, `"auto"` (the default: the fewest
+/// recomputed layers that fit, none when the run fits without) or a number `N`: recompute the
+/// first `N` decoder layers and keep the rest on the tape (0 is `false`; the layer count or
+/// more is `true`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Recompute {
     #[default]
     Auto,
     On,
     Off,
+    /// The first `N` layers.
+    Layers(usize),
 }
 
 impl Recompute {
-    /// Whether layers are recomputed. `auto` not yet resolved by a plan counts as off.
-    pub fn enabled(self) -> bool {
-        self == Self::On
+    /// How many of `total` layers (the first ones) are recomputed. `auto` not yet resolved by
+    /// a plan counts as none.
+    pub fn layers(self, total: usize) -> usize {
+        match self {
+            Self::Auto | Self::Off => 0,
+            Self::On => total,
+            Self::Layers(n) => n.min(total),
+        }
+    }
+
+    /// The concrete value for `n` of `total` layers: `false`, `true` or the number.
+    pub fn resolved(n: usize, total: usize) -> Self {
+        match n {
+            0 => Self::Off,
+            n if n >= total => Self::On,
+            n => Self::Layers(n),
+        }
     }
 
     /// The value as written in a recipe.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Auto => "auto",
-            Self::On => "true",
-            Self::Off => "false",
+            Self::Auto => "auto".into(),
+            Self::On => "true".into(),
+            Self::Off => "false".into(),
+            Self::Layers(n) => n.to_string(),
         }
     }
 }
@@ -97,6 +116,7 @@ impl Serialize for Recompute {
             Self::Auto => s.serialize_str("auto"),
             Self::On => s.serialize_bool(true),
             Self::Off => s.serialize_bool(false),
+            Self::Layers(n) => s.serialize_u64(*n as u64),
         }
     }
 }
@@ -113,11 +133,22 @@ impl Visitor<'_> for RecomputeVisitor {
     type Value = Recompute;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("true, false or \"auto\"")
+        f.write_str("true, false, \"auto\" or a number of layers")
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Recompute, E> {
         Ok(v.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Recompute, E> {
+        Ok(if v == 0 { Recompute::Off } else { Recompute::Layers(v as usize) })
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Recompute, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+        }
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Recompute, E> {
@@ -153,6 +184,10 @@ mod tests {
                 "dtype = \"f32\"\ngc = false\n",
                 T { dtype: WeightDtype::F32.into(), gc: Recompute::Off },
             ),
+            (
+                "dtype = \"f16\"\ngc = 12\n",
+                T { dtype: WeightDtype::F16.into(), gc: Recompute::Layers(12) },
+            ),
         ] {
             let t: T = toml::from_str(text).unwrap();
             assert_eq!(t, want);
@@ -165,8 +200,10 @@ mod tests {
         let e = toml::from_str::<T>("dtype = \"f64\"\ngc = true\n").unwrap_err().to_string();
         assert!(e.contains("expected auto, f32, f16 or bf16"), "{e}");
         let e = toml::from_str::<T>("dtype = \"auto\"\ngc = \"yes\"\n").unwrap_err().to_string();
-        assert!(e.contains("true, false or \"auto\""), "{e}");
-        let e = toml::from_str::<T>("dtype = \"auto\"\ngc = 1\n").unwrap_err().to_string();
-        assert!(e.contains("true, false or \"auto\""), "{e}");
+        assert!(e.contains("true, false, \"auto\" or a number of layers"), "{e}");
+        let e = toml::from_str::<T>("dtype = \"auto\"\ngc = -1\n").unwrap_err().to_string();
+        assert!(e.contains("true, false, \"auto\" or a number of layers"), "{e}");
+        let e = toml::from_str::<T>("dtype = \"auto\"\ngc = 1.5\n").unwrap_err().to_string();
+        assert!(e.contains("true, false, \"auto\" or a number of layers"), "{e}");
     }
 }

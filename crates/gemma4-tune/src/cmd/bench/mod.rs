@@ -60,6 +60,10 @@ pub struct Args {
     /// Recompute activations in the backward pass (less memory).
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// Recompute only the first N decoder layers, keeping the rest on the tape (between
+    /// `--gradient-checkpointing` and none; a recipe's `gradient_checkpointing = N`).
+    #[arg(long, conflicts_with = "gradient_checkpointing")]
+    recompute_layers: Option<usize>,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     #[arg(long, default_value_t = 5)]
@@ -121,7 +125,10 @@ pub fn run_cmd(args: Args) -> Result<()> {
         targets: args.targets,
         dtype: args.dtype.burn(),
         piece_bytes,
-        gradient_checkpointing: args.gradient_checkpointing,
+        gradient_checkpointing: match args.recompute_layers {
+            Some(n) => Recompute::resolved(n, usize::MAX),
+            None => Recompute::from(args.gradient_checkpointing),
+        },
         warmup: args.warmup,
         steps: args.steps,
         lr: args.lr,
@@ -182,5 +189,5 @@ fn plan(s: &BenchSettings, dtype: WeightDtype, facts: &DeviceFacts) -> Result<Me
     let cfg = load_config(&s.model)?;
     let lora = LoraConfig::new(s.rank, s.alpha, TargetModules::List(s.targets.clone()));
     let input = PlanInput { batch: s.batch, seq: s.seq, dtype, lora };
-    Ok(MemoryPlan::new(&cfg, &input, facts, Recompute::from(s.gradient_checkpointing))?)
+    Ok(MemoryPlan::new(&cfg, &input, facts, s.gradient_checkpointing)?)
 }

@@ -55,10 +55,10 @@ pub fn summary(r: &Value) -> String {
         r["settings"]["seq"],
         r["settings"]["rank"],
         r["settings"]["dtype"].as_str().unwrap_or("?"),
-        if r["settings"]["gradient_checkpointing"].as_bool() == Some(true) {
-            " +checkpointing"
-        } else {
-            ""
+        match &r["settings"]["gradient_checkpointing"] {
+            Value::Bool(true) => " +checkpointing".to_string(),
+            Value::Number(n) => format!(" +checkpointing of {n} layers"),
+            _ => String::new(),
         },
     );
     out += &format!(

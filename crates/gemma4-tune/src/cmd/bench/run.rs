@@ -22,7 +22,7 @@ use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
 use gemma4_model::{Checkpoint, Gemma4TextConfig, Gemma4TextModel, LoadOptions, RandomInit};
 use gemma4_train::checkpoint::TrainerState;
 use gemma4_train::optim::AdamW;
-use gemma4_train::recipe::OptimSection;
+use gemma4_train::recipe::{OptimSection, Recompute};
 use gemma4_train::{StepSettings, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,7 +59,8 @@ pub struct BenchSettings {
     pub dtype: DType,
     /// Largest device buffer one weight occupies ([`LoadOptions::piece_bytes`]).
     pub piece_bytes: usize,
-    pub gradient_checkpointing: bool,
+    /// Layers recomputed in the backward pass (`true`: all; a number: the first ones).
+    pub gradient_checkpointing: Recompute,
     pub warmup: usize,
     pub steps: usize,
     /// AdamW learning rate.
@@ -91,7 +92,7 @@ impl Default for BenchSettings {
             targets: TARGETS.map(String::from).to_vec(),
             dtype: DType::F32,
             piece_bytes: gemma4_model::MAX_PIECE_BYTES,
-            gradient_checkpointing: false,
+            gradient_checkpointing: Recompute::Off,
             warmup: 2,
             steps: 5,
             lr: 1e-4,
