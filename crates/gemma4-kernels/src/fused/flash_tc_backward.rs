@@ -7,7 +7,10 @@
 //! - `dk`/`dv`: per block of keys, every query head of the group and query tile that can see
 //!   it: `dv += pᵀ·dO`, `dk += dsᵀ·q·scale`, the group's heads summed in the accumulators.
 
+use burn::tensor::{DType, Shape};
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
 use cubecl::cmma::{MatrixIdent, MatrixLayout};
 use cubecl::prelude::*;
 
@@ -18,6 +21,7 @@ use super::flash_tc::{
     ALIGN, LANES, PAD, TILE, TILE2, accumulate, accumulators, col_operands, cube_dim, operand,
     partial_product, row_operands, stage_rows, summed, write_rows,
 };
+use super::rows::elem;
 
 /// The probabilities of this unit's entries of the score tile (entry `UNIT_POS + i·units`):
 /// `exp(s·scale − lse)` where the mask lets the query see the key, else 0; `part` holds the
@@ -153,8 +157,11 @@ fn flash_tc_dq_kernel<F: Float, I: Int>(
     write_rows::<F>(&acc, g.scale, dq, q_base, q_rows, &mut part, d);
 }
 
+/// `split`: one cube per (16 keys, query head), writing that head's share of `dk`/`dv` (f32,
+/// `[b, h, t, d]`) for [`group_sum_kernel`] to add up; else one cube per (16 keys, KV head)
+/// walking its group's query heads in turn.
 #[cube(launch)]
-fn flash_tc_dkdv_kernel<F: Float, I: Int>(
+fn flash_tc_dkdv_kernel<F: Float, O: Float, I: Int>(
     q: &Tensor<F>,
     k: &Tensor<F>,
     v: &Tensor<F>,
@@ -163,18 +170,31 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
     delta: &Tensor<f32>,
     valid: &Tensor<I>,
     segments: &Tensor<I>,
-    dk: &mut Tensor<F>,
-    dv: &mut Tensor<F>,
+    dk: &mut Tensor<O>,
+    dv: &mut Tensor<O>,
     g: &Geometry,
     #[comptime] d: u32,
     #[comptime] planes: u32,
     #[comptime] flags: MaskFlags,
-    #[define(F, I)] _dtypes: [ElemType; 2],
+    #[comptime] split: bool,
+    #[define(F, O, I)] _dtypes: [ElemType; 3],
 ) {
-    let (batch, kv_head, k0) = (CUBE_POS_Z, CUBE_POS_Y, CUBE_POS_X * TILE);
+    let (batch, y, k0) = (CUBE_POS_Z, CUBE_POS_Y, CUBE_POS_X * TILE);
     let kv_heads = g.heads / g.group;
+    // The KV head, its query heads [first, first + count), and the heads of the outputs.
+    let mut kv_head = y;
+    let mut first = y * g.group;
+    let mut count = g.group;
+    let mut out_heads = kv_heads;
+    if split {
+        kv_head = y / g.group;
+        first = y;
+        count = 1;
+        out_heads = g.heads;
+    }
     let k_rows = min(g.t - k0, TILE);
     let k_base = ((batch * kv_heads + kv_head) * g.t + k0) as usize * d as usize;
+    let out_base = ((batch * out_heads + y) * g.t + k0) as usize * d as usize;
     let units = LANES * planes;
     let mut qs = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
     let mut dos = Shared::<[F]>::new_aligned_slice((TILE * (d + PAD)) as usize, ALIGN);
@@ -190,7 +210,7 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
     let mut dk_acc = accumulators();
     let mut dv_acc = accumulators();
     let (lo, hi) = query_range(k0, k0 + k_rows, g, flags);
-    for head in range_stepped(kv_head * g.group, (kv_head + 1) * g.group, 1u32) {
+    for head in range_stepped(first, first + count, 1u32) {
         let head_row = (batch * g.heads + head) * g.s;
         for q0 in range_stepped(lo, hi, TILE) {
             let q_rows = min(hi - q0, TILE);
@@ -227,8 +247,34 @@ fn flash_tc_dkdv_kernel<F: Float, I: Int>(
             accumulate::<F>(&mut dk_acc, &dst, &qs, d);
         }
     }
-    write_rows::<F>(&dk_acc, g.scale, dk, k_base, k_rows, &mut part, d);
-    write_rows::<F>(&dv_acc, 1.0f32, dv, k_base, k_rows, &mut part, d);
+    write_rows::<O>(&dk_acc, g.scale, dk, out_base, k_rows, &mut part, d);
+    write_rows::<O>(&dv_acc, 1.0f32, dv, out_base, k_rows, &mut part, d);
+}
+
+/// `dk[b, kv] = Σ_j part_k[b, kv·group + j]` (and `dv`), in order: the split dk/dv's heads added.
+#[cube(launch)]
+fn group_sum_kernel<F: Float>(
+    part_k: &Tensor<f32>,
+    part_v: &Tensor<f32>,
+    dk: &mut Tensor<F>,
+    dv: &mut Tensor<F>,
+    group: u32,
+    per_head: u32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let i = ABSOLUTE_POS;
+    if i >= dk.len() {
+        terminate!();
+    }
+    let (head, rest) = (i / per_head as usize, i % per_head as usize);
+    let (mut a, mut b) = (f32::new(0.0), f32::new(0.0));
+    for j in 0..group {
+        let at = (head * group as usize + j as usize) * per_head as usize + rest;
+        a += part_k[at];
+        b += part_v[at];
+    }
+    dk[i] = F::cast_from(a);
+    dv[i] = F::cast_from(b);
 }
 
 /// [`super::flash_backward::backward`] on tensor cores ([`super::flash_tc::usable`] said yes;
@@ -266,9 +312,26 @@ pub fn backward(
         flags,
         dtypes,
     );
+    // A group of query heads per KV head: the heads in parallel, their shares added after.
+    let split = h > kv;
+    let (targets, outputs) = if split {
+        let part = || {
+            empty_device_contiguous_dtype(
+                client.clone(),
+                q.device.clone(),
+                Shape::new([b, h, t, d]),
+                DType::F32,
+            )
+        };
+        let (pk, pv) = (part(), part());
+        ((pk.clone(), pv.clone()), Some((pk, pv)))
+    } else {
+        ((dk.clone(), dv.clone()), None)
+    };
+    let out_type = elem(targets.0.dtype);
     flash_tc_dkdv_kernel::launch(
         &client,
-        grid_of(t, TILE, kv, b),
+        grid_of(t, TILE, if split { h } else { kv }, b),
         cube_dim(d),
         arg(&q),
         arg(&k),
@@ -278,12 +341,30 @@ pub fn backward(
         arg(delta),
         arg(&valid),
         arg(&segments),
-        arg(dk),
-        arg(dv),
+        targets.0.into_tensor_arg(),
+        targets.1.into_tensor_arg(),
         g_dkdv,
         d32,
         planes,
         flags,
-        dtypes,
+        split,
+        [dtypes[0], out_type, dtypes[1]],
     );
+    if let Some((pk, pv)) = outputs {
+        let n = b * kv * t * d;
+        let dim = CubeDim::new(&client, n);
+        let u = |x: usize| u32::try_from(x).expect("flash attention: sizes fit u32");
+        group_sum_kernel::launch(
+            &client,
+            calculate_cube_count_elemwise(&client, n, dim),
+            dim,
+            pk.into_tensor_arg(),
+            pv.into_tensor_arg(),
+            arg(dk),
+            arg(dv),
+            u(h / kv),
+            u(t * d),
+            dtypes[0],
+        );
+    }
 }
