@@ -347,11 +347,6 @@ pub fn rows_f32(q: &CubeTensor) -> CubeTensor {
     )
 }
 
-/// The grid of one cube per (block of `BQ` rows, head, batch entry).
-pub fn grid(blocks_of: usize, heads: usize, batch: usize) -> CubeCount {
-    grid_of(blocks_of, BQ, heads, batch)
-}
-
 /// The grid of one cube per (block of `per` rows, head, batch entry).
 pub fn grid_of(blocks_of: usize, per: u32, heads: usize, batch: usize) -> CubeCount {
     let c = |v: usize| u32::try_from(v).expect("flash attention: grid fits u32");
@@ -384,7 +379,7 @@ pub fn forward(
     let d = u32::try_from(d).expect("flash attention: head dim fits u32");
     flash_forward_kernel::launch(
         &q.client.clone(),
-        grid(s, h, b),
+        grid_of(s, BQ, h, b),
         CubeDim::new_1d(UNITS),
         q.into_tensor_arg(),
         k.into_tensor_arg(),

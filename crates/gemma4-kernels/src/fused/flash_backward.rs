@@ -16,7 +16,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::flash_attention::{
-    BK, BQ, Geometry, MaskFlags, PITCH, U, UNITS, dot_tile, flags, geometry, grid, key_range,
+    BK, BQ, Geometry, MaskFlags, PITCH, U, UNITS, dot_tile, flags, geometry, grid_of, key_range,
     query_range, rows_f32, visible,
 };
 use super::ops::FlashRule;
@@ -231,7 +231,7 @@ pub fn backward(
     let arg = |t: &CubeTensor| t.clone().into_tensor_arg();
     flash_dq_kernel::launch(
         &client,
-        grid(s, h, b),
+        grid_of(s, BQ, h, b),
         CubeDim::new_1d(UNITS),
         arg(&q),
         arg(&k),
@@ -250,7 +250,7 @@ pub fn backward(
     );
     flash_dkdv_kernel::launch(
         &client,
-        grid(t, kv, b),
+        grid_of(t, BQ, kv, b),
         CubeDim::new_1d(UNITS),
         arg(&q),
         arg(&k),

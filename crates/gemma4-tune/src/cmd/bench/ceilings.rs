@@ -78,7 +78,11 @@ pub fn ceilings(
                     "attention_{}",
                     if layer_type == LayerType::Full { "full" } else { "sliding" }
                 );
-                row.insert(name, attention(cfg, spec, batch, seq, dtype, device)?);
+                row.insert(name.clone(), attention(cfg, spec, batch, seq, dtype, device, false)?);
+                if gemma4_kernels::fused::flash_enabled(device) {
+                    let flash = attention(cfg, spec, batch, seq, dtype, device, true)?;
+                    row.insert(format!("{name}_flash"), flash);
+                }
             }
         }
         out.insert(format!("{dtype:?}").to_lowercase(), Value::Object(row));
@@ -86,7 +90,8 @@ pub fn ceilings(
     Ok(Value::Object(out))
 }
 
-/// One layer's attention core, timed forward and forward + backward.
+/// One layer's attention core, timed forward and forward + backward: the plain ops, or the
+/// flash kernel (`flash`, with `GEMMA4_TUNE_FLASH=1`: the mask from its rule, no scores kept).
 fn attention(
     cfg: &Gemma4TextConfig,
     spec: &LayerSpec,
@@ -94,6 +99,7 @@ fn attention(
     seq: usize,
     dtype: DType,
     device: &Device,
+    flash: bool,
 ) -> Result<Value> {
     let (h, kv, d) = (cfg.num_attention_heads, spec.num_key_value_heads, spec.head_dim);
     let window = (spec.layer_type == LayerType::Sliding).then(|| cfg.effective_sliding_window());
@@ -114,7 +120,15 @@ fn attention(
     };
     let (q, k, v) = (rand(h), rand(kv), rand(kv));
     // The dispatch of `Attention::attend`: window blocks once the sequence spans them.
+    let rule = gemma4_kernels::reference::AttentionRule {
+        offset: 0,
+        key_start: 0,
+        causal: !cfg.bidirectional,
+        window,
+        scale: 1.0,
+    };
     let attend = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| match window {
+        _ if flash => gemma4_kernels::fused::flash_attention(q, k, v, &rule, Default::default()),
         Some(w) if blocks_queries(w, seq) => windowed(q, k, v, &bias, 1.0, w),
         _ => scaled_dot_product(q, k, v, bias.clone(), 1.0),
     };
