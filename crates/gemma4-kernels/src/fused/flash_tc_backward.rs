@@ -28,7 +28,7 @@ use super::rows::elem;
 /// planes' partial scores, `rows` the tile's log-sum-exps (then its `D`s).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn probabilities<F: Float, I: Int>(
+fn probabilities<I: Int>(
     part: &Shared<[f32]>,
     q0: u32,
     k0: u32,
@@ -142,7 +142,7 @@ fn flash_tc_dq_kernel<F: Float, I: Int>(
         let kf = col_operands::<F>(&ks, d);
         partial_product::<F>(&qf, &kf, &mut part);
         sync_cube();
-        let p = probabilities::<F, I>(
+        let p = probabilities::<I>(
             &part, q0, k0, q_rows, k_rows, batch, &rows, valid, segments, g, flags, planes,
         );
         sync_cube();
@@ -227,7 +227,7 @@ fn flash_tc_dkdv_kernel<F: Float, O: Float, I: Int>(
             let qf = row_operands::<F>(&qs, d);
             partial_product::<F>(&qf, &kf, &mut part);
             sync_cube();
-            let p = probabilities::<F, I>(
+            let p = probabilities::<I>(
                 &part, q0, k0, q_rows, k_rows, batch, &rows, valid, segments, g, flags, planes,
             );
             #[unroll]

@@ -28,7 +28,7 @@ pub struct Args {
     /// Write one GGUF file for llama.cpp / Ollama / LM Studio instead of a checkpoint directory.
     #[arg(long)]
     pub(super) gguf: Option<PathBuf>,
-    /// GGUF block type of the weight matrices: f32, f16, bf16, q8_0, q4_0 (1-D tensors stay f32).
+    /// GGUF block type of the weight matrices: f32, f16, bf16, q8_0, q4_0, or llama.cpp's k-quant mixes q4_k_m (Q4_K, Q6_K for the head and some attn_v/ffn_down) and q6_k (1-D tensors stay f32).
     #[arg(long, default_value = "f16", requires = "gguf")]
     pub(super) quant: String,
     /// Tensor dtype: `keep` casts merged weights back to their dtype in the base; the others

@@ -42,7 +42,7 @@ pub(super) fn run(args: &super::fuse::Args, out: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     if !report.fallbacks.is_empty() {
         eprintln!(
-            "note: {} matrices have rows that are not whole {quant:?} blocks and were written as F16: {}",
+            "note: {} matrices have rows that are not whole {quant:?} blocks and were written as llama.cpp falls back (Q4_K → Q5_0, Q6_K → Q8_0, else F16): {}",
             report.fallbacks.len(),
             report.fallbacks.join(", ")
         );

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use gemma4_model::dequantize;
-use gemma4_model::gguf_out::{ExportQuant, quantize};
+use gemma4_model::gguf_out::{ExportQuant, Role, quantize};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 /// Copy the checkpoint directory `src` (one `model.safetensors`, f32) to `dst`, with each
@@ -31,7 +31,8 @@ pub fn rounded_copy(src: &Path, quant: ExportQuant, dst: &Path) {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        let ty = quant.tensor_type(&shape);
+        // The uniform types these cases export: no tensor takes more bits for its role.
+        let (ty, _) = quant.tensor_type(&shape, Role::Plain);
         let back = dequantize(ty, &quantize(ty, &values).unwrap());
         out.push((name, shape, back.iter().flat_map(|v| v.to_le_bytes()).collect()));
     }

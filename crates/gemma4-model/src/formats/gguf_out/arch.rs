@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::hparams::{full_head_dim, hparams};
 use super::names::llama_name;
-use super::{ExportQuant, GgufValue};
+use super::{ExportQuant, GgufValue, Role, more_bits};
 use crate::checkpoint::TensorInfo;
 use crate::config::{Gemma4TextConfig, LayerType};
 use crate::error::{ModelError, Result};
@@ -128,6 +128,7 @@ pub fn plan(
         "model."
     };
     let mut out = GgufPlan { arch, metadata, tensors: Vec::new(), fallbacks: Vec::new() };
+    let mut named = Vec::new();
     for (hf, shape) in expected_tensors(cfg, prefix) {
         let short = hf.strip_prefix(prefix).unwrap_or(&hf);
         let llama = llama_name(short)
@@ -135,7 +136,15 @@ pub fn plan(
         if !tensors.contains_key(&hf) {
             return Err(ModelError::Tensor { name: hf, reason: "not in the checkpoint".into() });
         }
-        let ty = tensor_type(&shape, quant, &llama, &mut out.fallbacks);
+        named.push((hf, shape, llama));
+    }
+    let roles = roles(named.iter().map(|(_, _, l)| l.as_str()), cfg.num_hidden_layers);
+    for ((hf, shape, llama), role) in named.into_iter().zip(roles) {
+        let short = hf.strip_prefix(prefix).unwrap_or(&hf);
+        let (ty, fell_back) = quant.tensor_type(&shape, role);
+        if fell_back {
+            out.fallbacks.push(llama.clone());
+        }
         let edit = edit(cfg, arch, short);
         out.tensors.push(ExportTensor {
             name: llama,
@@ -152,13 +161,30 @@ pub fn plan(
     Ok(out)
 }
 
-/// [`ExportQuant::tensor_type`], recording a matrix that falls back to F16.
-fn tensor_type(shape: &[usize], q: ExportQuant, name: &str, fb: &mut Vec<String>) -> GgmlType {
-    let ty = q.tensor_type(shape);
-    if shape.len() >= 2 && ty != q.ggml() {
-        fb.push(name.to_owned());
-    }
-    ty
+/// Each tensor's [`Role`] by its llama.cpp name, as `llama_tensor_get_type` sees them in its
+/// layer order: the head (`output.weight`, else the tied `token_embd.weight`), the `attn_v` of
+/// the [`more_bits`] ordinals among the `attn_v` tensors, the `ffn_down` of those layers.
+fn roles<'a>(names: impl Iterator<Item = &'a str> + Clone, layers: usize) -> Vec<Role> {
+    let has_output = names.clone().any(|n| n == "output.weight");
+    let n_v = names.clone().filter(|n| n.ends_with("attn_v.weight")).count();
+    let layer = |n: &str| n.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok();
+    let mut i_v = 0;
+    names
+        .map(|n| {
+            if n == "output.weight" || (!has_output && n == "token_embd.weight") {
+                Role::Head
+            } else if n.ends_with("attn_v.weight") {
+                i_v += 1;
+                if more_bits(i_v - 1, n_v) { Role::MoreBits } else { Role::Plain }
+            } else if n.ends_with("ffn_down.weight")
+                && layer(n).is_some_and(|i| more_bits(i, layers))
+            {
+                Role::MoreBits
+            } else {
+                Role::Plain
+            }
+        })
+        .collect()
 }
 
 fn edit(cfg: &Gemma4TextConfig, arch: &str, hf: &str) -> Edit {

@@ -16,6 +16,7 @@ use crate::formats::quant::GgmlType;
 mod arch;
 mod hf_vocab;
 mod hparams;
+mod kquants;
 mod names;
 mod quantize;
 mod vocab;
@@ -23,7 +24,7 @@ mod vocab;
 pub use arch::{Edit, ExportTensor, GgufPlan, architecture, plan};
 pub use hf_vocab::vocab_of_tokenizer_json;
 pub use names::{LLAMA_NAMES, llama_name};
-pub use quantize::{ExportQuant, quantize, quantize_checked};
+pub use quantize::{ExportQuant, Role, more_bits, quantize, quantize_checked};
 pub use vocab::{VocabSource, vocab_metadata, vocab_of_gguf};
 
 /// GGUF's default data alignment (`general.alignment` unset).
