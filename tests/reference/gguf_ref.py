@@ -25,7 +25,8 @@ import numpy as np
 
 GREEDY = 20
 # llama.cpp against ours on the file's weights (its own arithmetic), per weight type.
-ARITH = {"f32": 1e-2, "f16": 1e-2, "bf16": 2e-2, "q8_0": 5e-2, "q4_0": 5e-2, "q4_k_m": 5e-2}
+ARITH = {"f32": 1e-2, "f16": 1e-2, "bf16": 2e-2, "q8_0": 5e-2, "q4_0": 5e-2, "q4_k_m": 5e-2,
+         "q6_k": 5e-2}
 # Greedy agreement (20 of 20) is required where the weights keep at least bf16 precision.
 EXACT = {"f32", "f16", "bf16"}
 QTYPE = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
