@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::loss::chunk_rows;
-use crate::recipe::{Recipe, Recompute};
+use crate::recipe::Recipe;
 use tape::{Dims, layer};
 
 pub use report::MemoryPlan;
@@ -278,7 +278,6 @@ pub fn plan_recipe(
     let plan = MemoryPlan::new(cfg, &input, facts, recipe.train.gradient_checkpointing)?;
     let mut resolved = recipe.clone();
     resolved.model.dtype = dtype.into();
-    resolved.train.gradient_checkpointing =
-        Recompute::resolved(plan.recompute_layers, cfg.layers.len());
+    resolved.train.gradient_checkpointing = plan.resolved();
     Ok((resolved, plan))
 }

@@ -49,11 +49,6 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
-    let v = st.tensor(name).unwrap();
-    v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
 /// Write the export of `case` for fixture `fx` into `dir`; the file llama.cpp's hash is of.
 fn export(fx: &str, case: &str, dir: &Path) -> PathBuf {
     let model = fixture(fx);
@@ -75,27 +70,6 @@ fn export(fx: &str, case: &str, dir: &Path) -> PathBuf {
     let (out, _, stderr) = run(cmd.arg("--gguf").arg(&path));
     assert!(out.status.success(), "{fx}/{case}: {stderr}");
     path
-}
-
-/// Our logits `[T·V]` for `ids` from the checkpoint `model` (+ `adapter`: `lora_logits`).
-fn logits(model: &Path, adapter: Option<&Path>, ids: &[i64], dir: &Path) -> Vec<f32> {
-    let input = dir.join("in.safetensors");
-    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, ids.len()], &bytes)
-            .unwrap();
-    safetensors::serialize_to_file([("input_ids", view)], None, &input).unwrap();
-    let out = dir.join("out.safetensors");
-    let mut cmd = bin();
-    cmd.args(["logits", "--model"]).arg(model).arg("--input").arg(&input).arg("--out").arg(&out);
-    if let Some(a) = adapter {
-        cmd.arg("--adapter").arg(a);
-    }
-    let (o, _, stderr) = run(&mut cmd);
-    assert!(o.status.success(), "{stderr}");
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    f32s(&st, if adapter.is_some() { "lora_logits" } else { "logits" })
 }
 
 /// Our logits on the weights the export of `case` holds; `None` where it holds them in f32.
@@ -121,10 +95,6 @@ fn file_logits(fx: &str, case: &str, ids: &[i64], dir: &Path) -> Option<Vec<f32>
     let rounded = dir.join(format!("{fx}-{case}-rounded"));
     rounded_copy(&source, quant, &rounded);
     Some(logits(&rounded, None, ids, dir))
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b })
 }
 
 /// One case: the export is the file llama.cpp ran, and its logits are within the bounds.

@@ -24,28 +24,6 @@ fn types(path: &Path) -> (BTreeMap<String, String>, Option<u64>) {
     (h.tensors.iter().map(|t| (t.name.clone(), ty(t))).collect(), file_type)
 }
 
-/// Our logits for `ids` from the GGUF `model` on the CPU.
-fn logits(model: &Path, ids: &[i64], dir: &Path) -> Vec<f32> {
-    let (input, out) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
-    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, ids.len()], &bytes)
-            .unwrap();
-    safetensors::serialize_to_file([("input_ids", view)], None, &input).unwrap();
-    let mut cmd = bin();
-    cmd.args(["logits", "--backend", "cpu", "--model"]).arg(model);
-    let (o, _, stderr) = run(cmd.arg("--input").arg(&input).arg("--out").arg(&out));
-    assert!(o.status.success(), "{stderr}");
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let v = st.tensor("logits").unwrap();
-    v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b })
-}
-
 #[test]
 fn q4_k_m_export_of_the_real_270m_has_llama_quantize_types_and_close_logits() {
     let base = repo().join("models/gemma3-270m/gemma-3-270m-q4_k_m.gguf");
@@ -55,7 +33,7 @@ fn q4_k_m_export_of_the_real_270m_has_llama_quantize_types_and_close_logits() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ids = [2, 818, 5279, 529, 7001, 563, 496, 1701, 2268, 236764, 8291, 532, 1304, 531, 506];
-    let want = logits(&base, &ids, dir.path());
+    let want = logits(&base, None, &ids, dir.path());
     let vocab = want.len() / ids.len();
     for (quant, bound) in [("q4_k_m", 0.1), ("q6_k", 0.04)] {
         let out = dir.path().join(format!("{quant}.gguf"));
@@ -75,7 +53,7 @@ fn q4_k_m_export_of_the_real_270m_has_llama_quantize_types_and_close_logits() {
                     && ours.values().any(|t| t.contains("Q6K"))
             );
         }
-        let got = logits(&out, &ids, dir.path());
+        let got = logits(&out, None, &ids, dir.path());
         let diff: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum();
         let norm: f64 = want.iter().map(|b| f64::from(*b).powi(2)).sum();
         let rel = (diff / norm).sqrt();
