@@ -12,6 +12,8 @@
 
 #[path = "fused_wgpu/flash.rs"]
 mod flash;
+#[path = "fused_wgpu/matmul.rs"]
+mod matmul;
 
 use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use gemma4_kernels::{fused, reference};

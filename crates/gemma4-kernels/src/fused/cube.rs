@@ -5,11 +5,15 @@ use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
 use super::{
-    adamw, cross_entropy, flash_attention, flash_backward, geglu, rms_norm, rope, softmax,
-    square_sum,
+    adamw, cross_entropy, flash_attention, flash_backward, geglu, matmul_tc, rms_norm, rope,
+    softmax, square_sum,
 };
 
 impl Fused for CubeBackend {
+    fn fused_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+        matmul_tc::forward(a, b)
+    }
+
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {
         rms_norm::forward(x, scaled.then_some(weight), eps)
     }

@@ -30,6 +30,8 @@ mod flash_tc_backward;
 #[cfg(feature = "cube")]
 mod geglu;
 #[cfg(feature = "cube")]
+mod matmul_tc;
+#[cfg(feature = "cube")]
 mod ops;
 #[cfg(feature = "cube")]
 mod rms_norm;
@@ -91,6 +93,49 @@ pub fn flash_tensor_core_launches() -> u64 {
 fn tensor_cores_off() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH_TC").is_ok_and(|v| v == "0"))
+}
+
+/// Whether [`matmul`] takes the products on `device`: the fused kernels are [`enabled`] and
+/// the device is not on the cuBLAS route; `GEMMA4_TUNE_TILE_MATMUL=0` turns it off, `=1` on
+/// even there (to compare). The op itself falls back to Burn's matmul where the device has no
+/// 16 × 16 × 16 `cmma` (lavapipe) or the sizes do not fit (`matmul_tc.rs`).
+pub fn tile_matmul_enabled(device: &Device) -> bool {
+    static SET: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    let set = *SET.get_or_init(|| match std::env::var("GEMMA4_TUNE_TILE_MATMUL").as_deref() {
+        Ok("0") => Some(false),
+        Ok("1") => Some(true),
+        _ => None,
+    });
+    enabled(device) && set.unwrap_or(!crate::uses_cublas(device))
+}
+
+/// How many products [`matmul`] has run on tensor cores in this process.
+pub fn tile_matmul_launches() -> u64 {
+    #[cfg(feature = "cube")]
+    return matmul_tc::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "cube"))]
+    0
+}
+
+/// `a·b` of two f16/bf16 matrices through the project's tensor-core kernel with its backward
+/// (where [`tile_matmul_enabled`]), else Burn's matmul.
+///
+/// # Shapes
+/// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
+pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "cube")]
+    if tile_matmul_enabled(&a.device())
+        && matches!(a.dtype(), DType::F16 | DType::BF16)
+        && b.dtype() == a.dtype()
+    {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        return Tensor::from_dispatch(<Dispatch as Fused>::fused_matmul(
+            a.into_dispatch(),
+            b.into_dispatch(),
+        ));
+    }
+    a.matmul(b)
 }
 
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the
@@ -303,7 +348,9 @@ pub fn flash_attention(
     masks: TokenMasks,
 ) -> Tensor<4> {
     #[cfg(feature = "cube")]
-    if let Some(flash) = flash_rule(&q, &k, &v, rule, masks) {
+    if let Some(flash) =
+        ops::FlashRule::for_inputs(&q, &k, &v, rule, masks).filter(|_| enabled(&q.device()))
+    {
         use burn::backend::Dispatch;
         use ops::Fused;
         // The kernel reads an absent mask nowhere: any int tensor of the device stands in.
@@ -322,41 +369,4 @@ pub fn flash_attention(
         return Tensor::from_dispatch(o);
     }
     reference::flash_attention(q, k, v, rule, masks)
-}
-
-/// The kernel's rule where the kernel takes these inputs: a fused device, one float dtype,
-/// shapes that fit, masks of `[b, t]` and one int dtype, positions that fit i32.
-#[cfg(feature = "cube")]
-fn flash_rule(
-    q: &Tensor<4>,
-    k: &Tensor<4>,
-    v: &Tensor<4>,
-    rule: &AttentionRule,
-    masks: TokenMasks,
-) -> Option<ops::FlashRule> {
-    let ([b, h, _, d], [kb, kv, t, kd]) = (q.dims(), k.dims());
-    let given: Vec<&Tensor<2, Int>> = [masks.valid, masks.segments].into_iter().flatten().collect();
-    let fits = enabled(&q.device())
-        && matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16)
-        && k.dtype() == q.dtype()
-        && v.dtype() == q.dtype()
-        && v.dims() == k.dims()
-        && kb == b
-        && kd == d
-        && kv > 0
-        && h.is_multiple_of(kv)
-        && given.iter().all(|m| m.dims() == [b, t] && m.dtype() == given[0].dtype());
-    // Positions and windows up to 2^30 keep the kernel's i32 range arithmetic exact.
-    const LIMIT: usize = 1 << 30;
-    let pos = |p: usize| (p <= LIMIT).then_some(p as i32);
-    Some(ops::FlashRule {
-        q_pos0: pos(rule.offset)?,
-        k_pos0: pos(rule.key_start)?,
-        causal: rule.causal,
-        window: rule.window.map(|w| w.min(LIMIT) as i32),
-        scale: rule.scale as f32,
-        has_valid: masks.valid.is_some(),
-        has_segments: masks.segments.is_some(),
-    })
-    .filter(|_| fits)
 }

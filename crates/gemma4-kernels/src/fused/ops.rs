@@ -2,6 +2,10 @@
 //! `Dispatch` routing: CubeCL devices (wgpu, CUDA) reach `cube.rs`, autodiff-wrapped ones
 //! `autodiff.rs`. The CPU never calls it: `super` keeps the plain ops there.
 
+use burn::tensor::{DType, Int, Tensor};
+
+use crate::reference::{AttentionRule, TokenMasks};
+
 use burn::backend::{
     Backend, backend_extension,
     tensor::{FloatTensor, IntTensor},
@@ -50,6 +54,16 @@ pub struct FlashRule {
 /// Kernels written once in CubeCL for every GPU runtime Burn has.
 #[backend_extension(Cube, Autodiff)]
 pub trait Fused: Backend {
+    /// `a·b` of two matrices on tensor cores (`matmul_tc.rs`), the result in their dtype: f16
+    /// or bf16 on a device with 16 × 16 × 16 `cmma`, `m`, `n`, `k` multiples of 4, each operand
+    /// contiguous or a transposed view of a contiguous tensor (read as it lies). Anything else
+    /// is Burn's matmul. The backward is the same op: `da = dc·bᵀ`, `db = aᵀ·dc`, each only
+    /// where the operand is tracked.
+    ///
+    /// # Shapes
+    /// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// RMSNorm over the last axis: `x·(mean(x²) + eps)^-½·w`, f32 inside, `x`'s dtype out. The
     /// scale `w` is a constant (no gradient); without `scaled` it is not read (pass any tensor
     /// of the device: the extension macro takes no optional tensors).
@@ -220,4 +234,43 @@ pub trait Fused: Backend {
         segments: IntTensor<Self>,
         rule: FlashRule,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl FlashRule {
+    /// The kernel's rule where the kernel takes these inputs: one float dtype, shapes that
+    /// fit, masks of `[b, t]` and one int dtype, positions that fit i32 (the caller checks
+    /// that the fused kernels run on the device).
+    pub fn for_inputs(
+        q: &Tensor<4>,
+        k: &Tensor<4>,
+        v: &Tensor<4>,
+        rule: &AttentionRule,
+        masks: TokenMasks,
+    ) -> Option<Self> {
+        let ([b, h, _, d], [kb, kv, t, kd]) = (q.dims(), k.dims());
+        let given: Vec<&Tensor<2, Int>> =
+            [masks.valid, masks.segments].into_iter().flatten().collect();
+        let fits = matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16)
+            && k.dtype() == q.dtype()
+            && v.dtype() == q.dtype()
+            && v.dims() == k.dims()
+            && kb == b
+            && kd == d
+            && kv > 0
+            && h.is_multiple_of(kv)
+            && given.iter().all(|m| m.dims() == [b, t] && m.dtype() == given[0].dtype());
+        // Positions and windows up to 2^30 keep the kernel's i32 range arithmetic exact.
+        const LIMIT: usize = 1 << 30;
+        let pos = |p: usize| (p <= LIMIT).then_some(p as i32);
+        Some(Self {
+            q_pos0: pos(rule.offset)?,
+            k_pos0: pos(rule.key_start)?,
+            causal: rule.causal,
+            window: rule.window.map(|w| w.min(LIMIT) as i32),
+            scale: rule.scale as f32,
+            has_valid: masks.valid.is_some(),
+            has_segments: masks.segments.is_some(),
+        })
+        .filter(|_| fits)
+    }
 }

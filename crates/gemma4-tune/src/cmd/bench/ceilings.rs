@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! matmul   : [m, k]·[k, n] at n³ (8192³ from the CLI) and at the preset's up/down projections and LM-head chunk;
-//!            Burn's matmul, and on CUDA also the model's frozen-weight route (cuBLAS)
+//!            Burn's matmul; on CUDA also the model's frozen-weight route (cuBLAS); on wgpu (or with
+//!            GEMMA4_TUNE_TILE_MATMUL=1) the project's tensor-core matmul, `w` also as a transposed view
 //! attention: one layer of each type (full, sliding), the model's own attention code
 //!            (scores, additive mask, f32 softmax, ·V; sliding layers in window blocks),
 //!            forward, and forward + backward (the gradients of q, k and v)
@@ -60,7 +61,7 @@ pub fn ceilings(
             let x = Tensor::<2>::random([a, b], Distribution::Normal(0.0, 1.0), (device, dtype));
             let w = Tensor::<2>::random([b, c], Distribution::Normal(0.0, 0.02), (device, dtype));
             let s = time(device, 10, &|| drop(x.clone().matmul(w.clone())))?;
-            let valid = corner_is_right(&x, &w)?;
+            let valid = corner_is_right(&x, &w, &|x, w| x.matmul(w))?;
             let tflops = |s: f64| 2.0 * (a * b * c) as f64 / s / 1e12;
             let mut r =
                 json!({"shape": [a, b, c], "ms": s * 1e3, "tflops": tflops(s), "valid": valid});
@@ -69,6 +70,9 @@ pub fn ceilings(
                 let s = time(device, 10, &|| drop(gemma4_kernels::matmul(x.clone(), w.clone())))?;
                 r["cublas_ms"] = json!(s * 1e3);
                 r["cublas_tflops"] = json!(tflops(s));
+            }
+            if gemma4_kernels::fused::tile_matmul_enabled(device) {
+                tile_rows(&mut r, &x, &w, device, &tflops)?;
             }
             row.insert(name, r);
         }
@@ -149,10 +153,39 @@ fn attention(
     }))
 }
 
+/// The project's tensor-core matmul (`gemma4_kernels::fused::matmul`) on the same operands,
+/// and with a `w` stored transposed and read as a view (the backward's `dy·Wᵀ`): times, TFLOP/s, whether
+/// the kernel ran (else Burn's matmul stood in) and the corner check.
+fn tile_rows(
+    r: &mut Value,
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    device: &Device,
+    tflops: &dyn Fn(f64) -> f64,
+) -> Result<()> {
+    use gemma4_kernels::fused::{matmul, tile_matmul_launches};
+    let [b, c] = w.dims();
+    let wt = Tensor::<2>::random([c, b], Distribution::Normal(0.0, 0.02), (device, w.dtype()));
+    let wt = wt.transpose();
+    for (key, w) in [("tile", w), ("tile_wt", &wt)] {
+        let before = tile_matmul_launches();
+        let s = time(device, 10, &|| drop(matmul(x.clone(), w.clone())))?;
+        r[format!("{key}_ms")] = json!(s * 1e3);
+        r[format!("{key}_tflops")] = json!(tflops(s));
+        r[format!("{key}_ran")] = json!(tile_matmul_launches() > before);
+        r[format!("{key}_valid")] = json!(corner_is_right(x, w, &matmul)?);
+    }
+    Ok(())
+}
+
 /// Does `x·w` hold the right value in its last row and column (the end of the output buffer,
 /// reached through the end of both inputs)? A timing is only a ceiling if the kernel ran: on
 /// Vulkan a matmul with a 2.7 GB operand came back in 0.04 ms, not computed (docs/performance.md).
-fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
+fn corner_is_right(
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    product: &dyn Fn(Tensor<2>, Tensor<2>) -> Tensor<2>,
+) -> Result<bool> {
     let ([a, b], [_, c]) = (x.dims(), w.dims());
     let read = |t: Tensor<2>| {
         t.cast(DType::F32)
@@ -160,7 +193,7 @@ fn corner_is_right(x: &Tensor<2>, w: &Tensor<2>) -> Result<bool> {
             .try_to_vec_as::<f32>()
             .map_err(|e| anyhow::anyhow!("ceilings: read-back: {e:?}"))
     };
-    let got = read(x.clone().matmul(w.clone()).slice([a - 1..a, c - 1..c]))?;
+    let got = read(product(x.clone(), w.clone()).slice([a - 1..a, c - 1..c]))?;
     let (row, col) =
         (read(x.clone().slice([a - 1..a, 0..b]))?, read(w.clone().slice([0..b, c - 1..c]))?);
     let want: f64 = row.iter().zip(&col).map(|(p, q)| *p as f64 * *q as f64).sum();

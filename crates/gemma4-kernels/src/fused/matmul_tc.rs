@@ -1,0 +1,373 @@
+//! `c = a·b` on tensor cores (`cmma`, 16 × 16 × 16 tiles, f16/bf16 in, f32 sums, the result in
+//! the inputs' dtype), for the runtimes whose own matmul leaves them idle: Burn's f16 matmul
+//! through Vulkan reaches about a sixth of the H200's tensor-core rate (docs/performance.md).
+//!
+//! One cube of eight planes per `[BM, BN]` block of `c`; plane `p` owns the `[64, 32]` corner
+//! `(p / 4, p % 4)` of it as 4 × 2 accumulators. The cube walks `k` in steps of [`BK`]: every
+//! unit fetches its share of the next `a` and `b` tiles from global memory (vectors of 4) into
+//! registers while the planes multiply the current ones from shared memory, then stores them
+//! into the other of two shared buffers: one barrier per step. Each operand is staged the way
+//! it lies, so the fetches read contiguous runs: `a` as `[m, k]` rows, or `[k, m]` when it is a
+//! transposed view, and likewise `b` (`[k, n]`, or `[n, k]`: a frozen `[out, in]` weight read
+//! for `x·Wᵀ`, or `dy·W`'s `W` transposed); `cmma` reads either layout. Rows staged `+ PAD`
+//! apart spread a fragment's rows over the shared-memory banks.
+//!
+//! Out-of-range rows and columns (any `m`, `n`, `k` that the vectors divide) are read as zeros
+//! and not written.
+
+use burn::backend::ops::FloatTensorOps;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::cmma::{self, MatrixIdent, MatrixLayout};
+use cubecl::ir::{ElemType, FloatKind};
+use cubecl::prelude::*;
+
+use super::rows::elem;
+
+/// Rows and columns of `c` per cube.
+pub const BM: u32 = 128;
+pub const BN: u32 = 128;
+/// The `k` step.
+pub const BK: u32 = 32;
+/// `cmma` tile edge.
+const TILE: u32 = 16;
+/// Padding of a staged row (elements).
+const PAD: u32 = 8;
+/// Elements per fetched vector.
+pub const VEC: u32 = 4;
+/// Units per plane, planes per cube.
+const LANES: u32 = 32;
+const PLANES: u32 = 8;
+const UNITS: u32 = LANES * PLANES;
+/// A plane's corner: `WM × WN`, as `FM × FN` accumulators.
+const WM: u32 = 64;
+const WN: u32 = 32;
+const FM: u32 = WM / TILE;
+const FN: u32 = WN / TILE;
+/// Vectors each unit fetches per operand tile (`BM·BK / VEC / UNITS`; `BN = BM`).
+const FETCHES: u32 = BM * BK / VEC / UNITS;
+/// Elements of one staged operand tile, padded (the larger of `[128, 32 + 8]` and `[32, 136]`).
+const STAGE: u32 = BM * (BK + PAD);
+/// Shared memory a cube takes: two buffers per operand and a `[16, 16]` tile per plane.
+pub const SHARED_BYTES: usize = ((4 * STAGE + PLANES * TILE * TILE) * 2) as usize;
+
+/// Fetches the `[rows, cols]` tile at (`r0`, `c0`) of a contiguous row-major `[lim_r, lim_c]`
+/// matrix into this unit's [`FETCHES`] vectors `regs`; out of range reads zeros.
+#[cube]
+fn fetch<F: Float, N: Size>(
+    src: &Tensor<Vector<F, N>>,
+    r0: u32,
+    c0: u32,
+    lim_r: u32,
+    lim_c: u32,
+    regs: &mut Array<Vector<F, N>>,
+    #[comptime] cols: u32,
+) {
+    let per_row = cols / VEC;
+    #[unroll]
+    for i in 0..FETCHES {
+        let v = UNIT_POS + i * UNITS;
+        let (r, c) = (r0 + v / per_row, c0 + (v % per_row) * VEC);
+        let mut value = Vector::<F, N>::new(F::new(0.0));
+        if r < lim_r && c < lim_c {
+            value = src[(r as usize * lim_c as usize + c as usize) / VEC as usize];
+        }
+        regs[i as usize] = value;
+    }
+}
+
+/// Stores this unit's fetched vectors into the staged tile at vector `base` (rows
+/// `cols + PAD` apart).
+#[cube]
+fn stash<F: Float, N: Size>(
+    regs: &Array<Vector<F, N>>,
+    stage: &mut Shared<[Vector<F, N>]>,
+    base: u32,
+    #[comptime] cols: u32,
+) {
+    let (per_row, stride) = (cols / VEC, (cols + PAD) / VEC);
+    #[unroll]
+    for i in 0..FETCHES {
+        let v = UNIT_POS + i * UNITS;
+        stage[(base + (v / per_row) * stride + v % per_row) as usize] = regs[i as usize];
+    }
+}
+
+/// A `[16, 16]` operand fragment at element `at` of a staged tile (`stride` elements a row).
+#[cube]
+fn fragment<F: Float, N: Size>(
+    stage: &Shared<[Vector<F, N>]>,
+    at: u32,
+    stride: u32,
+    #[comptime] ident: MatrixIdent,
+    #[comptime] layout: MatrixLayout,
+) -> cmma::Matrix<F> {
+    let mut m =
+        unsafe { cmma::Matrix::<F>::uninitialized(ident, 16usize, 16usize, 16usize, layout) };
+    let (start, end) = (at / VEC, (at + (TILE - 1) * stride + TILE) / VEC);
+    cmma::load(&mut m, &stage[start as usize..end as usize], stride);
+    m
+}
+
+/// This unit's share of the `a` tile at `k0` (module docs: staged as it lies).
+#[cube]
+fn fetch_a<F: Float, N: Size>(
+    a: &Tensor<Vector<F, N>>,
+    k0: u32,
+    m0: u32,
+    m: u32,
+    k: u32,
+    regs: &mut Array<Vector<F, N>>,
+    #[comptime] a_col: bool,
+) {
+    if comptime!(a_col) {
+        fetch::<F, N>(a, k0, m0, k, m, regs, BM);
+    } else {
+        fetch::<F, N>(a, m0, k0, m, k, regs, BK);
+    }
+}
+
+/// This unit's share of the `b` tile at `k0`.
+#[cube]
+fn fetch_b<F: Float, N: Size>(
+    b: &Tensor<Vector<F, N>>,
+    k0: u32,
+    n0: u32,
+    n: u32,
+    k: u32,
+    regs: &mut Array<Vector<F, N>>,
+    #[comptime] b_col: bool,
+) {
+    if comptime!(b_col) {
+        fetch::<F, N>(b, n0, k0, n, k, regs, BK);
+    } else {
+        fetch::<F, N>(b, k0, n0, k, n, regs, BN);
+    }
+}
+
+#[cube(launch)]
+fn matmul_tc_kernel<F: Float, N: Size>(
+    a: &Tensor<Vector<F, N>>,
+    b: &Tensor<Vector<F, N>>,
+    c: &mut Tensor<Vector<F, N>>,
+    m: u32,
+    n: u32,
+    k: u32,
+    #[comptime] a_col: bool,
+    #[comptime] b_col: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (m0, n0) = (CUBE_POS_Y * BM, CUBE_POS_X * BN);
+    // Each operand tile as it lies: `a` `[BM, BK]` or `[BK, BM]`, `b` `[BK, BN]` or `[BN, BK]`.
+    let a_cols = comptime!(if a_col { BM } else { BK });
+    let b_cols = comptime!(if b_col { BK } else { BN });
+    let (a_stride, b_stride) = (a_cols + PAD, b_cols + PAD);
+    let mut sa = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
+    let mut sb = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
+    let mut out =
+        Shared::<[Vector<F, N>]>::new_aligned_slice((PLANES * TILE * TILE / VEC) as usize, 32usize);
+    let mut acc = Sequence::<cmma::Matrix<f32>>::new();
+    #[unroll]
+    for _ in 0..FM * FN {
+        acc.push(cmma::Matrix::<f32>::from_value(
+            MatrixIdent::Accumulator,
+            16usize,
+            16usize,
+            16usize,
+            MatrixLayout::Undefined,
+            0.0f32,
+        ));
+    }
+    let (pm, pn) = ((UNIT_POS_Y / (BN / WN)) * WM, (UNIT_POS_Y % (BN / WN)) * WN);
+    let steps = (k + BK - 1) / BK;
+    let mut ra = Array::<Vector<F, N>>::new(FETCHES as usize);
+    let mut rb = Array::<Vector<F, N>>::new(FETCHES as usize);
+    fetch_a::<F, N>(a, 0, m0, m, k, &mut ra, a_col);
+    fetch_b::<F, N>(b, 0, n0, n, k, &mut rb, b_col);
+    stash::<F, N>(&ra, &mut sa, 0, a_cols);
+    stash::<F, N>(&rb, &mut sb, 0, b_cols);
+    sync_cube();
+    for step in 0..steps {
+        let buf = (step % 2) * STAGE;
+        let more = step + 1 < steps;
+        if more {
+            fetch_a::<F, N>(a, (step + 1) * BK, m0, m, k, &mut ra, a_col);
+            fetch_b::<F, N>(b, (step + 1) * BK, n0, n, k, &mut rb, b_col);
+        }
+        #[unroll]
+        for kk in 0..BK / TILE {
+            let mut fa = Sequence::<cmma::Matrix<F>>::new();
+            #[unroll]
+            for i in 0..FM {
+                let (row, col) = (pm + i * TILE, kk * TILE);
+                if comptime!(a_col) {
+                    let at = buf + col * a_stride + row;
+                    fa.push(fragment::<F, N>(
+                        &sa,
+                        at,
+                        a_stride,
+                        MatrixIdent::A,
+                        MatrixLayout::ColMajor,
+                    ));
+                } else {
+                    let at = buf + row * a_stride + col;
+                    fa.push(fragment::<F, N>(
+                        &sa,
+                        at,
+                        a_stride,
+                        MatrixIdent::A,
+                        MatrixLayout::RowMajor,
+                    ));
+                }
+            }
+            #[unroll]
+            for j in 0..FN {
+                let (row, col) = (kk * TILE, pn + j * TILE);
+                let fb = if comptime!(b_col) {
+                    fragment::<F, N>(
+                        &sb,
+                        buf + col * b_stride + row,
+                        b_stride,
+                        MatrixIdent::B,
+                        MatrixLayout::ColMajor,
+                    )
+                } else {
+                    fragment::<F, N>(
+                        &sb,
+                        buf + row * b_stride + col,
+                        b_stride,
+                        MatrixIdent::B,
+                        MatrixLayout::RowMajor,
+                    )
+                };
+                #[unroll]
+                for i in 0..FM {
+                    let t = (i * FN + j) as usize;
+                    cmma::execute(&fa[i as usize], &fb, &acc[t], &acc[t]);
+                }
+            }
+        }
+        if more {
+            let next = ((step + 1) % 2) * STAGE / VEC;
+            stash::<F, N>(&ra, &mut sa, next, a_cols);
+            stash::<F, N>(&rb, &mut sb, next, b_cols);
+        }
+        sync_cube();
+    }
+    // Each accumulator through this plane's `[16, 16]` tile to `c`, in range only.
+    let mine = UNIT_POS_Y * TILE * TILE / VEC;
+    #[unroll]
+    for t in 0..FM * FN {
+        let (row0, col0) = (m0 + pm + (t / FN) * TILE, n0 + pn + (t % FN) * TILE);
+        let half = cmma::cast::<f32, F, cmma::Plane>(&acc[t as usize]);
+        cmma::store(
+            &mut out[mine as usize..(mine + TILE * TILE / VEC) as usize],
+            &half,
+            TILE,
+            MatrixLayout::RowMajor,
+        );
+        sync_plane();
+        #[unroll]
+        for e in 0..TILE * TILE / VEC / LANES {
+            let v = UNIT_POS_X + e * LANES;
+            let (r, col) = (row0 + v / (TILE / VEC), col0 + (v % (TILE / VEC)) * VEC);
+            if r < m && col < n {
+                c[(r as usize * n as usize + col as usize) / VEC as usize] =
+                    out[(mine + v) as usize];
+            }
+        }
+        sync_plane();
+    }
+}
+
+/// Whether the kernel takes `a·b` on `a`'s device in `dtype`: f16 or bf16, planes of 32 units,
+/// 16 × 16 × 16 `cmma` with f32 sums and room for [`SHARED_BYTES`].
+pub fn usable(a: &CubeTensor) -> bool {
+    let hw = &a.client.properties().hardware;
+    let half = matches!(elem(a.dtype), ElemType::Float(FloatKind::F16 | FloatKind::BF16));
+    let config = cubecl::ir::features::MmaConfig {
+        a_type: elem(a.dtype),
+        b_type: elem(a.dtype),
+        cd_type: ElemType::Float(FloatKind::F32),
+        m: TILE,
+        n: TILE,
+        k: TILE,
+    };
+    half && hw.plane_size_min == LANES
+        && hw.plane_size_max == LANES
+        && SHARED_BYTES <= hw.max_shared_memory_size
+        && a.client.features().matmul.cmma.contains(&config)
+}
+
+/// Launches `c = a·b` of contiguous buffers: `a` `[m, k]` (stored `[k, m]` when `a_col`), `b`
+/// `[k, n]` (stored `[n, k]` when `b_col`), `c` `[m, n]` contiguous; `m`, `n`, `k` multiples of
+/// [`VEC`] where they are a stored row's length.
+pub fn launch(a: CubeTensor, b: CubeTensor, c: CubeTensor, dims: [u32; 3], cols: [bool; 2]) {
+    let [m, n, k] = dims;
+    let count = CubeCount::Static(n.div_ceil(BN), m.div_ceil(BM), 1);
+    let dtype = elem(a.dtype);
+    matmul_tc_kernel::launch(
+        &a.client.clone(),
+        count,
+        CubeDim::new_2d(LANES, PLANES),
+        VEC as usize,
+        a.into_tensor_arg(),
+        b.into_tensor_arg(),
+        c.into_tensor_arg(),
+        m,
+        n,
+        k,
+        cols[0],
+        cols[1],
+        dtype,
+    );
+}
+
+/// `t` as the kernel reads it: itself when contiguous (`false`), the stored tensor of a
+/// transposed view (`true`), else a contiguous copy.
+fn physical(t: CubeTensor) -> (CubeTensor, bool) {
+    if t.meta.is_tiled() {
+        return (into_contiguous(t), false);
+    }
+    if t.is_contiguous() {
+        return (t, false);
+    }
+    let swapped = CubeBackend::float_swap_dims(t, 0, 1);
+    if swapped.is_contiguous() {
+        return (swapped, true);
+    }
+    (into_contiguous(CubeBackend::float_swap_dims(swapped, 0, 1)), false)
+}
+
+/// The fewest rows and columns of `c` the kernel takes.
+const MIN_SIDE: usize = 64;
+
+/// `a·b` through the kernel where [`usable`] and the sizes allow it (one dtype, `m`, `n`, `k`
+/// multiples of [`VEC`], `m` and `n` at least [`MIN_SIDE`], `k` at least [`BK`]); Burn's matmul
+/// otherwise.
+///
+/// # Shapes
+/// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
+pub fn forward(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+    let ([m, k], [kb, n]) = (a.meta.shape().dims::<2>(), b.meta.shape().dims::<2>());
+    // Thin products (decoding's few rows, LoRA's rank) waste a block: Burn's matmul.
+    let sizes_fit = [m, n, k].iter().all(|&d| d.is_multiple_of(VEC as usize) && d < (1 << 30))
+        && m >= MIN_SIDE
+        && n >= MIN_SIDE
+        && k >= BK as usize;
+    if a.dtype != b.dtype || k != kb || !sizes_fit || !usable(&a) {
+        return CubeBackend::float_matmul(a, b);
+    }
+    let (a, a_col) = physical(a);
+    let (b, b_col) = physical(b);
+    let c =
+        empty_device_contiguous_dtype(a.client.clone(), a.device.clone(), [m, n].into(), a.dtype);
+    LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    launch(a, b, c.clone(), [m, n, k].map(|d| d as u32), [a_col, b_col]);
+    c
+}
+
+/// Launches of the kernel so far in this process (tests check which path ran).
+pub static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
