@@ -45,7 +45,7 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     }
     let (sa, sb) = (a.dims(), b.dims());
     if sb[..D - 2].iter().all(|&d| d == 1) && fused::tile_matmul_enabled(&a.device()) {
-        // Stacked rows of `a` times one matrix: the tensor-core kernel (wgpu, f16/bf16).
+        // Stacked rows of `a` times one matrix: the opt-in tensor-core kernel (f16/bf16).
         let (rows, k, n) = (sa[..D - 1].iter().product::<usize>(), sa[D - 1], sb[D - 1]);
         let y = fused::matmul(a.reshape([rows, k]), b.reshape([k, n]));
         let mut out = sa;

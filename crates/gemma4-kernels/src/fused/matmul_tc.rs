@@ -147,27 +147,9 @@ fn fetch_b<F: Float, N: Size>(
     }
 }
 
-#[cube(launch)]
-fn matmul_tc_kernel<F: Float, N: Size>(
-    a: &Tensor<Vector<F, N>>,
-    b: &Tensor<Vector<F, N>>,
-    c: &mut Tensor<Vector<F, N>>,
-    m: u32,
-    n: u32,
-    k: u32,
-    #[comptime] a_col: bool,
-    #[comptime] b_col: bool,
-    #[define(F)] _dtype: ElemType,
-) {
-    let (m0, n0) = (CUBE_POS_Y * BM, CUBE_POS_X * BN);
-    // Each operand tile as it lies: `a` `[BM, BK]` or `[BK, BM]`, `b` `[BK, BN]` or `[BN, BK]`.
-    let a_cols = comptime!(if a_col { BM } else { BK });
-    let b_cols = comptime!(if b_col { BK } else { BN });
-    let (a_stride, b_stride) = (a_cols + PAD, b_cols + PAD);
-    let mut sa = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
-    let mut sb = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
-    let mut out =
-        Shared::<[Vector<F, N>]>::new_aligned_slice((PLANES * TILE * TILE / VEC) as usize, 32usize);
+/// Eight zeroed accumulators: this plane's `[WM, WN]` corner of `c`.
+#[cube]
+fn accumulators() -> Sequence<cmma::Matrix<f32>> {
     let mut acc = Sequence::<cmma::Matrix<f32>>::new();
     #[unroll]
     for _ in 0..FM * FN {
@@ -180,87 +162,72 @@ fn matmul_tc_kernel<F: Float, N: Size>(
             0.0f32,
         ));
     }
-    let (pm, pn) = ((UNIT_POS_Y / (BN / WN)) * WM, (UNIT_POS_Y % (BN / WN)) * WN);
-    let steps = (k + BK - 1) / BK;
-    let mut ra = Array::<Vector<F, N>>::new(FETCHES as usize);
-    let mut rb = Array::<Vector<F, N>>::new(FETCHES as usize);
-    fetch_a::<F, N>(a, 0, m0, m, k, &mut ra, a_col);
-    fetch_b::<F, N>(b, 0, n0, n, k, &mut rb, b_col);
-    stash::<F, N>(&ra, &mut sa, 0, a_cols);
-    stash::<F, N>(&rb, &mut sb, 0, b_cols);
-    sync_cube();
-    for step in 0..steps {
-        let buf = (step % 2) * STAGE;
-        let more = step + 1 < steps;
-        if more {
-            fetch_a::<F, N>(a, (step + 1) * BK, m0, m, k, &mut ra, a_col);
-            fetch_b::<F, N>(b, (step + 1) * BK, n0, n, k, &mut rb, b_col);
+    acc
+}
+
+/// `acc += a·b` over one staged `k` step (buffers at element `buf`), for this plane's corner
+/// at (`pm`, `pn`) of the block.
+#[cube]
+fn multiply<F: Float, N: Size>(
+    sa: &Shared<[Vector<F, N>]>,
+    sb: &Shared<[Vector<F, N>]>,
+    buf: u32,
+    corner: (u32, u32),
+    acc: &mut Sequence<cmma::Matrix<f32>>,
+    #[comptime] a_col: bool,
+    #[comptime] b_col: bool,
+) {
+    let (pm, pn) = corner;
+    let a_stride = comptime!(if a_col { BM } else { BK }) + PAD;
+    let b_stride = comptime!(if b_col { BK } else { BN }) + PAD;
+    #[unroll]
+    for kk in 0..BK / TILE {
+        let mut fa = Sequence::<cmma::Matrix<F>>::new();
+        #[unroll]
+        for i in 0..FM {
+            let (row, col) = (pm + i * TILE, kk * TILE);
+            if comptime!(a_col) {
+                let at = buf + col * a_stride + row;
+                fa.push(fragment::<F, N>(sa, at, a_stride, MatrixIdent::A, MatrixLayout::ColMajor));
+            } else {
+                let at = buf + row * a_stride + col;
+                fa.push(fragment::<F, N>(sa, at, a_stride, MatrixIdent::A, MatrixLayout::RowMajor));
+            }
         }
         #[unroll]
-        for kk in 0..BK / TILE {
-            let mut fa = Sequence::<cmma::Matrix<F>>::new();
+        for j in 0..FN {
+            let (row, col) = (kk * TILE, pn + j * TILE);
+            let fb = if comptime!(b_col) {
+                let at = buf + col * b_stride + row;
+                fragment::<F, N>(sb, at, b_stride, MatrixIdent::B, MatrixLayout::ColMajor)
+            } else {
+                let at = buf + row * b_stride + col;
+                fragment::<F, N>(sb, at, b_stride, MatrixIdent::B, MatrixLayout::RowMajor)
+            };
             #[unroll]
             for i in 0..FM {
-                let (row, col) = (pm + i * TILE, kk * TILE);
-                if comptime!(a_col) {
-                    let at = buf + col * a_stride + row;
-                    fa.push(fragment::<F, N>(
-                        &sa,
-                        at,
-                        a_stride,
-                        MatrixIdent::A,
-                        MatrixLayout::ColMajor,
-                    ));
-                } else {
-                    let at = buf + row * a_stride + col;
-                    fa.push(fragment::<F, N>(
-                        &sa,
-                        at,
-                        a_stride,
-                        MatrixIdent::A,
-                        MatrixLayout::RowMajor,
-                    ));
-                }
-            }
-            #[unroll]
-            for j in 0..FN {
-                let (row, col) = (kk * TILE, pn + j * TILE);
-                let fb = if comptime!(b_col) {
-                    fragment::<F, N>(
-                        &sb,
-                        buf + col * b_stride + row,
-                        b_stride,
-                        MatrixIdent::B,
-                        MatrixLayout::ColMajor,
-                    )
-                } else {
-                    fragment::<F, N>(
-                        &sb,
-                        buf + row * b_stride + col,
-                        b_stride,
-                        MatrixIdent::B,
-                        MatrixLayout::RowMajor,
-                    )
-                };
-                #[unroll]
-                for i in 0..FM {
-                    let t = (i * FN + j) as usize;
-                    cmma::execute(&fa[i as usize], &fb, &acc[t], &acc[t]);
-                }
+                let t = (i * FN + j) as usize;
+                cmma::execute(&fa[i as usize], &fb, &acc[t], &acc[t]);
             }
         }
-        if more {
-            let next = ((step + 1) % 2) * STAGE / VEC;
-            stash::<F, N>(&ra, &mut sa, next, a_cols);
-            stash::<F, N>(&rb, &mut sb, next, b_cols);
-        }
-        sync_cube();
     }
-    // Each accumulator through this plane's `[16, 16]` tile to `c`, in range only.
+}
+
+/// Writes this plane's accumulators (its corner at `origin` of `c`, `[rows, cols]`) in `F`,
+/// each through the plane's `[16, 16]` tile of `out`, in range only.
+#[cube]
+fn write_c<F: Float, N: Size>(
+    acc: &Sequence<cmma::Matrix<f32>>,
+    c: &mut Tensor<Vector<F, N>>,
+    out: &mut Shared<[Vector<F, N>]>,
+    origin: (u32, u32),
+    rows: u32,
+    cols: u32,
+) {
     let mine = UNIT_POS_Y * TILE * TILE / VEC;
     #[unroll]
     for t in 0..FM * FN {
-        let (row0, col0) = (m0 + pm + (t / FN) * TILE, n0 + pn + (t % FN) * TILE);
+        let (row0, col0) = (origin.0 + (t / FN) * TILE, origin.1 + (t % FN) * TILE);
         let half = cmma::cast::<f32, F, cmma::Plane>(&acc[t as usize]);
         cmma::store(
             &mut out[mine as usize..(mine + TILE * TILE / VEC) as usize],
@@ -273,13 +240,61 @@ fn matmul_tc_kernel<F: Float, N: Size>(
         for e in 0..TILE * TILE / VEC / LANES {
             let v = UNIT_POS_X + e * LANES;
             let (r, col) = (row0 + v / (TILE / VEC), col0 + (v % (TILE / VEC)) * VEC);
-            if r < m && col < n {
-                c[(r as usize * n as usize + col as usize) / VEC as usize] =
+            if r < rows && col < cols {
+                c[(r as usize * cols as usize + col as usize) / VEC as usize] =
                     out[(mine + v) as usize];
             }
         }
         sync_plane();
     }
+}
+
+/// `c = a·b` (module docs); `steps` = ⌈`depth` / [`BK`]⌉.
+#[cube(launch)]
+fn matmul_tc_kernel<F: Float, N: Size>(
+    a: &Tensor<Vector<F, N>>,
+    b: &Tensor<Vector<F, N>>,
+    c: &mut Tensor<Vector<F, N>>,
+    rows: u32,
+    cols: u32,
+    depth: u32,
+    steps: u32,
+    #[comptime] a_col: bool,
+    #[comptime] b_col: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (m0, n0) = (CUBE_POS_Y * BM, CUBE_POS_X * BN);
+    // Each operand tile as it lies: `a` `[BM, BK]` or `[BK, BM]`, `b` `[BK, BN]` or `[BN, BK]`.
+    let a_cols = comptime!(if a_col { BM } else { BK });
+    let b_cols = comptime!(if b_col { BK } else { BN });
+    let mut sa = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
+    let mut sb = Shared::<[Vector<F, N>]>::new_aligned_slice((2 * STAGE / VEC) as usize, 32usize);
+    let mut out =
+        Shared::<[Vector<F, N>]>::new_aligned_slice((PLANES * TILE * TILE / VEC) as usize, 32usize);
+    let mut acc = accumulators();
+    let (pm, pn) = ((UNIT_POS_Y / (BN / WN)) * WM, (UNIT_POS_Y % (BN / WN)) * WN);
+    let mut ra = Array::<Vector<F, N>>::new(FETCHES as usize);
+    let mut rb = Array::<Vector<F, N>>::new(FETCHES as usize);
+    fetch_a::<F, N>(a, 0, m0, rows, depth, &mut ra, a_col);
+    fetch_b::<F, N>(b, 0, n0, cols, depth, &mut rb, b_col);
+    stash::<F, N>(&ra, &mut sa, 0, a_cols);
+    stash::<F, N>(&rb, &mut sb, 0, b_cols);
+    sync_cube();
+    for step in 0..steps {
+        let more = step + 1 < steps;
+        if more {
+            fetch_a::<F, N>(a, (step + 1) * BK, m0, rows, depth, &mut ra, a_col);
+            fetch_b::<F, N>(b, (step + 1) * BK, n0, cols, depth, &mut rb, b_col);
+        }
+        multiply::<F, N>(&sa, &sb, (step % 2) * STAGE, (pm, pn), &mut acc, a_col, b_col);
+        if more {
+            let next = ((step + 1) % 2) * STAGE / VEC;
+            stash::<F, N>(&ra, &mut sa, next, a_cols);
+            stash::<F, N>(&rb, &mut sb, next, b_cols);
+        }
+        sync_cube();
+    }
+    write_c::<F, N>(&acc, c, &mut out, (m0 + pm, n0 + pn), rows, cols);
 }
 
 /// Whether the kernel takes `a·b` on `a`'s device in `dtype`: f16 or bf16, planes of 32 units,
@@ -319,6 +334,7 @@ pub fn launch(a: CubeTensor, b: CubeTensor, c: CubeTensor, dims: [u32; 3], cols:
         m,
         n,
         k,
+        k.div_ceil(BK),
         cols[0],
         cols[1],
         dtype,

@@ -95,18 +95,16 @@ fn tensor_cores_off() -> bool {
     *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH_TC").is_ok_and(|v| v == "0"))
 }
 
-/// Whether [`matmul`] takes the products on `device`: the fused kernels are [`enabled`] and
-/// the device is not on the cuBLAS route; `GEMMA4_TUNE_TILE_MATMUL=0` turns it off, `=1` on
-/// even there (to compare). The op itself falls back to Burn's matmul where the device has no
-/// 16 × 16 × 16 `cmma` (lavapipe) or the sizes do not fit (`matmul_tc.rs`).
+/// Whether [`matmul`] takes the products on `device`: only when asked
+/// (`GEMMA4_TUNE_TILE_MATMUL=1`) and the fused kernels are [`enabled`] there. The op itself
+/// falls back to Burn's matmul where the device has no 16 × 16 × 16 `cmma` (lavapipe) or the
+/// product is thin (`matmul_tc.rs`). Off by default: through Vulkan on an H200 it took the E2B
+/// 4 × 2048 f16 step from 1.70 to 1.97 s (Burn's own `cmma` matmul is faster there;
+/// docs/performance.md), and CUDA has cuBLAS.
 pub fn tile_matmul_enabled(device: &Device) -> bool {
-    static SET: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
-    let set = *SET.get_or_init(|| match std::env::var("GEMMA4_TUNE_TILE_MATMUL").as_deref() {
-        Ok("0") => Some(false),
-        Ok("1") => Some(true),
-        _ => None,
-    });
-    enabled(device) && set.unwrap_or(!crate::uses_cublas(device))
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("GEMMA4_TUNE_TILE_MATMUL").is_ok_and(|v| v == "1"));
+    on && enabled(device)
 }
 
 /// How many products [`matmul`] has run on tensor cores in this process.
@@ -118,13 +116,15 @@ pub fn tile_matmul_launches() -> u64 {
 }
 
 /// `a·b` of two f16/bf16 matrices through the project's tensor-core kernel with its backward
-/// (where [`tile_matmul_enabled`]), else Burn's matmul.
+/// on a device where the fused kernels are [`enabled`] (the op falls back to Burn's matmul
+/// where the kernel does not take it), else Burn's matmul. `crate::matmul` sends products
+/// here where [`tile_matmul_enabled`].
 ///
 /// # Shapes
 /// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
 pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
     #[cfg(feature = "cube")]
-    if tile_matmul_enabled(&a.device())
+    if enabled(&a.device())
         && matches!(a.dtype(), DType::F16 | DType::BF16)
         && b.dtype() == a.dtype()
     {

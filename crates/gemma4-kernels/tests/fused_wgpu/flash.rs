@@ -208,7 +208,13 @@ fn flash_attention_on_tensor_cores_matches_the_reference() {
     let ran = fused::flash_tensor_core_launches() - before;
     eprintln!("flash on tensor cores: {ran} forward launches");
     if std::env::var("GEMMA4_TUNE_REQUIRE_TENSOR_CORES").is_ok_and(|v| v == "1") {
-        assert!(ran >= 10, "GEMMA4_TUNE_REQUIRE_TENSOR_CORES=1: only {ran} tensor-core launches");
+        // Five cases per half dtype the device has (Vulkan: f16 only).
+        let halves = [DType::F16, DType::BF16].iter().filter(|d| device.supports_dtype(**d));
+        let want = 5 * halves.count() as u64;
+        assert!(
+            want > 0 && ran >= want,
+            "GEMMA4_TUNE_REQUIRE_TENSOR_CORES=1: {ran} tensor-core launches, {want} expected"
+        );
     }
 }
 

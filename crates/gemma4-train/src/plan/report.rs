@@ -160,7 +160,7 @@ impl MemoryPlan {
         let mut head = format!("  {:<22}{:>16}{:>18}", "", "no recompute", "recompute");
         if partial {
             columns.push(&self.chosen_estimate);
-            head += &format!("{:>18}", format!("{} layers", self.recompute_layers));
+            head += &format!("{:>18}", format!("first {}", self.recompute_layers));
         }
         let row = |name: &str, f: fn(&Estimate) -> u64| {
             let mut line = format!("  {name:<22}{:>16}", size(f(columns[0])));

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! matmul   : [m, k]·[k, n] at n³ (8192³ from the CLI) and at the preset's up/down projections and LM-head chunk;
-//!            Burn's matmul; on CUDA also the model's frozen-weight route (cuBLAS); on wgpu (or with
-//!            GEMMA4_TUNE_TILE_MATMUL=1) the project's tensor-core matmul, `w` also as a transposed view
+//!            Burn's matmul; on CUDA also the model's frozen-weight route (cuBLAS); on any GPU the
+//!            project's tensor-core matmul (opt-in for the model), `w` also as a transposed view
 //! attention: one layer of each type (full, sliding), the model's own attention code
 //!            (scores, additive mask, f32 softmax, ·V; sliding layers in window blocks),
 //!            forward, and forward + backward (the gradients of q, k and v)
@@ -71,9 +71,11 @@ pub fn ceilings(
                 r["cublas_ms"] = json!(s * 1e3);
                 r["cublas_tflops"] = json!(tflops(s));
             }
-            if gemma4_kernels::fused::tile_matmul_enabled(device) {
+            if gemma4_kernels::fused::enabled(device) {
                 tile_rows(&mut r, &x, &w, device, &tflops)?;
             }
+            // Each row as it is measured: a run cut short still reports what it got.
+            eprintln!("ceilings {dtype:?} {name}: {r}");
             row.insert(name, r);
         }
         for layer_type in [LayerType::Full, LayerType::Sliding] {
@@ -82,9 +84,12 @@ pub fn ceilings(
                     "attention_{}",
                     if layer_type == LayerType::Full { "full" } else { "sliding" }
                 );
-                row.insert(name.clone(), attention(cfg, spec, batch, seq, dtype, device, false)?);
+                let plain = attention(cfg, spec, batch, seq, dtype, device, false)?;
+                eprintln!("ceilings {dtype:?} {name}: {plain}");
+                row.insert(name.clone(), plain);
                 if gemma4_kernels::fused::flash_enabled(device) {
                     let flash = attention(cfg, spec, batch, seq, dtype, device, true)?;
+                    eprintln!("ceilings {dtype:?} {name}_flash: {flash}");
                     row.insert(format!("{name}_flash"), flash);
                 }
             }
@@ -189,7 +194,8 @@ fn corner_is_right(
     let ([a, b], [_, c]) = (x.dims(), w.dims());
     let read = |t: Tensor<2>| {
         t.cast(DType::F32)
-            .into_data()
+            .try_into_data()
+            .map_err(|e| anyhow::anyhow!("ceilings: the product failed on the device: {e}"))?
             .try_to_vec_as::<f32>()
             .map_err(|e| anyhow::anyhow!("ceilings: read-back: {e:?}"))
     };
