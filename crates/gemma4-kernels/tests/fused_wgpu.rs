@@ -1,8 +1,7 @@
-//! The fused kernels on a wgpu device against the plain-op reference on the CPU: forward
-//! values and the gradient of every input, in f32 and (where the device has it) f16, on odd
-//! widths, widths above the kernels' block, head-shaped inputs; RMSNorm with and without a
-//! scale; the softmax with a per-batch and a broadcast mask, a fully masked (padding) row and
-//! a scale.
+//! The fused kernels on a wgpu device against the plain-op reference on the CPU: forward values
+//! and every input's gradient, in f32 and (where the device has it) f16, on odd widths, widths
+//! above the kernels' block, head-shaped inputs; RMSNorm with and without a scale; the softmax
+//! with a per-batch and a broadcast mask, a fully masked (padding) row and a scale.
 //!
 //! Runs on any Vulkan or Metal device, Mesa's software Vulkan (lavapipe) included, which
 //! `.ci/run` installs. Without a device the tests skip with a message, except where

@@ -24,11 +24,12 @@ use cubecl::cmma::{self, MatrixIdent, MatrixLayout};
 use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::*;
 
+use super::flash_tc::zeros;
 use super::rows::elem;
 
 /// Rows and columns of `c` per cube.
 pub const BM: u32 = 128;
-pub const BN: u32 = 128;
+pub const BN: u32 = BM;
 /// The `k` step.
 pub const BK: u32 = 32;
 /// `cmma` tile edge.
@@ -111,39 +112,23 @@ fn fragment<F: Float, N: Size>(
     m
 }
 
-/// This unit's share of the `a` tile at `k0` (module docs: staged as it lies).
+/// This unit's share of an operand's tile at `k0`, staged as it lies (module docs): `a` (outer
+/// = `m`) is stored `[k, m]` when `k_rows`, else `[m, k]`; `b` (outer = `n`) likewise, `[k, n]`
+/// when `k_rows` (the tiles' outer side is `BM = BN` either way).
 #[cube]
-fn fetch_a<F: Float, N: Size>(
-    a: &Tensor<Vector<F, N>>,
+fn fetch_operand<F: Float, N: Size>(
+    t: &Tensor<Vector<F, N>>,
     k0: u32,
-    m0: u32,
-    m: u32,
-    k: u32,
+    outer0: u32,
+    outer: u32,
+    depth: u32,
     regs: &mut Array<Vector<F, N>>,
-    #[comptime] a_col: bool,
+    #[comptime] k_rows: bool,
 ) {
-    if comptime!(a_col) {
-        fetch::<F, N>(a, k0, m0, k, m, regs, BM);
+    if comptime!(k_rows) {
+        fetch::<F, N>(t, k0, outer0, depth, outer, regs, BM);
     } else {
-        fetch::<F, N>(a, m0, k0, m, k, regs, BK);
-    }
-}
-
-/// This unit's share of the `b` tile at `k0`.
-#[cube]
-fn fetch_b<F: Float, N: Size>(
-    b: &Tensor<Vector<F, N>>,
-    k0: u32,
-    n0: u32,
-    n: u32,
-    k: u32,
-    regs: &mut Array<Vector<F, N>>,
-    #[comptime] b_col: bool,
-) {
-    if comptime!(b_col) {
-        fetch::<F, N>(b, n0, k0, n, k, regs, BK);
-    } else {
-        fetch::<F, N>(b, k0, n0, k, n, regs, BN);
+        fetch::<F, N>(t, outer0, k0, outer, depth, regs, BK);
     }
 }
 
@@ -153,14 +138,7 @@ fn accumulators() -> Sequence<cmma::Matrix<f32>> {
     let mut acc = Sequence::<cmma::Matrix<f32>>::new();
     #[unroll]
     for _ in 0..FM * FN {
-        acc.push(cmma::Matrix::<f32>::from_value(
-            MatrixIdent::Accumulator,
-            16usize,
-            16usize,
-            16usize,
-            MatrixLayout::Undefined,
-            0.0f32,
-        ));
+        acc.push(zeros());
     }
     acc
 }
@@ -275,16 +253,16 @@ fn matmul_tc_kernel<F: Float, N: Size>(
     let (pm, pn) = ((UNIT_POS_Y / (BN / WN)) * WM, (UNIT_POS_Y % (BN / WN)) * WN);
     let mut ra = Array::<Vector<F, N>>::new(FETCHES as usize);
     let mut rb = Array::<Vector<F, N>>::new(FETCHES as usize);
-    fetch_a::<F, N>(a, 0, m0, rows, depth, &mut ra, a_col);
-    fetch_b::<F, N>(b, 0, n0, cols, depth, &mut rb, b_col);
+    fetch_operand::<F, N>(a, 0, m0, rows, depth, &mut ra, a_col);
+    fetch_operand::<F, N>(b, 0, n0, cols, depth, &mut rb, !b_col);
     stash::<F, N>(&ra, &mut sa, 0, a_cols);
     stash::<F, N>(&rb, &mut sb, 0, b_cols);
     sync_cube();
     for step in 0..steps {
         let more = step + 1 < steps;
         if more {
-            fetch_a::<F, N>(a, (step + 1) * BK, m0, rows, depth, &mut ra, a_col);
-            fetch_b::<F, N>(b, (step + 1) * BK, n0, cols, depth, &mut rb, b_col);
+            fetch_operand::<F, N>(a, (step + 1) * BK, m0, rows, depth, &mut ra, a_col);
+            fetch_operand::<F, N>(b, (step + 1) * BK, n0, cols, depth, &mut rb, !b_col);
         }
         multiply::<F, N>(&sa, &sb, (step % 2) * STAGE, (pm, pn), &mut acc, a_col, b_col);
         if more {
