@@ -18,6 +18,8 @@ mod cublas;
 mod device;
 pub mod fused;
 pub mod reference;
+#[cfg(feature = "cube")]
+mod stored;
 
 pub use reference::AdamwStep;
 // The BLAS call's layout arithmetic: used by `cublas`, tested on every build.

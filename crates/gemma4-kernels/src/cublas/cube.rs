@@ -15,6 +15,7 @@ use super::gemm::{self, Gemm, Order};
 use super::ops::CublasMatmul;
 use super::{handoff, low_rank};
 use crate::layout::RowMajor;
+use crate::stored::physical;
 
 type CudaServer = <cubecl::cuda::CudaRuntime as Runtime>::Server;
 
@@ -200,22 +201,4 @@ pub(super) fn cuda_index(a: &CubeTensor, b: &CubeTensor) -> Option<usize> {
         && sa.iter().chain(sb.iter()).all(|&d| d > 0 && d <= i32::MAX as usize)
         && gemm::available();
     ok.then_some(device.index)
-}
-
-/// `t` as a contiguous buffer cuBLAS reads: itself, the contiguous tensor it is a transposed
-/// view of (`true`: read it transposed), or a contiguous copy.
-fn physical(t: CubeTensor) -> (CubeTensor, bool) {
-    if t.meta.is_tiled() {
-        return (into_contiguous(t), false);
-    }
-    if t.is_contiguous() {
-        return (t, false);
-    }
-    let r = t.meta.shape().num_dims();
-    let swapped = CubeBackend::float_swap_dims(t, r - 2, r - 1);
-    if swapped.is_contiguous() {
-        return (swapped, true);
-    }
-    let t = CubeBackend::float_swap_dims(swapped, r - 2, r - 1);
-    (into_contiguous(t), false)
 }

@@ -17,7 +17,6 @@
 
 use burn::backend::ops::FloatTensorOps;
 use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::cmma::{self, MatrixIdent, MatrixLayout};
@@ -26,6 +25,7 @@ use cubecl::prelude::*;
 
 use super::flash_tc::zeros;
 use super::rows::elem;
+use crate::stored::physical;
 
 /// Rows and columns of `c` per cube.
 pub const BM: u32 = 128;
@@ -317,22 +317,6 @@ pub fn launch(a: CubeTensor, b: CubeTensor, c: CubeTensor, dims: [u32; 3], cols:
         cols[1],
         dtype,
     );
-}
-
-/// `t` as the kernel reads it: itself when contiguous (`false`), the stored tensor of a
-/// transposed view (`true`), else a contiguous copy.
-fn physical(t: CubeTensor) -> (CubeTensor, bool) {
-    if t.meta.is_tiled() {
-        return (into_contiguous(t), false);
-    }
-    if t.is_contiguous() {
-        return (t, false);
-    }
-    let swapped = CubeBackend::float_swap_dims(t, 0, 1);
-    if swapped.is_contiguous() {
-        return (swapped, true);
-    }
-    (into_contiguous(CubeBackend::float_swap_dims(swapped, 0, 1)), false)
 }
 
 /// The fewest rows and columns of `c` the kernel takes.
