@@ -52,11 +52,23 @@ impl AdamW {
     }
 }
 
-/// Global L2 norm of all gradients: each tensor's `Σ g²` on the device (one kernel per tensor
-/// on a GPU), one read-back, the total in f64.
-pub fn global_norm(grads: &BTreeMap<String, Tensor<2>>) -> f64 {
+/// Each gradient's `Σ g²` in key order: on the device (one kernel per tensor on a GPU), one
+/// read-back for all.
+pub fn square_sums(grads: &BTreeMap<String, Tensor<2>>) -> Vec<f64> {
     let tensors: Vec<&Tensor<2>> = grads.values().collect();
-    gemma4_kernels::fused::square_sums(&tensors).iter().sum::<f64>().sqrt()
+    gemma4_kernels::fused::square_sums(&tensors)
+}
+
+/// Global L2 norm of all gradients from their [`square_sums`], in f64.
+pub fn global_norm(sums: &[f64]) -> f64 {
+    sums.iter().sum::<f64>().sqrt()
+}
+
+/// Keys of the gradients whose [`square_sums`] entry is not finite: a non-finite value, or
+/// squares beyond f32's range. These are the tensors that made the global norm overflow; no
+/// further read-back.
+pub fn overflowed_keys(grads: &BTreeMap<String, Tensor<2>>, sums: &[f64]) -> Vec<String> {
+    grads.keys().zip(sums).filter(|(_, s)| !s.is_finite()).map(|(k, _)| k.clone()).collect()
 }
 
 /// Keys of the gradients holding a non-finite value (one read-back per tensor: for diagnostics).

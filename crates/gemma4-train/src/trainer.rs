@@ -19,7 +19,7 @@ use gemma4_model::Gemma4TextModel;
 
 use crate::checkpoint::TrainerState;
 use crate::error::Result;
-use crate::optim::{AdamW, LossScale, global_norm, nonfinite_keys};
+use crate::optim::{AdamW, LossScale, global_norm, overflowed_keys, square_sums};
 use crate::recipe::{OptimSection, Recipe, Recompute};
 use crate::step::{Accumulate, Phases, accumulate_gradients, apply_update};
 
@@ -65,7 +65,7 @@ pub enum StepOutcome {
     Overflow {
         /// Mean loss per target token of the step (finite).
         loss: f64,
-        /// The first gradient (by PEFT key) holding a non-finite value.
+        /// The first gradient (by PEFT key) whose `Σ g²` overflowed (a non-finite value, or beyond f32).
         first: Option<String>,
         /// How many gradients hold one, of `tensors`.
         count: usize,
@@ -135,7 +135,8 @@ impl Trainer {
         let (loss_sum, grads) =
             accumulate_gradients(&self.model, &mut self.adapter, micro, &pass, &mut phases)?;
         let loss = loss_sum / tokens.max(1) as f64;
-        let scaled_norm = global_norm(&grads);
+        let sums = square_sums(&grads);
+        let scaled_norm = global_norm(&sums);
         let max_norm = self.settings.optim.max_grad_norm;
         let unscaled = if loss.is_finite() {
             self.loss_scale.unscale(scaled_norm, max_norm)
@@ -146,7 +147,7 @@ impl Trainer {
         let Some((grad_norm, factor)) = unscaled else {
             self.state.step = step;
             self.phases = phases.times;
-            let bad = nonfinite_keys(&grads);
+            let bad = overflowed_keys(&grads, &sums);
             let scale = self.loss_scale.scale;
             return Ok(StepOutcome::Overflow {
                 loss,

@@ -2,9 +2,10 @@
 //! the inputs' dtype), for the runtimes whose own matmul leaves them idle: Burn's f16 matmul
 //! through Vulkan reaches about a sixth of the H200's tensor-core rate (docs/performance.md).
 //!
-//! One cube of eight planes per `[BM, BN]` block of `c`; plane `p` owns the `[64, 32]` corner
-//! `(p / 4, p % 4)` of it as 4 × 2 accumulators. The cube walks `k` in steps of [`BK`]: every
-//! unit fetches its share of the next `a` and `b` tiles from global memory (vectors of 4) into
+//! One cube of sixteen planes per `[BM, BN]` block of `c`; plane `p` owns the `[32, 32]` corner
+//! `(p / 4, p % 4)` of it as 2 × 2 accumulators: small corners run fastest through Vulkan on the
+//! H200 (f16: `[32, 32]` 101–138 TFLOP/s, `[64, 32]` 62–107, `[64, 64]` 31–66; Burn's 122–132;
+//! docs/performance.md). The cube walks `k` in steps of [`BK`]: every unit fetches its share of the next `a` and `b` tiles from global memory (vectors of 4) into
 //! registers while the planes multiply the current ones from shared memory, then stores them
 //! into the other of two shared buffers: one barrier per step. Each operand is staged the way
 //! it lies, so the fetches read contiguous runs: `a` as `[m, k]` rows, or `[k, m]` when it is a
@@ -40,10 +41,10 @@ const PAD: u32 = 8;
 pub const VEC: u32 = 4;
 /// Units per plane, planes per cube.
 const LANES: u32 = 32;
-const PLANES: u32 = 8;
+const PLANES: u32 = 16;
 const UNITS: u32 = LANES * PLANES;
 /// A plane's corner: `WM × WN`, as `FM × FN` accumulators.
-const WM: u32 = 64;
+const WM: u32 = 32;
 const WN: u32 = 32;
 const FM: u32 = WM / TILE;
 const FN: u32 = WN / TILE;
@@ -132,7 +133,7 @@ fn fetch_operand<F: Float, N: Size>(
     }
 }
 
-/// Eight zeroed accumulators: this plane's `[WM, WN]` corner of `c`.
+/// Four zeroed accumulators: this plane's `[WM, WN]` corner of `c`.
 #[cube]
 fn accumulators() -> Sequence<cmma::Matrix<f32>> {
     let mut acc = Sequence::<cmma::Matrix<f32>>::new();
@@ -276,7 +277,7 @@ fn matmul_tc_kernel<F: Float, N: Size>(
 }
 
 /// Whether the kernel takes `a·b` on `a`'s device in `dtype`: f16 or bf16, planes of 32 units,
-/// 16 × 16 × 16 `cmma` with f32 sums and room for [`SHARED_BYTES`].
+/// 16 × 16 × 16 `cmma` with f32 sums, room for [`SHARED_BYTES`] and cubes of 512 units.
 pub fn usable(a: &CubeTensor) -> bool {
     let hw = &a.client.properties().hardware;
     let half = matches!(elem(a.dtype), ElemType::Float(FloatKind::F16 | FloatKind::BF16));
@@ -291,6 +292,7 @@ pub fn usable(a: &CubeTensor) -> bool {
     half && hw.plane_size_min == LANES
         && hw.plane_size_max == LANES
         && SHARED_BYTES <= hw.max_shared_memory_size
+        && UNITS <= hw.max_units_per_cube
         && a.client.features().matmul.cmma.contains(&config)
 }
 

@@ -64,6 +64,8 @@ pub struct Args {
     /// `--gradient-checkpointing` and none; a recipe's `gradient_checkpointing = N`).
     #[arg(long, conflicts_with = "gradient_checkpointing")]
     recompute_layers: Option<usize>,
+    /// Untimed steps first; under f16 the warm-up goes on until a step updates (an overflowing
+    /// step halves the loss scale and updates nothing), at most 16 more, so timed steps update.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     #[arg(long, default_value_t = 5)]

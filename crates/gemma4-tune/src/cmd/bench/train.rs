@@ -13,6 +13,9 @@ use super::flops::Flops;
 use super::report::{Peaks, mem_text, memory};
 use super::run::{BenchSettings, mean, random_batch, secs, sync};
 
+/// Overflowing f16 steps that may lengthen the warm-up (from a scale of 65,536 to 1).
+const SETTLE: usize = 16;
+
 /// Run the training steps; returns the report's `train` object.
 pub fn train_steps(
     trainer: &mut Trainer,
@@ -26,8 +29,12 @@ pub fn train_steps(
     let (mut times, mut losses) = (Vec::new(), Vec::new());
     let mut phase_sums: Vec<(&'static str, f64)> = Vec::new();
     let mut skipped = 0usize;
+    // f16's loss scale starts high and halves on each overflowing step, which updates nothing:
+    // until the first update the warm-up goes on (at most `SETTLE` more), so timed steps update;
+    // an overflow after that is a timed, skipped step (`skipped`).
+    let (mut warmup, mut i, mut settling) = (s.warmup, 0, true);
     let first = random_batch(rng, s.batch, s.seq, vocab);
-    for i in 0..s.warmup + s.steps {
+    while i < warmup + s.steps {
         let batch = if s.repeat_batch || i == 0 {
             first.clone()
         } else {
@@ -38,13 +45,19 @@ pub fn train_steps(
         sync(device)?;
         let dt = secs(t);
         let loss = match outcome {
-            StepOutcome::Updated { loss, .. } => loss,
+            StepOutcome::Updated { loss, .. } => {
+                settling = false;
+                loss
+            }
             StepOutcome::Overflow { loss, first, count, tensors, scale } => {
                 let first = first.as_deref().unwrap_or("-");
                 eprintln!(
                     "bench: f16 gradient overflow in {count} of {tensors} tensors (first: {first}); step skipped, loss scale now {scale}"
                 );
-                skipped += usize::from(i >= s.warmup);
+                if settling && i >= warmup && warmup < s.warmup + SETTLE {
+                    warmup += 1;
+                }
+                skipped += usize::from(i >= warmup);
                 loss
             }
             StepOutcome::NonFinite { loss, grad_norm, .. } => {
@@ -56,7 +69,7 @@ pub fn train_steps(
                 trainer.phases.iter().map(|(n, t)| format!("{n} {t:.3} s")).collect();
             eprintln!("bench:   {}", text.join(", "));
         }
-        if i >= s.warmup {
+        if i >= warmup {
             for (k, (name, t)) in trainer.phases.iter().enumerate() {
                 match phase_sums.get_mut(k) {
                     Some(p) => p.1 += t,
@@ -65,17 +78,18 @@ pub fn train_steps(
             }
         }
         peaks.sample();
-        let warm = if i < s.warmup { " (warm-up)" } else { "" };
+        let warm = if i < warmup { " (warm-up)" } else { "" };
         eprintln!(
             "bench: step {}/{} {dt:.3} s, loss {loss:.4}, {}{warm}",
             i + 1,
-            s.warmup + s.steps,
+            warmup + s.steps,
             mem_text(memory(device))
         );
-        if i >= s.warmup {
+        if i >= warmup {
             times.push(dt);
             losses.push(loss);
         }
+        i += 1;
     }
     let train_tokens = (s.batch * s.seq) as f64;
     let step_s = mean(&times);
@@ -90,7 +104,7 @@ pub fn train_steps(
         "step_s": step_s, "step_s_all": times, "tokens_per_s": train_tokens / step_s,
         "tflops": flops.train() * train_tokens / step_s / 1e12,
         "loss_first": losses.first(), "loss_last": losses.last(), "loss_all": losses,
-        "skipped_steps": skipped, "loss_scale": trainer.loss_scale.scale,
+        "skipped_steps": skipped, "warmup_steps": warmup, "loss_scale": trainer.loss_scale.scale,
         "phases_s": phases,
     }))
 }
