@@ -20,6 +20,7 @@ pub mod fused;
 pub mod reference;
 #[cfg(feature = "cube")]
 mod stored;
+pub mod switches;
 
 pub use reference::AdamwStep;
 // The BLAS call's layout arithmetic: used by `cublas`, tested on every build.
@@ -171,8 +172,7 @@ pub fn low_rank_linear(
 /// Whether [`low_rank_linear`] runs as one op here: the cuBLAS route, `x` and `w` of one dtype
 /// (bf16 or f32), unless `GEMMA4_TUNE_LOW_RANK=0` (the composed ops, to compare).
 pub fn fuses_low_rank(x: &Tensor<3>, w: &Tensor<2>) -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_LOW_RANK").is_ok_and(|v| v == "0"));
+    let off = switches::low_rank_off();
     #[cfg(feature = "cuda")]
     let route = cublas::eligible(w, w);
     #[cfg(not(feature = "cuda"))]
@@ -183,10 +183,7 @@ pub fn fuses_low_rank(x: &Tensor<3>, w: &Tensor<2>) -> bool {
 /// Whether the adapter's small products read bf16 activations as they are (no f32 copy made
 /// or kept): on the cuBLAS route for bf16 models, unless `GEMMA4_TUNE_LORA_INPUTS=f32`.
 pub fn bf16_lora_inputs(device: &burn::tensor::Device, dtype: DType) -> bool {
-    static F32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let f32 =
-        *F32.get_or_init(|| std::env::var("GEMMA4_TUNE_LORA_INPUTS").is_ok_and(|v| v == "f32"));
-    dtype == DType::BF16 && !f32 && uses_cublas(device)
+    dtype == DType::BF16 && !switches::lora_inputs_f32() && uses_cublas(device)
 }
 
 /// Whether this build takes the cuBLAS route on `device` (for f32, f16 and bf16 products).

@@ -17,9 +17,8 @@ use crate::layout::RowMajor;
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let off = std::env::var("GEMMA4_TUNE_CUBLAS").is_ok_and(|v| v == "0");
         // SAFETY: only tries to open the library by its usual names.
-        !off && unsafe { sys::is_culib_present() }
+        !crate::switches::cublas_off() && unsafe { sys::is_culib_present() }
     })
 }
 

@@ -21,7 +21,6 @@
 //! (two host round trips per product), to compare or to rule this out.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use burn::tensor::DType;
 use burn_cubecl::ops::numeric::zeros_client;
@@ -49,8 +48,7 @@ fn await_done_kernel(flags: &mut Tensor<Atomic<u32>>, n: u32) {
 
 /// Whether products are ordered on the device (the default) rather than by host drains.
 pub fn on_device() -> bool {
-    static ON_DEVICE: OnceLock<bool> = OnceLock::new();
-    *ON_DEVICE.get_or_init(|| !std::env::var("GEMMA4_TUNE_CUBLAS_SYNC").is_ok_and(|v| v == "host"))
+    !crate::switches::cublas_host_sync()
 }
 
 /// This thread's counters on one device, and the last `n` handed out.

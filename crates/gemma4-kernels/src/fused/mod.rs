@@ -55,9 +55,7 @@ use crate::reference::{self, AdamwStep, AttentionRule, TokenMasks};
 pub fn enabled(device: &Device) -> bool {
     #[cfg(feature = "cube")]
     {
-        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let off = *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FUSED").is_ok_and(|v| v == "0"));
-        !off && crate::device::is_cube(device)
+        !crate::switches::fused_off() && crate::device::is_cube(device)
     }
     #[cfg(not(feature = "cube"))]
     {
@@ -73,9 +71,7 @@ pub fn enabled(device: &Device) -> bool {
 /// products from shared memory, without tensor cores. It is what makes memory linear in the
 /// sequence (E2B batch 1 at 32,768 tokens: 120 GiB).
 pub fn flash_enabled(device: &Device) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH").is_ok_and(|v| v == "1"));
-    on && enabled(device)
+    crate::switches::flash_on() && enabled(device)
 }
 
 /// How many times [`flash_attention`] has run its forward on tensor cores in this process
@@ -91,20 +87,17 @@ pub fn flash_tensor_core_launches() -> u64 {
 /// kernels everywhere, to compare or to bisect).
 #[cfg(feature = "cube")]
 fn tensor_cores_off() -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("GEMMA4_TUNE_FLASH_TC").is_ok_and(|v| v == "0"))
+    crate::switches::flash_tensor_cores_off()
 }
 
 /// Whether [`matmul`] takes the products on `device`: only when asked
 /// (`GEMMA4_TUNE_TILE_MATMUL=1`) and the fused kernels are [`enabled`] there. The op itself
 /// falls back to Burn's matmul where the device has no 16 × 16 × 16 `cmma` (lavapipe) or the
 /// product is thin (`matmul_tc.rs`). Off by default: through Vulkan on an H200 it took the E2B
-/// 4 × 2048 f16 step from 1.70 to 1.97 s (Burn's own `cmma` matmul is faster there;
-/// docs/performance.md), and CUDA has cuBLAS.
+/// 4 × 2048 f16 step from 1.52 to 1.67 s (it passes Burn's matmul on the forward's products and
+/// trails it on the backward's; docs/performance.md), and CUDA has cuBLAS.
 pub fn tile_matmul_enabled(device: &Device) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("GEMMA4_TUNE_TILE_MATMUL").is_ok_and(|v| v == "1"));
-    on && enabled(device)
+    crate::switches::tile_matmul_on() && enabled(device)
 }
 
 /// How many products [`matmul`] has run on tensor cores in this process.
