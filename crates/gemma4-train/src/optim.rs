@@ -170,6 +170,26 @@ mod tests {
     }
 
     #[test]
+    fn overflowed_keys_are_the_non_finite_square_sums() {
+        let device = Device::flex();
+        let t = |v: [f32; 2]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [1, 2]), &device);
+        let grads = BTreeMap::from([
+            ("a".to_string(), t([1.0, 2.0])),
+            ("b".to_string(), t([f32::INFINITY, 0.0])),
+            ("c".to_string(), t([3.0, 4.0])),
+            ("d".to_string(), t([f32::NAN, 1.0])),
+        ]);
+        let sums = square_sums(&grads);
+        assert_eq!(sums[0], 5.0);
+        assert_eq!(sums[2], 25.0);
+        assert!(!global_norm(&sums).is_finite(), "one overflow makes the norm overflow");
+        assert_eq!(overflowed_keys(&grads, &sums), ["b", "d"]);
+        let finite: Vec<f64> = sums.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();
+        assert_eq!(global_norm(&finite), 30f64.sqrt());
+        assert!(overflowed_keys(&grads, &finite).is_empty());
+    }
+
+    #[test]
     fn adamw_matches_pytorch_first_steps() {
         // torch.optim.AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01), p = [1, -2], g = [0.5, 0.25] twice:
         // step 1: p = [0.899, -2.098]; step 2 with the same g: p = [0.798101, -2.195902]
