@@ -137,6 +137,30 @@ pub fn linear_add_to(
     matmul_add_to(x.reshape([b * s, k]), w, c, compute, alpha).reshape([b, s, n])
 }
 
+/// `scale·(x·aᵀ)·bᵀ` over the last axis in f32 (LoRA's change of a projection) as one op
+/// whose backward sums the factors' gradients over the rows as `x` and `dy` lie
+/// (`fused/tall.rs`), where it runs: a device of the fused kernels without the cuBLAS route,
+/// f32 operands, rank ≤ 64, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a GPU). `None`
+/// otherwise, and the caller composes [`linear_to`] and [`linear_add_to`].
+///
+/// # Shapes
+/// - x: `[b, s, in]`, a: `[r, in]`, b: `[out, r]` → `[b, s, out]`
+pub fn low_rank_delta(
+    x: &Tensor<3>,
+    a: &Tensor<2>,
+    b: &Tensor<2>,
+    scale: f64,
+) -> Option<Tensor<3>> {
+    let device = x.device();
+    let f32s = [x.dtype(), a.dtype(), b.dtype()].iter().all(|d| *d == DType::F32);
+    if !(switches::tall_on() && f32s && fused::enabled(&device) && !uses_cublas(&device)) {
+        return None;
+    }
+    let [bs, s, k] = x.dims();
+    let y = fused::low_rank(x.clone().reshape([bs * s, k]), a.clone(), b.clone(), scale);
+    Some(y.reshape([bs, s, b.dims()[0]]))
+}
+
 /// `x·w + alpha·(x·aᵀ)·bᵀ` over the last axis as one op whose products share one ordering
 /// handoff each way (a frozen projection `w` with a low-rank change, LoRA's shape), when
 /// [`fuses_low_rank`] says this device takes it; `None` otherwise, and the caller composes

@@ -48,3 +48,9 @@ switch!(
     /// `GEMMA4_TUNE_LORA_INPUTS=f32`: a bf16 model's adapter gets f32 copies of its inputs.
     lora_inputs_f32 = "GEMMA4_TUNE_LORA_INPUTS" == "f32"
 );
+switch!(
+    /// `GEMMA4_TUNE_TALL=1`: on the fused kernels' devices without cuBLAS, LoRA's change as one
+    /// op whose factors' gradients are summed over the rows as `x` and `dy` lie (`fused/tall.rs`)
+    /// instead of Burn's products over transposed copies.
+    tall_on = "GEMMA4_TUNE_TALL" == "1"
+);

@@ -1,7 +1,9 @@
 //! The fused kernels on a wgpu device against the plain-op reference on the CPU: forward values
-//! and every input's gradient, in f32 and (where the device has it) f16, on odd widths, widths
-//! above the kernels' block, head-shaped inputs; RMSNorm with and without a scale; the softmax
-//! with a per-batch and a broadcast mask, a fully masked (padding) row and a scale.
+//! and every input's gradient, f32 and (where the device has it) f16, odd widths, widths above
+//! the kernels' block, head shapes; RMSNorm with and without a scale; the softmax with a
+//! per-batch and a broadcast mask, a fully masked (padding) row and a scale; flash attention
+//! (`flash.rs`), the tensor-core matmul (`matmul.rs`), LoRA's change (`low_rank.rs`) and the
+//! optimizer (`optimizer.rs`).
 //!
 //! Runs on any Vulkan or Metal device, Mesa's software Vulkan (lavapipe) included, which
 //! `.ci/run` installs. Without a device the tests skip with a message, except where
@@ -11,8 +13,12 @@
 
 #[path = "fused_wgpu/flash.rs"]
 mod flash;
+#[path = "fused_wgpu/low_rank.rs"]
+mod low_rank;
 #[path = "fused_wgpu/matmul.rs"]
 mod matmul;
+#[path = "fused_wgpu/optimizer.rs"]
+mod optimizer;
 
 use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use gemma4_kernels::{fused, reference};
@@ -235,60 +241,6 @@ fn masked_softmax_matches_the_reference_forward_and_backward() {
     if device.supports_dtype(DType::F16) {
         check_softmax(&device, [2, 3, 5, 9], 2, 1.0, DType::F16, 2e-3);
     }
-}
-
-/// Two AdamW steps (with weight decay and a gradient scale) of a `[5, 37]` tensor on `device`;
-/// the second gradient is a transposed view (`g2` holds `[37, 5]`), as the backward gives.
-fn two_adamw_steps(device: &Device, inputs: [&TensorData; 3]) -> [Vec<f64>; 3] {
-    let [p, g1, g2] = inputs.map(|d| Tensor::<2>::from_data(d.clone(), device));
-    let g2 = g2.transpose();
-    let mut s = gemma4_kernels::AdamwStep {
-        lr: 1e-2,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        step: 1,
-        grad_scale: 0.5,
-    };
-    let (p, m, v) = fused::adamw(p, g1, None, &s);
-    s.step = 2;
-    let (p, m, v) = fused::adamw(p, g2, Some((m, v)), &s);
-    [values(p), values(m), values(v)]
-}
-
-#[test]
-fn adamw_matches_the_reference() {
-    let Some(device) = gpu() else { return };
-    let (p, g1, g2) = (random([5, 37]), random([5, 37]), random([37, 5]));
-    let got = two_adamw_steps(&device, [&p, &g1, &g2]);
-    let want = two_adamw_steps(&Device::flex(), [&p, &g1, &g2]);
-    for (name, (g, w)) in ["param", "m", "v"].iter().zip(got.iter().zip(&want)) {
-        let e = rel_l2(g, w);
-        eprintln!("adamw {name}: {e:.2e} (bound 1e-6)");
-        assert!(e <= 1e-6, "adamw {name}: {e:.2e} > 1e-6");
-    }
-}
-
-#[test]
-fn square_sums_match_the_reference() {
-    let Some(device) = gpu() else { return };
-    let data = [random([5, 37]), random([300, 7]), random([16, 2])];
-    let on = |d: &Device| -> Vec<Tensor<2>> {
-        let mut t: Vec<Tensor<2>> = data.iter().map(|x| Tensor::from_data(x.clone(), d)).collect();
-        t[1] = t[1].clone().transpose(); // a transposed view, as gradients often are
-        t
-    };
-    let (gpu_t, cpu_t) = (on(&device), on(&Device::flex()));
-    let got = fused::square_sums(&gpu_t.iter().collect::<Vec<_>>());
-    let want = reference::square_sums(&cpu_t.iter().collect::<Vec<_>>());
-    assert_eq!(got.len(), 3);
-    let e = rel_l2(&got, &want);
-    eprintln!("square_sums: {got:?} vs {want:?}: {e:.2e}");
-    // f32 sums of up to 2,100 squares in another order: ~√n·2⁻²⁴ ≈ 3e-6 relative at worst
-    // (1.28e-6 seen once on lavapipe against an earlier 1e-6 bound).
-    assert!(e <= 1e-5, "square_sums {e:.2e} > 1e-5");
-    assert!(fused::square_sums(&[]).is_empty());
 }
 
 /// The per-row losses and the raw logits' gradient under `Σ loss·c`.

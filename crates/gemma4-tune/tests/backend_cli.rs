@@ -137,3 +137,41 @@ fn explicit_wgpu_runs_on_lavapipe_where_auto_would_not() {
         .expect(&stdout);
     assert!(l2 < 1e-4, "{stdout}");
 }
+
+/// LoRA's change as one op with its factors' gradients summed over the rows
+/// (`GEMMA4_TUNE_TALL=1`, gemma4-kernels' `fused/tall.rs`) trains the tiny model on lavapipe as
+/// the plain products do: the same losses, step after step, on one repeated batch.
+#[cfg(all(target_os = "linux", feature = "wgpu"))]
+#[test]
+fn tall_lora_gradients_train_as_the_plain_products_do() {
+    if !lavapipe_installed() {
+        let required = std::env::var("GEMMA4_TUNE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1");
+        assert!(!required, "no lavapipe, and GEMMA4_TUNE_REQUIRE_GPU_TESTS=1 requires it");
+        eprintln!("skipped: no lavapipe (mesa-vulkan-drivers)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let losses = |tall: bool| -> (Vec<f64>, u64) {
+        let json = tmp.path().join(format!("tall-{tall}.json"));
+        let mut cmd = auto();
+        cmd.env("GEMMA4_TUNE_TALL", if tall { "1" } else { "0" });
+        let args = ["bench", "--backend", "wgpu", "--model", "tiny", "--dtype", "f32"];
+        let shape = ["--batch", "2", "--seq", "48", "--warmup", "0", "--steps", "3"];
+        let rest = ["--prefill-runs", "0", "--decode-tokens", "0", "--repeat-batch"];
+        let (out, _, stderr) =
+            run(cmd.args(args).args(shape).args(rest).args(["--lr", "1e-2", "--json"]).arg(&json));
+        assert!(out.status.success(), "{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("--json written")).expect("JSON");
+        let all = report["train"]["loss_all"].as_array().expect("losses").clone();
+        let launches = report["kernels"]["tall_products"].as_u64().expect("launch count");
+        (all.iter().map(|v| v.as_f64().expect("number")).collect(), launches)
+    };
+    let ((plain, none), (tall, ran)) = (losses(false), losses(true));
+    assert_eq!((none, plain.len()), (0, 3), "the plain products: no tall launches");
+    assert!(ran > 0, "GEMMA4_TUNE_TALL=1 took the tall products");
+    assert!(plain[2] < plain[0], "the repeated batch is learned: {plain:?}");
+    for (p, t) in plain.iter().zip(&tall) {
+        assert!((p - t).abs() <= 1e-4 * p.abs(), "plain {plain:?} vs tall {tall:?}");
+    }
+}

@@ -5,37 +5,14 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::{
     Autodiff, Backend,
     tensor::{FloatTensor, IntTensor},
 };
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
-
-#[derive(Debug)]
-struct MatmulBackward;
-
-/// A matrix transposed (a view).
-fn transposed<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
-    B::float_swap_dims(t, 0, 1)
-}
-
-impl<B: Backend + Fused> Backward<B, 2> for MatmulBackward {
-    /// `a` where `b` is tracked, `b` where `a` is.
-    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (a, b) = ops.state;
-        binary::<B, _, _>(
-            ops.parents,
-            ops.node,
-            grads,
-            |dc| B::fused_matmul(dc, transposed::<B>(b.expect("b is kept when a is tracked"))),
-            |dc| B::fused_matmul(transposed::<B>(a.expect("a is kept when b is tracked")), dc),
-        );
-    }
-}
+use super::product_grads;
 
 #[derive(Debug)]
 struct RmsNormBackward;
@@ -150,15 +127,26 @@ fn constant<B: Backend, C: CheckpointStrategy>(t: FloatTensor<Autodiff<B, C>>) -
 
 impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        let tracked = [a.is_tracked(), b.is_tracked()];
-        let ((a, a_node), (b, b_node)) = (a.into_parts(), b.into_parts());
-        match MatmulBackward.prepare::<C>([a_node, b_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let kept = (tracked[1].then(|| a.clone()), tracked[0].then(|| b.clone()));
-                prep.finish(kept, B::fused_matmul(a, b))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_matmul(a, b)),
-        }
+        product_grads::matmul::<B, C>(a, b)
+    }
+
+    fn fused_low_rank(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        product_grads::low_rank::<B, C>(x, a, b, scale)
+    }
+
+    /// Not differentiable: computed on the inner values, returned untracked.
+    fn fused_tall_product(
+        p: FloatTensor<Self>,
+        q: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let c = B::fused_tall_product(constant::<B, C>(p), constant::<B, C>(q), scale);
+        FloatTensor::<Self>::new(c)
     }
 
     fn fused_rms_norm(

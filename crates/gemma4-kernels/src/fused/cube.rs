@@ -1,17 +1,28 @@
 //! [`Fused`] on the CubeCL runtimes: each op is the project's own kernel.
 
+use burn::backend::ops::FloatTensorOps;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
 use super::{
     adamw, cross_entropy, flash_attention, flash_backward, geglu, matmul_tc, rms_norm, rope,
-    softmax, square_sum,
+    softmax, square_sum, tall,
 };
 
 impl Fused for CubeBackend {
     fn fused_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
         matmul_tc::forward(a, b)
+    }
+
+    fn fused_low_rank(x: CubeTensor, a: CubeTensor, b: CubeTensor, scale: f32) -> CubeTensor {
+        let xa = CubeBackend::float_matmul(x, CubeBackend::float_swap_dims(a, 0, 1));
+        let b = CubeBackend::float_mul_scalar(b, scale.into());
+        CubeBackend::float_matmul(xa, CubeBackend::float_swap_dims(b, 0, 1))
+    }
+
+    fn fused_tall_product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
+        tall::product(p, q, scale)
     }
 
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {

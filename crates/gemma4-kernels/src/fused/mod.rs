@@ -4,8 +4,10 @@
 //! - `ops.rs`: the extension trait [`Fused`](ops::Fused) and its routing.
 //! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`,
 //!   `geglu.rs`, `rope.rs`, `softmax.rs`, `flash_attention.rs` with `flash_backward.rs`, `adamw.rs`,
-//!   `square_sum.rs`, `cross_entropy.rs`) and what the row kernels share (`rows.rs`).
-//! - `autodiff.rs`: the backward of each op, through its backward kernel.
+//!   `square_sum.rs`, `cross_entropy.rs`, `matmul_tc.rs`, `tall.rs`) and what the row kernels
+//!   share (`rows.rs`).
+//! - `autodiff.rs`: the backward of each op, through its backward kernel (the products' in
+//!   `product_grads.rs`).
 //!
 //! The wrappers here pick the kernel on a CubeCL device and the plain ops of
 //! [`crate::reference`] everywhere else (the CPU), which are also what the kernels are tested
@@ -34,6 +36,8 @@ mod matmul_tc;
 #[cfg(feature = "cube")]
 mod ops;
 #[cfg(feature = "cube")]
+mod product_grads;
+#[cfg(feature = "cube")]
 mod rms_norm;
 #[cfg(feature = "cube")]
 mod rope;
@@ -43,6 +47,8 @@ mod rows;
 mod softmax;
 #[cfg(feature = "cube")]
 mod square_sum;
+#[cfg(feature = "cube")]
+mod tall;
 
 #[cfg(feature = "cube")]
 use burn::tensor::DType;
@@ -129,6 +135,34 @@ pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
         ));
     }
     a.matmul(b)
+}
+
+/// `scale·(x·aᵀ)·bᵀ` in f32, LoRA's change of a projection: on a device where the fused
+/// kernels are [`enabled`] (rank ≤ 64) one op whose backward sums the factors' gradients over
+/// the rows as `x` and `dy` lie (`tall.rs`); elsewhere the plain products.
+///
+/// # Shapes
+/// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]` (all f32) → `[n, out]`
+pub fn low_rank(x: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
+    #[cfg(feature = "cube")]
+    if enabled(&x.device())
+        && [x.dtype(), a.dtype(), b.dtype()].iter().all(|d| *d == DType::F32)
+        && a.dims()[0] <= tall::MAX_NARROW
+    {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        let (x, a, b) = (x.into_dispatch(), a.into_dispatch(), b.into_dispatch());
+        return Tensor::from_dispatch(<Dispatch as Fused>::fused_low_rank(x, a, b, scale as f32));
+    }
+    x.matmul(a.transpose()).matmul(b.mul_scalar(scale).transpose())
+}
+
+/// How many tall products (`tall.rs`: the factors' gradients of [`low_rank`]) ran so far.
+pub fn tall_launches() -> u64 {
+    #[cfg(feature = "cube")]
+    return tall::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "cube"))]
+    0
 }
 
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the

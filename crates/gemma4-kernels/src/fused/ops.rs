@@ -64,6 +64,31 @@ pub trait Fused: Backend {
     /// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// LoRA's change of a projection, `scale·(x·aᵀ)·bᵀ`, in f32. Forward: two of Burn's
+    /// products. Backward: `dx = s·(dy·b)·a`, and the factors' gradients `db = s·dyᵀ·(x·aᵀ)`,
+    /// `da = s·(dy·b)ᵀ·x` through [`Fused::fused_tall_product`], which reads `x` and `dy` as
+    /// they lie.
+    ///
+    /// # Shapes
+    /// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]` → `[n, out]`
+    fn fused_low_rank(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `scale·pᵀ·q` of two tall f32 matrices, one of them narrow (≤ 64 columns), summed over
+    /// their rows in chunks (`tall.rs`). Not differentiable.
+    ///
+    /// # Shapes
+    /// - p: `[k, P]`, q: `[k, Q]` → `[P, Q]`
+    fn fused_tall_product(
+        p: FloatTensor<Self>,
+        q: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
     /// RMSNorm over the last axis: `x·(mean(x²) + eps)^-½·w`, f32 inside, `x`'s dtype out. The
     /// scale `w` is a constant (no gradient); without `scaled` it is not read (pass any tensor
     /// of the device: the extension macro takes no optional tensors).

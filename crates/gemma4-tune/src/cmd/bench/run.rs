@@ -211,6 +211,12 @@ pub fn run(s: &BenchSettings, device: &Device) -> Result<Value> {
         "train": train,
         "prefill": prefill,
         "decode": decode,
+        // Which of the project's opt-in kernels ran (launches in this process).
+        "kernels": {
+            "tile_matmul": gemma4_kernels::fused::tile_matmul_launches(),
+            "flash_tensor_cores": gemma4_kernels::fused::flash_tensor_core_launches(),
+            "tall_products": gemma4_kernels::fused::tall_launches(),
+        },
         "memory": {
             "peak_allocated_bytes": train_peak.map(|p| p.0),
             "peak_reserved_bytes": train_peak.map(|p| p.1),

@@ -1,0 +1,118 @@
+//! `c = scale·pᵀ·q` where `p` `[k, P]` and `q` `[k, Q]` are tall (`k` the rows of a batch, in
+//! the thousands) and one side is narrow (a LoRA rank, ≤ [`MAX_NARROW`]): the gradients of the
+//! adapter's factors, `dB = s·dyᵀ·xa` and `dA = dxaᵀ·x`. Burn's matmul takes these through a
+//! kernel that wants both operands `k`-contiguous, so each call first copies `x` or `dy`
+//! transposed (docs/performance.md: 740 such copies, 87 ms of an E2B step through Vulkan).
+//! Here each operand is read as it lies, row after row: one unit per column of the wide
+//! operand keeps the narrow side's sums in registers over a chunk of [`CHUNK`] rows (the
+//! narrow operand's rows staged in shared memory), and the chunks' partial sums are added
+//! after (split-k).
+
+use burn::backend::ops::FloatTensorOps;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+/// Rows of `p` and `q` per cube.
+pub const CHUNK: u32 = 128;
+/// Units per cube: columns of the wide operand.
+const UNITS: u32 = 256;
+/// The widest narrow side the kernel takes.
+pub const MAX_NARROW: usize = 64;
+
+/// One chunk's partial `[wide, narrow]` products into `partial` (`[chunks, P, Q]`).
+#[cube(launch)]
+fn tall_kernel(
+    wide: &Tensor<f32>,
+    narrow: &Tensor<f32>,
+    partial: &mut Tensor<f32>,
+    scale: f32,
+    #[comptime] r: usize,
+    #[comptime] wide_rows: bool,
+) {
+    let (rows, cols) = (wide.shape(0), wide.shape(1));
+    let chunk = CUBE_POS_Y as usize;
+    let k0 = chunk * CHUNK as usize;
+    let w = CUBE_POS_X as usize * UNITS as usize + UNIT_POS_X as usize;
+    let mut staged = Shared::<[f32]>::new_slice(comptime!(CHUNK as usize * r));
+    let mut i = UNIT_POS_X as usize;
+    while i < comptime!(CHUNK as usize * r) {
+        let k = k0 + i / r;
+        let mut value = f32::new(0.0);
+        if k < rows {
+            value = narrow[k * r + i % r];
+        }
+        staged[i] = value;
+        i += UNITS as usize;
+    }
+    sync_cube();
+    if w < cols {
+        let mut acc = Array::<f32>::new(r);
+        #[unroll]
+        for t in 0..r {
+            acc[t] = f32::new(0.0);
+        }
+        let mut end = rows - k0;
+        if end > CHUNK as usize {
+            end = CHUNK as usize;
+        }
+        for kk in 0..end {
+            let v = wide[(k0 + kk) * cols + w];
+            #[unroll]
+            for t in 0..r {
+                acc[t] += v * staged[kk * r + t];
+            }
+        }
+        // `c` is `[P, Q]` with the wide side first (`wide_rows`) or second.
+        #[unroll]
+        for t in 0..r {
+            if comptime!(wide_rows) {
+                partial[(chunk * cols + w) * r + t] = acc[t] * scale;
+            } else {
+                partial[(chunk * r + t) * cols + w] = acc[t] * scale;
+            }
+        }
+    }
+}
+
+/// `scale·pᵀ·q` (module docs): f32, contiguous row-major operands (others are made so), the
+/// narrow one `p` or `q` with at most [`MAX_NARROW`] columns.
+///
+/// # Shapes
+/// - p: `[k, P]`, q: `[k, Q]` → `[P, Q]`
+pub fn product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
+    let ([k, pw], [_, qw]) = (p.meta.shape().dims::<2>(), q.meta.shape().dims::<2>());
+    let wide_rows = qw <= pw;
+    let (wide, narrow) = if wide_rows { (p, q) } else { (q, p) };
+    let (wide, narrow) = (into_contiguous(wide), into_contiguous(narrow));
+    let (cols, r) = (wide.meta.shape().dims::<2>()[1], narrow.meta.shape().dims::<2>()[1]);
+    let chunks = k.div_ceil(CHUNK as usize).max(1);
+    let shape = if wide_rows { [chunks, cols, r] } else { [chunks, r, cols] };
+    let client = wide.client.clone();
+    LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = empty_device_contiguous_dtype(
+        client.clone(),
+        wide.device.clone(),
+        shape.into(),
+        wide.dtype,
+    );
+    tall_kernel::launch(
+        &client,
+        CubeCount::Static((cols as u32).div_ceil(UNITS), chunks as u32, 1),
+        CubeDim::new_1d(UNITS),
+        wide.into_tensor_arg(),
+        narrow.into_tensor_arg(),
+        partial.clone().into_tensor_arg(),
+        scale,
+        r,
+        wide_rows,
+    );
+    let [_, a, b] = shape;
+    let sum = if chunks == 1 { partial } else { CubeBackend::float_sum_dim(partial, 0) };
+    CubeBackend::float_reshape(sum, [a, b].into())
+}
+
+/// Launches of the kernel so far in this process (tests check which path ran).
+pub static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
