@@ -37,6 +37,19 @@ fn lavapipe_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether lavapipe is there to run on; without it the test skips with a message, except under
+/// `GEMMA4_TUNE_REQUIRE_GPU_TESTS=1` (`.ci/run` installs it and sets this), where it fails.
+#[cfg(all(target_os = "linux", feature = "wgpu"))]
+fn lavapipe_or_skip() -> bool {
+    if lavapipe_installed() {
+        return true;
+    }
+    let required = std::env::var("GEMMA4_TUNE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1");
+    assert!(!required, "no lavapipe, and GEMMA4_TUNE_REQUIRE_GPU_TESTS=1 requires it");
+    eprintln!("skipped: no lavapipe (mesa-vulkan-drivers)");
+    false
+}
+
 /// The quickstart recipe (tiny built-in model) for two steps, writing into `dir/run`.
 fn quickstart(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo().join("recipes/quickstart.toml")).unwrap();
@@ -117,11 +130,7 @@ fn a_backend_not_compiled_in_is_one_clear_error() {
 #[cfg(all(target_os = "linux", feature = "wgpu"))]
 #[test]
 fn explicit_wgpu_runs_on_lavapipe_where_auto_would_not() {
-    if !lavapipe_installed() {
-        // `.ci/run` installs it and sets this: there the test must run.
-        let required = std::env::var("GEMMA4_TUNE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1");
-        assert!(!required, "no lavapipe, and GEMMA4_TUNE_REQUIRE_GPU_TESTS=1 requires it");
-        eprintln!("skipped: no lavapipe (mesa-vulkan-drivers)");
+    if !lavapipe_or_skip() {
         return;
     }
     let (out, stdout, stderr) = run(auto().args(["logits", "--backend", "wgpu"]));
@@ -144,10 +153,7 @@ fn explicit_wgpu_runs_on_lavapipe_where_auto_would_not() {
 #[cfg(all(target_os = "linux", feature = "wgpu"))]
 #[test]
 fn tall_lora_gradients_train_as_the_plain_products_do() {
-    if !lavapipe_installed() {
-        let required = std::env::var("GEMMA4_TUNE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1");
-        assert!(!required, "no lavapipe, and GEMMA4_TUNE_REQUIRE_GPU_TESTS=1 requires it");
-        eprintln!("skipped: no lavapipe (mesa-vulkan-drivers)");
+    if !lavapipe_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
