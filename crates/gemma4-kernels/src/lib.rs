@@ -137,18 +137,20 @@ pub fn linear_add_to(
     matmul_add_to(x.reshape([b * s, k]), w, c, compute, alpha).reshape([b, s, n])
 }
 
-/// `scale·(x·aᵀ)·bᵀ` over the last axis in f32 (LoRA's change of a projection) as one op
-/// whose backward sums the factors' gradients over the rows as `x` and `dy` lie
-/// (`fused/tall.rs`), where it runs: a device of the fused kernels without the cuBLAS route,
-/// f32 operands, rank ≤ 64, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a GPU). `None`
-/// otherwise, and the caller composes [`linear_to`] and [`linear_add_to`].
+/// `base + scale·(x·aᵀ)·bᵀ` over the last axis (a frozen projection's output with LoRA's
+/// change, `x`, `a`, `b` in f32, the result in `base`'s dtype) as one op (`fused::low_rank_add`:
+/// the change added as the output is written, the factors' gradients summed over the rows as
+/// `x` and `dy` lie) where it runs: a device of the fused kernels without the cuBLAS route, rank
+/// ≤ 64, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a GPU). `None` otherwise, and the
+/// caller composes [`linear_to`] and [`linear_add_to`].
 ///
 /// # Shapes
-/// - x: `[b, s, in]`, a: `[r, in]`, b: `[out, r]` → `[b, s, out]`
-pub fn low_rank_delta(
+/// - x: `[b, s, in]`, a: `[r, in]`, b: `[out, r]`, base: `[b, s, out]` → `[b, s, out]`
+pub fn low_rank_add(
     x: &Tensor<3>,
     a: &Tensor<2>,
     b: &Tensor<2>,
+    base: &Tensor<3>,
     scale: f64,
 ) -> Option<Tensor<3>> {
     let device = x.device();
@@ -156,9 +158,10 @@ pub fn low_rank_delta(
     if !(switches::tall_on() && f32s && fused::enabled(&device) && !uses_cublas(&device)) {
         return None;
     }
-    let [bs, s, k] = x.dims();
-    let y = fused::low_rank(x.clone().reshape([bs * s, k]), a.clone(), b.clone(), scale);
-    Some(y.reshape([bs, s, b.dims()[0]]))
+    let ([bs, s, k], out) = (x.dims(), b.dims()[0]);
+    let (x, base) = (x.clone().reshape([bs * s, k]), base.clone().reshape([bs * s, out]));
+    let y = fused::low_rank_add(x, a.clone(), b.clone(), base, scale);
+    Some(y.reshape([bs, s, out]))
 }
 
 /// `x·w + alpha·(x·aᵀ)·bᵀ` over the last axis as one op whose products share one ordering

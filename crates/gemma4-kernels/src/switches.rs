@@ -49,8 +49,9 @@ switch!(
     lora_inputs_f32 = "GEMMA4_TUNE_LORA_INPUTS" == "f32"
 );
 switch!(
-    /// `GEMMA4_TUNE_TALL=1`: on the fused kernels' devices without cuBLAS, LoRA's change as one
-    /// op whose factors' gradients are summed over the rows as `x` and `dy` lie (`fused/tall.rs`)
-    /// instead of Burn's products over transposed copies.
+    /// `GEMMA4_TUNE_TALL=1`: on the fused kernels' devices without cuBLAS, a projection's output
+    /// with LoRA's change added as one op (`fused::low_rank_add`: added as it is written, the
+    /// factors' gradients summed over the rows as `x` and `dy` lie) instead of Burn's products,
+    /// casts and adds.
     tall_on = "GEMMA4_TUNE_TALL" == "1"
 );

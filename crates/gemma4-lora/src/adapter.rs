@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
-use gemma4_kernels::{linear, linear_add_to, linear_to, low_rank_delta, low_rank_linear};
+use gemma4_kernels::{linear, linear_add_to, linear_to, low_rank_add, low_rank_linear};
 use gemma4_model::{Adapter, ProjName, Site};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -171,8 +171,8 @@ impl Adapter for LoraAdapter {
             let keep = keep.div_scalar(1.0 - p).cast(x.dtype());
             x = x * keep;
         }
-        if !bf16_inputs && let Some(delta) = low_rank_delta(&x, &a, &b, self.scale()) {
-            return base + delta.cast(dtype); // one op; the factors' gradients summed over rows
+        if !bf16_inputs && let Some(y) = low_rank_add(&x, &a, &b, &base, self.scale()) {
+            return y; // one op: the change added as written, its factors' gradients over rows
         }
         // `x·Aᵀ` is written in the compute dtype: the second product and the backward round it
         // to that anyway, so an f32 copy would only cost casts. `s·(xa·Bᵀ)` is added into

@@ -130,13 +130,25 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
         product_grads::matmul::<B, C>(a, b)
     }
 
-    fn fused_low_rank(
+    fn fused_low_rank_add(
         x: FloatTensor<Self>,
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
+        base: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self> {
-        product_grads::low_rank::<B, C>(x, a, b, scale)
+        product_grads::low_rank_add::<B, C>([x, a, b, base], scale)
+    }
+
+    /// Not differentiable: computed on the inner values, returned untracked.
+    fn fused_rank_update(
+        base: FloatTensor<Self>,
+        xa: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let [base, xa, b] = [base, xa, b].map(constant::<B, C>);
+        FloatTensor::<Self>::new(B::fused_rank_update(base, xa, b, scale))
     }
 
     /// Not differentiable: computed on the inner values, returned untracked.

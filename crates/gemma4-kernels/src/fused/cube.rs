@@ -6,8 +6,8 @@ use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
 use super::{
-    adamw, cross_entropy, flash_attention, flash_backward, geglu, matmul_tc, rms_norm, rope,
-    softmax, square_sum, tall,
+    adamw, cross_entropy, flash_attention, flash_backward, geglu, matmul_tc, rank_update, rms_norm,
+    rope, softmax, square_sum, tall,
 };
 
 impl Fused for CubeBackend {
@@ -15,10 +15,24 @@ impl Fused for CubeBackend {
         matmul_tc::forward(a, b)
     }
 
-    fn fused_low_rank(x: CubeTensor, a: CubeTensor, b: CubeTensor, scale: f32) -> CubeTensor {
+    fn fused_low_rank_add(
+        x: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        base: CubeTensor,
+        scale: f32,
+    ) -> CubeTensor {
         let xa = CubeBackend::float_matmul(x, CubeBackend::float_swap_dims(a, 0, 1));
-        let b = CubeBackend::float_mul_scalar(b, scale.into());
-        CubeBackend::float_matmul(xa, CubeBackend::float_swap_dims(b, 0, 1))
+        rank_update::forward(base, xa, b, scale)
+    }
+
+    fn fused_rank_update(
+        base: CubeTensor,
+        xa: CubeTensor,
+        b: CubeTensor,
+        scale: f32,
+    ) -> CubeTensor {
+        rank_update::forward(base, xa, b, scale)
     }
 
     fn fused_tall_product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {

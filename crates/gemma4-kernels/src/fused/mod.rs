@@ -7,7 +7,7 @@
 //!   `square_sum.rs`, `cross_entropy.rs`, `matmul_tc.rs`, `tall.rs`) and what the row kernels
 //!   share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel (the products' in
-//!   `product_grads.rs`).
+//!   `product_grads.rs`); `products.rs`: the product ops' wrappers and switches.
 //!
 //! The wrappers here pick the kernel on a CubeCL device and the plain ops of
 //! [`crate::reference`] everywhere else (the CPU), which are also what the kernels are tested
@@ -37,6 +37,9 @@ mod matmul_tc;
 mod ops;
 #[cfg(feature = "cube")]
 mod product_grads;
+mod products;
+#[cfg(feature = "cube")]
+mod rank_update;
 #[cfg(feature = "cube")]
 mod rms_norm;
 #[cfg(feature = "cube")]
@@ -55,6 +58,9 @@ use burn::tensor::DType;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::reference::{self, AdamwStep, AttentionRule, TokenMasks};
+pub use products::{
+    low_rank_add, matmul, tall_launches, tile_matmul_enabled, tile_matmul_launches,
+};
 
 /// Whether the fused kernels run on `device`: a CubeCL device (wgpu or CUDA, directly or under
 /// autodiff) in a build with a GPU backend, unless `GEMMA4_TUNE_FUSED=0`.
@@ -94,75 +100,6 @@ pub fn flash_tensor_core_launches() -> u64 {
 #[cfg(feature = "cube")]
 fn tensor_cores_off() -> bool {
     crate::switches::flash_tensor_cores_off()
-}
-
-/// Whether [`matmul`] takes the products on `device`: only when asked
-/// (`GEMMA4_TUNE_TILE_MATMUL=1`) and the fused kernels are [`enabled`] there. The op itself
-/// falls back to Burn's matmul where the device has no 16 × 16 × 16 `cmma` (lavapipe) or the
-/// product is thin (`matmul_tc.rs`). Off by default: through Vulkan on an H200 it took the E2B
-/// 4 × 2048 f16 step from 1.52 to 1.67 s (it passes Burn's matmul on the forward's products and
-/// trails it on the backward's; docs/performance.md), and CUDA has cuBLAS.
-pub fn tile_matmul_enabled(device: &Device) -> bool {
-    crate::switches::tile_matmul_on() && enabled(device)
-}
-
-/// How many products [`matmul`] has run on tensor cores in this process.
-pub fn tile_matmul_launches() -> u64 {
-    #[cfg(feature = "cube")]
-    return matmul_tc::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(feature = "cube"))]
-    0
-}
-
-/// `a·b` of two f16/bf16 matrices through the project's tensor-core kernel with its backward
-/// on a device where the fused kernels are [`enabled`] (the op falls back to Burn's matmul
-/// where the kernel does not take it), else Burn's matmul. `crate::matmul` sends products
-/// here where [`tile_matmul_enabled`].
-///
-/// # Shapes
-/// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
-pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
-    #[cfg(feature = "cube")]
-    if enabled(&a.device())
-        && matches!(a.dtype(), DType::F16 | DType::BF16)
-        && b.dtype() == a.dtype()
-    {
-        use burn::backend::Dispatch;
-        use ops::Fused;
-        return Tensor::from_dispatch(<Dispatch as Fused>::fused_matmul(
-            a.into_dispatch(),
-            b.into_dispatch(),
-        ));
-    }
-    a.matmul(b)
-}
-
-/// `scale·(x·aᵀ)·bᵀ` in f32, LoRA's change of a projection: on a device where the fused
-/// kernels are [`enabled`] (rank ≤ 64) one op whose backward sums the factors' gradients over
-/// the rows as `x` and `dy` lie (`tall.rs`); elsewhere the plain products.
-///
-/// # Shapes
-/// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]` (all f32) → `[n, out]`
-pub fn low_rank(x: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
-    #[cfg(feature = "cube")]
-    if enabled(&x.device())
-        && [x.dtype(), a.dtype(), b.dtype()].iter().all(|d| *d == DType::F32)
-        && a.dims()[0] <= tall::MAX_NARROW
-    {
-        use burn::backend::Dispatch;
-        use ops::Fused;
-        let (x, a, b) = (x.into_dispatch(), a.into_dispatch(), b.into_dispatch());
-        return Tensor::from_dispatch(<Dispatch as Fused>::fused_low_rank(x, a, b, scale as f32));
-    }
-    x.matmul(a.transpose()).matmul(b.mul_scalar(scale).transpose())
-}
-
-/// How many tall products (`tall.rs`: the factors' gradients of [`low_rank`]) ran so far.
-pub fn tall_launches() -> u64 {
-    #[cfg(feature = "cube")]
-    return tall::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
-    #[cfg(not(feature = "cube"))]
-    0
 }
 
 /// RMSNorm over the last axis, `x·(mean(x²) + eps)^-½·w`, with the statistics in f32 and the

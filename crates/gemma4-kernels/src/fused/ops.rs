@@ -64,16 +64,30 @@ pub trait Fused: Backend {
     /// - a: `[m, k]`, b: `[k, n]` → `[m, n]`
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// LoRA's change of a projection, `scale·(x·aᵀ)·bᵀ`, in f32. Forward: two of Burn's
-    /// products. Backward: `dx = s·(dy·b)·a`, and the factors' gradients `db = s·dyᵀ·(x·aᵀ)`,
-    /// `da = s·(dy·b)ᵀ·x` through [`Fused::fused_tall_product`], which reads `x` and `dy` as
-    /// they lie.
+    /// A frozen projection's output with LoRA's change added, `base + scale·(x·aᵀ)·bᵀ`, in
+    /// `base`'s dtype (`x`, `a`, `b` f32). Forward: Burn's `x·aᵀ`, then
+    /// [`Fused::fused_rank_update`]. Backward: `dbase = dy`; with `dy` in f32, `dx = s·(dy·b)·a`
+    /// and the factors' gradients `db = s·dyᵀ·(x·aᵀ)`, `da = s·(dy·b)ᵀ·x` through
+    /// [`Fused::fused_tall_product`], which reads `x` and `dy` as they lie.
     ///
     /// # Shapes
-    /// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]` → `[n, out]`
-    fn fused_low_rank(
+    /// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]`, base: `[n, out]` → `[n, out]`
+    fn fused_low_rank_add(
         x: FloatTensor<Self>,
         a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        base: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `base + scale·xa·bᵀ` for a narrow f32 `xa`, in one pass over `base` (`rank_update.rs`).
+    /// Not differentiable.
+    ///
+    /// # Shapes
+    /// - base: `[n, out]`, xa: `[n, r]`, b: `[out, r]` → `[n, out]`
+    fn fused_rank_update(
+        base: FloatTensor<Self>,
+        xa: FloatTensor<Self>,
         b: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;

@@ -1,12 +1,14 @@
 //! The backward of the product ops of [`Fused`]: the tensor-core matmul's (`da = dc·bᵀ`,
-//! `db = aᵀ·dc`, the same op) and LoRA's change of a projection, whose factors' gradients are
-//! tall products summed over the rows (`tall.rs`) instead of matmuls over transposed copies.
+//! `db = aᵀ·dc`, the same op) and a projection's output with LoRA's change added, whose
+//! factors' gradients are tall products summed over the rows (`tall.rs`) instead of matmuls
+//! over transposed copies.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
+use burn::tensor::FloatDType;
 
 use super::ops::Fused;
 
@@ -53,18 +55,22 @@ pub fn matmul<B: Backend + Fused, C: CheckpointStrategy>(
 #[derive(Debug)]
 struct LowRankBackward;
 
-impl<B: Backend + Fused> Backward<B, 3> for LowRankBackward {
+impl<B: Backend + Fused> Backward<B, 4> for LowRankBackward {
     /// `x`, `x·aᵀ`, `a`, `b` and the scale.
     type State = ([FloatTensor<B>; 4], f32);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let ([x, xa, a, b], scale) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let [x_node, a_node, b_node] = ops.parents;
+        let [x_node, a_node, b_node, base_node] = ops.parents;
+        let dyf = B::float_cast(dy.clone(), FloatDType::F32);
+        if let Some(node) = base_node {
+            grads.register::<B>(node.id, dy);
+        }
         // `dxa = s·dy·b`: the change's gradient at the rank.
-        let dxa = B::float_matmul(dy.clone(), B::float_mul_scalar(b, scale.into()));
+        let dxa = B::float_matmul(dyf.clone(), B::float_mul_scalar(b, scale.into()));
         if let Some(node) = b_node {
-            grads.register::<B>(node.id, B::fused_tall_product(dy, xa, scale)); // s·dyᵀ·xa
+            grads.register::<B>(node.id, B::fused_tall_product(dyf, xa, scale)); // s·dyᵀ·xa
         }
         if let Some(node) = a_node {
             grads.register::<B>(node.id, B::fused_tall_product(dxa.clone(), x, 1.0)); // dxaᵀ·x
@@ -75,22 +81,21 @@ impl<B: Backend + Fused> Backward<B, 3> for LowRankBackward {
     }
 }
 
-/// [`Fused::fused_low_rank`] under autodiff.
-pub fn low_rank<B: Backend + Fused, C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<B, C>>,
-    a: FloatTensor<Autodiff<B, C>>,
-    b: FloatTensor<Autodiff<B, C>>,
+/// [`Fused::fused_low_rank_add`] under autodiff.
+pub fn low_rank_add<B: Backend + Fused, C: CheckpointStrategy>(
+    [x, a, b, base]: [FloatTensor<Autodiff<B, C>>; 4],
     scale: f32,
 ) -> FloatTensor<Autodiff<B, C>> {
-    let ((x, x_node), (a, a_node), (b, b_node)) = (x.into_parts(), a.into_parts(), b.into_parts());
-    match LowRankBackward.prepare::<C>([x_node, a_node, b_node]).compute_bound().stateful() {
+    let ((x, x_node), (a, a_node)) = (x.into_parts(), a.into_parts());
+    let ((b, b_node), (base, base_node)) = (b.into_parts(), base.into_parts());
+    let nodes = [x_node, a_node, b_node, base_node];
+    match LowRankBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             // `x·aᵀ` (`[n, r]`) is kept for `db`; the forward is the CubeCL op's.
             let xa = B::float_matmul(x.clone(), transposed::<B>(a.clone()));
-            let bs = B::float_mul_scalar(b.clone(), scale.into());
-            let y = B::float_matmul(xa.clone(), transposed::<B>(bs));
+            let y = B::fused_rank_update(base, xa.clone(), b.clone(), scale);
             prep.finish(([x, xa, a, b], scale), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::fused_low_rank(x, a, b, scale)),
+        OpsKind::UnTracked(prep) => prep.finish(B::fused_low_rank_add(x, a, b, base, scale)),
     }
 }

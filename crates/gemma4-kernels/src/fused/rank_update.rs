@@ -1,0 +1,95 @@
+//! `y = base + scale·xa·bᵀ` for a narrow `xa` (`[n, r]`, a LoRA rank) in one pass over
+//! `base`: the adapter's change added into the frozen projection's output as it is written.
+//! The composed ops write the `[n, out]` product in f32, cast it and add it (three passes and
+//! launches); here each unit keeps its column's `scale·b` row in registers, a cube stages
+//! [`ROWS`] rows of `xa` in shared memory, and the sum is rounded once, to `base`'s dtype.
+
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::ElemType;
+use cubecl::prelude::*;
+
+use super::rows::elem;
+
+/// Rows of `y` per cube.
+const ROWS: u32 = 16;
+/// Units per cube: columns of `y`.
+const UNITS: u32 = 256;
+
+#[cube(launch)]
+fn rank_update_kernel<F: Float>(
+    base: &Tensor<F>,
+    xa: &Tensor<f32>,
+    b: &Tensor<f32>,
+    y: &mut Tensor<F>,
+    scale: f32,
+    #[comptime] r: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (rows, cols) = (base.shape(0), base.shape(1));
+    let i0 = CUBE_POS_Y as usize * ROWS as usize;
+    let j = CUBE_POS_X as usize * UNITS as usize + UNIT_POS_X as usize;
+    let mut staged = Shared::<[f32]>::new_slice(comptime!(ROWS as usize * r));
+    let mut i = UNIT_POS_X as usize;
+    while i < comptime!(ROWS as usize * r) {
+        let row = i0 + i / r;
+        let mut value = f32::new(0.0);
+        if row < rows {
+            value = xa[row * r + i % r];
+        }
+        staged[i] = value;
+        i += UNITS as usize;
+    }
+    sync_cube();
+    if j < cols {
+        let mut bj = Array::<f32>::new(r);
+        #[unroll]
+        for t in 0..r {
+            bj[t] = b[j * r + t] * scale;
+        }
+        for ii in 0..ROWS as usize {
+            let row = i0 + ii;
+            if row < rows {
+                let mut acc = f32::new(0.0);
+                #[unroll]
+                for t in 0..r {
+                    acc += staged[ii * r + t] * bj[t];
+                }
+                let at = row * cols + j;
+                y[at] = F::cast_from(f32::cast_from(base[at]) + acc);
+            }
+        }
+    }
+}
+
+/// `base + scale·xa·bᵀ` in `base`'s dtype (module docs).
+///
+/// # Shapes
+/// - base: `[n, out]`, xa: `[n, r]` (f32), b: `[out, r]` (f32) → `[n, out]`
+pub fn forward(base: CubeTensor, xa: CubeTensor, b: CubeTensor, scale: f32) -> CubeTensor {
+    let (base, xa, b) = (into_contiguous(base), into_contiguous(xa), into_contiguous(b));
+    let [n, out] = base.meta.shape().dims::<2>();
+    let r = xa.meta.shape().dims::<2>()[1];
+    let client = base.client.clone();
+    let y = empty_device_contiguous_dtype(
+        client.clone(),
+        base.device.clone(),
+        [n, out].into(),
+        base.dtype,
+    );
+    let dtype = elem(base.dtype);
+    rank_update_kernel::launch(
+        &client,
+        CubeCount::Static((out as u32).div_ceil(UNITS), (n as u32).div_ceil(ROWS).max(1), 1),
+        CubeDim::new_1d(UNITS),
+        base.into_tensor_arg(),
+        xa.into_tensor_arg(),
+        b.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        scale,
+        r,
+        dtype,
+    );
+    y
+}
