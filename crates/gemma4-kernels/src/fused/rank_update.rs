@@ -11,6 +11,7 @@ use cubecl::ir::ElemType;
 use cubecl::prelude::*;
 
 use super::rows::elem;
+use super::tall::stage_rows;
 
 /// Rows of `y` per cube.
 const ROWS: u32 = 16;
@@ -31,17 +32,7 @@ fn rank_update_kernel<F: Float>(
     let i0 = CUBE_POS_Y as usize * ROWS as usize;
     let j = CUBE_POS_X as usize * UNITS as usize + UNIT_POS_X as usize;
     let mut staged = Shared::<[f32]>::new_slice(comptime!(ROWS as usize * r));
-    let mut i = UNIT_POS_X as usize;
-    while i < comptime!(ROWS as usize * r) {
-        let row = i0 + i / r;
-        let mut value = f32::new(0.0);
-        if row < rows {
-            value = xa[row * r + i % r];
-        }
-        staged[i] = value;
-        i += UNITS as usize;
-    }
-    sync_cube();
+    stage_rows(xa, i0, rows, &mut staged, ROWS as usize, r);
     if j < cols {
         let mut bj = Array::<f32>::new(r);
         #[unroll]

@@ -23,6 +23,30 @@ const UNITS: u32 = 256;
 pub const MAX_NARROW: usize = 64;
 
 /// One chunk's partial `[wide, narrow]` products into `partial` (`[chunks, P, Q]`).
+/// Rows `first ..` of a row-major `[rows, r]` f32 matrix (`count` of them, zeros past its end)
+/// into `staged`, by all of the cube's units; returns after the cube's barrier.
+#[cube]
+pub fn stage_rows(
+    src: &Tensor<f32>,
+    first: usize,
+    rows: usize,
+    staged: &mut Shared<[f32]>,
+    #[comptime] count: usize,
+    #[comptime] r: usize,
+) {
+    let mut i = UNIT_POS as usize;
+    while i < comptime!(count * r) {
+        let row = first + i / r;
+        let mut value = f32::new(0.0);
+        if row < rows {
+            value = src[row * r + i % r];
+        }
+        staged[i] = value;
+        i += CUBE_DIM as usize;
+    }
+    sync_cube();
+}
+
 #[cube(launch)]
 fn tall_kernel(
     wide: &Tensor<f32>,
@@ -37,17 +61,7 @@ fn tall_kernel(
     let k0 = chunk * CHUNK as usize;
     let w = CUBE_POS_X as usize * UNITS as usize + UNIT_POS_X as usize;
     let mut staged = Shared::<[f32]>::new_slice(comptime!(CHUNK as usize * r));
-    let mut i = UNIT_POS_X as usize;
-    while i < comptime!(CHUNK as usize * r) {
-        let k = k0 + i / r;
-        let mut value = f32::new(0.0);
-        if k < rows {
-            value = narrow[k * r + i % r];
-        }
-        staged[i] = value;
-        i += UNITS as usize;
-    }
-    sync_cube();
+    stage_rows(narrow, k0, rows, &mut staged, CHUNK as usize, r);
     if w < cols {
         let mut acc = Array::<f32>::new(r);
         #[unroll]
