@@ -138,11 +138,11 @@ pub fn linear_add_to(
 }
 
 /// `base + scale·(x·aᵀ)·bᵀ` over the last axis (a frozen projection's output with LoRA's
-/// change, `x`, `a`, `b` in f32, the result in `base`'s dtype) as one op (`fused::low_rank_add`:
-/// the change added as the output is written, the factors' gradients summed over the rows as
-/// `x` and `dy` lie) where it runs: a device of the fused kernels without the cuBLAS route, rank
-/// ≤ 64, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a GPU). `None` otherwise, and the
-/// caller composes [`linear_to`] and [`linear_add_to`].
+/// change; `x` in its own dtype, `a`, `b` f32, the result in `base`'s dtype) as one op
+/// (`fused::low_rank_add`: no f32 copy of `x`, the change added as the output is written, the
+/// factors' gradients summed over the rows as `x` and `dy` lie) where it runs: a device of the
+/// fused kernels without the cuBLAS route, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a
+/// GPU). `None` otherwise, and the caller composes [`linear_to`] and [`linear_add_to`].
 ///
 /// # Shapes
 /// - x: `[b, s, in]`, a: `[r, in]`, b: `[out, r]`, base: `[b, s, out]` → `[b, s, out]`
@@ -154,7 +154,7 @@ pub fn low_rank_add(
     scale: f64,
 ) -> Option<Tensor<3>> {
     let device = x.device();
-    let f32s = [x.dtype(), a.dtype(), b.dtype()].iter().all(|d| *d == DType::F32);
+    let f32s = a.dtype() == DType::F32 && b.dtype() == DType::F32;
     if !(switches::tall_on() && f32s && fused::enabled(&device) && !uses_cublas(&device)) {
         return None;
     }

@@ -50,8 +50,8 @@ switch!(
 );
 switch!(
     /// `GEMMA4_TUNE_TALL=1`: on the fused kernels' devices without cuBLAS, a projection's output
-    /// with LoRA's change added as one op (`fused::low_rank_add`: added as it is written, the
-    /// factors' gradients summed over the rows as `x` and `dy` lie) instead of Burn's products,
-    /// casts and adds.
+    /// with LoRA's change added as one op (`fused::low_rank_add`: `x` in its dtype, the change
+    /// added as it is written, the factors' gradients summed over the rows as `x` and `dy` lie)
+    /// instead of an f32 copy of `x`, Burn's products, casts and adds.
     tall_on = "GEMMA4_TUNE_TALL" == "1"
 );

@@ -161,6 +161,13 @@ impl Adapter for LoraAdapter {
         // they are (no f32 copy of x is made or kept) and write the delta in bf16. The scale
         // is cuBLAS's `alpha` (or folded into B), never a pass over the `[b, s, out]` delta.
         let bf16_inputs = gemma4_kernels::bf16_lora_inputs(&x.device(), dtype);
+        let dropout = self.training && self.config.lora_dropout > 0.0;
+        if !bf16_inputs
+            && !dropout
+            && let Some(y) = low_rank_add(x, &a, &b, &base, self.scale())
+        {
+            return y; // one op: `x` as it is, the change added as written, factors' grads by rows
+        }
         let wide = a.dtype(); // the factors' (f32)
         let compute = if bf16_inputs { DType::BF16 } else { wide };
         let mut x = if bf16_inputs { x.clone() } else { x.clone().cast(compute) };
@@ -170,9 +177,6 @@ impl Adapter for LoraAdapter {
                 Tensor::<3>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
             let keep = keep.div_scalar(1.0 - p).cast(x.dtype());
             x = x * keep;
-        }
-        if !bf16_inputs && let Some(y) = low_rank_add(&x, &a, &b, &base, self.scale()) {
-            return y; // one op: the change added as written, its factors' gradients over rows
         }
         // `x·Aᵀ` is written in the compute dtype: the second product and the backward round it
         // to that anyway, so an f32 copy would only cost casts. `s·(xa·Bᵀ)` is added into

@@ -12,7 +12,7 @@ use burn::backend::{
 };
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
-use super::product_grads;
+use super::{flash_grads, product_grads};
 
 #[derive(Debug)]
 struct RmsNormBackward;
@@ -96,30 +96,6 @@ impl<B: Backend + Fused> Backward<B, 1> for CrossEntropyBackward {
     }
 }
 
-#[derive(Debug)]
-struct FlashBackward;
-
-/// q, k, v, the output and its log-sum-exp; the key validity and segments; the rule.
-type FlashState<B> = ([FloatTensor<B>; 5], [IntTensor<B>; 2], FlashRule);
-
-impl<B: Backend + Fused> Backward<B, 3> for FlashBackward {
-    type State = FlashState<B>;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let ([q, k, v, o, lse], [valid, segments], rule) = ops.state;
-        let dout = grads.consume::<B>(&ops.node);
-        // Two kernels write all three gradients; each goes to its input where that is tracked
-        // (k and v of a KV-shared layer are its donor's: their gradients reach the donor).
-        let (dq, dk, dv) =
-            B::fused_flash_attention_backward(q, k, v, o, lse, dout, valid, segments, rule);
-        for (node, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
-    }
-}
-
 /// The inner value of a constant (its autodiff node, if any, is not followed).
 fn constant<B: Backend, C: CheckpointStrategy>(t: FloatTensor<Autodiff<B, C>>) -> FloatTensor<B> {
     t.into_parts().0
@@ -141,24 +117,39 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
     }
 
     /// Not differentiable: computed on the inner values, returned untracked.
+    fn fused_thin_product(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::fused_thin_product(
+            constant::<B, C>(x),
+            constant::<B, C>(w),
+            scale,
+        ))
+    }
+
+    /// Not differentiable: computed on the inner values, returned untracked.
     fn fused_rank_update(
         base: FloatTensor<Self>,
         xa: FloatTensor<Self>,
         b: FloatTensor<Self>,
         scale: f32,
+        has_base: bool,
     ) -> FloatTensor<Self> {
         let [base, xa, b] = [base, xa, b].map(constant::<B, C>);
-        FloatTensor::<Self>::new(B::fused_rank_update(base, xa, b, scale))
+        FloatTensor::<Self>::new(B::fused_rank_update(base, xa, b, scale, has_base))
     }
 
     /// Not differentiable: computed on the inner values, returned untracked.
     fn fused_tall_product(
-        p: FloatTensor<Self>,
-        q: FloatTensor<Self>,
+        wide: FloatTensor<Self>,
+        narrow: FloatTensor<Self>,
+        wide_rows: bool,
         scale: f32,
     ) -> FloatTensor<Self> {
-        let c = B::fused_tall_product(constant::<B, C>(p), constant::<B, C>(q), scale);
-        FloatTensor::<Self>::new(c)
+        let [wide, narrow] = [wide, narrow].map(constant::<B, C>);
+        FloatTensor::<Self>::new(B::fused_tall_product(wide, narrow, wide_rows, scale))
     }
 
     fn fused_rms_norm(
@@ -355,29 +346,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
         segments: IntTensor<Self>,
         rule: FlashRule,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (q, q_node) = q.into_parts();
-        let (k, k_node) = k.into_parts();
-        let (v, v_node) = v.into_parts();
-        let prep = FlashBackward.prepare::<C>([q_node, k_node, v_node]).compute_bound().stateful();
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let inputs = (q.clone(), k.clone(), v.clone());
-                let (o, lse) = B::fused_flash_attention(
-                    inputs.0,
-                    inputs.1,
-                    inputs.2,
-                    valid.clone(),
-                    segments.clone(),
-                    rule,
-                );
-                let state = ([q, k, v, o.clone(), lse.clone()], [valid, segments], rule);
-                (prep.finish(state, o), FloatTensor::<Self>::new(lse))
-            }
-            OpsKind::UnTracked(prep) => {
-                let (o, lse) = B::fused_flash_attention(q, k, v, valid, segments, rule);
-                (prep.finish(o), FloatTensor::<Self>::new(lse))
-            }
-        }
+        flash_grads::flash_attention::<B, C>([q, k, v], [valid, segments], rule)
     }
 
     /// Not differentiated again: computed on the inner values, returned untracked.

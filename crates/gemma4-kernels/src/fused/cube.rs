@@ -1,13 +1,12 @@
 //! [`Fused`] on the CubeCL runtimes: each op is the project's own kernel.
 
-use burn::backend::ops::FloatTensorOps;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
 use super::{
     adamw, cross_entropy, flash_attention, flash_backward, geglu, matmul_tc, rank_update, rms_norm,
-    rope, softmax, square_sum, tall,
+    rope, softmax, square_sum, tall, thin,
 };
 
 impl Fused for CubeBackend {
@@ -22,8 +21,12 @@ impl Fused for CubeBackend {
         base: CubeTensor,
         scale: f32,
     ) -> CubeTensor {
-        let xa = CubeBackend::float_matmul(x, CubeBackend::float_swap_dims(a, 0, 1));
-        rank_update::forward(base, xa, b, scale)
+        let dtype = base.dtype;
+        rank_update::forward(Some(base), thin::product(x, a, 1.0), b, scale, dtype)
+    }
+
+    fn fused_thin_product(x: CubeTensor, w: CubeTensor, scale: f32) -> CubeTensor {
+        thin::product(x, w, scale)
     }
 
     fn fused_rank_update(
@@ -31,12 +34,19 @@ impl Fused for CubeBackend {
         xa: CubeTensor,
         b: CubeTensor,
         scale: f32,
+        has_base: bool,
     ) -> CubeTensor {
-        rank_update::forward(base, xa, b, scale)
+        let dtype = base.dtype;
+        rank_update::forward(has_base.then_some(base), xa, b, scale, dtype)
     }
 
-    fn fused_tall_product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
-        tall::product(p, q, scale)
+    fn fused_tall_product(
+        wide: CubeTensor,
+        narrow: CubeTensor,
+        wide_rows: bool,
+        scale: f32,
+    ) -> CubeTensor {
+        tall::product(wide, narrow, wide_rows, scale)
     }
 
     fn fused_rms_norm(x: CubeTensor, weight: CubeTensor, scaled: bool, eps: f32) -> CubeTensor {

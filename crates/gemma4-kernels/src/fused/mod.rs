@@ -26,6 +26,8 @@ mod flash_attention;
 #[cfg(feature = "cube")]
 mod flash_backward;
 #[cfg(feature = "cube")]
+mod flash_grads;
+#[cfg(feature = "cube")]
 mod flash_tc;
 #[cfg(feature = "cube")]
 mod flash_tc_backward;
@@ -52,6 +54,8 @@ mod softmax;
 mod square_sum;
 #[cfg(feature = "cube")]
 mod tall;
+#[cfg(feature = "cube")]
+mod thin;
 
 #[cfg(feature = "cube")]
 use burn::tensor::DType;

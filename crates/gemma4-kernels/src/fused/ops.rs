@@ -65,9 +65,10 @@ pub trait Fused: Backend {
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// A frozen projection's output with LoRA's change added, `base + scale·(x·aᵀ)·bᵀ`, in
-    /// `base`'s dtype (`x`, `a`, `b` f32). Forward: Burn's `x·aᵀ`, then
-    /// [`Fused::fused_rank_update`]. Backward: `dbase = dy`; with `dy` in f32, `dx = s·(dy·b)·a`
-    /// and the factors' gradients `db = s·dyᵀ·(x·aᵀ)`, `da = s·(dy·b)ᵀ·x` through
+    /// `base`'s dtype; `x` in its own dtype (no f32 copy), `a`, `b` f32, rank ≤ 32. Forward:
+    /// `xa = x·aᵀ` ([`Fused::fused_thin_product`]), then [`Fused::fused_rank_update`].
+    /// Backward: `dbase = dy`, `dxa = s·dy·b` (thin), `dx = dxa·a` (a rank update in `x`'s
+    /// dtype), and the factors' `db = s·dyᵀ·xa`, `da = dxaᵀ·x` through
     /// [`Fused::fused_tall_product`], which reads `x` and `dy` as they lie.
     ///
     /// # Shapes
@@ -80,8 +81,20 @@ pub trait Fused: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
-    /// `base + scale·xa·bᵀ` for a narrow f32 `xa`, in one pass over `base` (`rank_update.rs`).
-    /// Not differentiable.
+    /// `scale·x·wᵀ` in f32 for a narrow f32 `w` (≤ 32 rows), `x` read in its dtype
+    /// (`thin.rs`). Not differentiable.
+    ///
+    /// # Shapes
+    /// - x: `[n, k]`, w: `[r, k]` → `[n, r]`
+    fn fused_thin_product(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `base + scale·xa·bᵀ` for a narrow f32 `xa`, in one pass over `base` (`rank_update.rs`);
+    /// without a base (`has_base` false: `base` is only a tensor of the output's dtype)
+    /// `scale·xa·bᵀ`. Not differentiable.
     ///
     /// # Shapes
     /// - base: `[n, out]`, xa: `[n, r]`, b: `[out, r]` → `[n, out]`
@@ -90,16 +103,19 @@ pub trait Fused: Backend {
         xa: FloatTensor<Self>,
         b: FloatTensor<Self>,
         scale: f32,
+        has_base: bool,
     ) -> FloatTensor<Self>;
 
-    /// `scale·pᵀ·q` of two tall f32 matrices, one of them narrow (≤ 64 columns), summed over
-    /// their rows in chunks (`tall.rs`). Not differentiable.
+    /// `scale·wideᵀ·narrow` (`wide_rows`, `[P, r]`) or `scale·narrowᵀ·wide` (`[r, P]`) of two
+    /// tall matrices summed over their rows in chunks (`tall.rs`): `wide` in its dtype,
+    /// `narrow` f32 with ≤ 64 columns. Not differentiable.
     ///
     /// # Shapes
-    /// - p: `[k, P]`, q: `[k, Q]` → `[P, Q]`
+    /// - wide: `[k, P]`, narrow: `[k, r]` → `[P, r]` or `[r, P]`
     fn fused_tall_product(
-        p: FloatTensor<Self>,
-        q: FloatTensor<Self>,
+        wide: FloatTensor<Self>,
+        narrow: FloatTensor<Self>,
+        wide_rows: bool,
         scale: f32,
     ) -> FloatTensor<Self>;
 

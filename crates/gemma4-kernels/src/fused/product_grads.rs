@@ -8,7 +8,6 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::{Autodiff, Backend, tensor::FloatTensor};
-use burn::tensor::FloatDType;
 
 use super::ops::Fused;
 
@@ -63,20 +62,22 @@ impl<B: Backend + Fused> Backward<B, 4> for LowRankBackward {
         let ([x, xa, a, b], scale) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
         let [x_node, a_node, b_node, base_node] = ops.parents;
-        let dyf = B::float_cast(dy.clone(), FloatDType::F32);
+        // `dxa = s·dy·b`: the change's gradient at the rank (`dy` read in its dtype).
+        let dxa = B::fused_thin_product(dy.clone(), transposed::<B>(b), scale);
+        if let Some(node) = b_node {
+            grads.register::<B>(node.id, B::fused_tall_product(dy.clone(), xa, true, scale));
+        }
         if let Some(node) = base_node {
             grads.register::<B>(node.id, dy);
         }
-        // `dxa = s·dy·b`: the change's gradient at the rank.
-        let dxa = B::float_matmul(dyf.clone(), B::float_mul_scalar(b, scale.into()));
-        if let Some(node) = b_node {
-            grads.register::<B>(node.id, B::fused_tall_product(dyf, xa, scale)); // s·dyᵀ·xa
+        if let Some(node) = x_node {
+            // `dx = dxa·a`, written in `x`'s dtype.
+            let like_x = x.clone();
+            let dx = B::fused_rank_update(like_x, dxa.clone(), transposed::<B>(a), 1.0, false);
+            grads.register::<B>(node.id, dx);
         }
         if let Some(node) = a_node {
-            grads.register::<B>(node.id, B::fused_tall_product(dxa.clone(), x, 1.0)); // dxaᵀ·x
-        }
-        if let Some(node) = x_node {
-            grads.register::<B>(node.id, B::float_matmul(dxa, a));
+            grads.register::<B>(node.id, B::fused_tall_product(x, dxa, false, 1.0)); // dxaᵀ·x
         }
     }
 }
@@ -91,9 +92,9 @@ pub fn low_rank_add<B: Backend + Fused, C: CheckpointStrategy>(
     let nodes = [x_node, a_node, b_node, base_node];
     match LowRankBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            // `x·aᵀ` (`[n, r]`) is kept for `db`; the forward is the CubeCL op's.
-            let xa = B::float_matmul(x.clone(), transposed::<B>(a.clone()));
-            let y = B::fused_rank_update(base, xa.clone(), b.clone(), scale);
+            // `x·aᵀ` (`[n, r]`, f32) is kept for `db`; `x` as it came (no f32 copy).
+            let xa = B::fused_thin_product(x.clone(), a.clone(), 1.0);
+            let y = B::fused_rank_update(base, xa.clone(), b.clone(), scale, true);
             prep.finish(([x, xa, a, b], scale), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(B::fused_low_rank_add(x, a, b, base, scale)),

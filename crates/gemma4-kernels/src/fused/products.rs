@@ -2,9 +2,7 @@
 //! projection's output with LoRA's change added (`rank_update.rs`, `tall.rs`), each with the
 //! switch that sends the model there and a count of its launches.
 
-#[cfg(feature = "cube")]
-use burn::tensor::DType;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use super::enabled;
 #[cfg(feature = "cube")]
@@ -52,9 +50,10 @@ pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
 }
 
 /// `base + scale·(x·aᵀ)·bᵀ` in `base`'s dtype, a frozen projection's output with LoRA's
-/// change added: on a device where the fused kernels are [`enabled`] (f32 `x`, `a`, `b`, rank
-/// ≤ 64) one op that adds the change as it writes the output (`rank_update.rs`) and sums the
-/// factors' gradients over the rows as `x` and `dy` lie (`tall.rs`); elsewhere the plain ops.
+/// change added: on a device where the fused kernels are [`enabled`] (`a`, `b` f32, rank ≤
+/// 32) one op that reads `x` in its own dtype (no f32 copy kept), adds the change as it writes
+/// the output (`rank_update.rs`) and sums the factors' gradients over the rows as `x` and `dy`
+/// lie (`tall.rs`); elsewhere the plain ops in f32.
 ///
 /// # Shapes
 /// - x: `[n, in]`, a: `[r, in]`, b: `[out, r]`, base: `[n, out]` → `[n, out]`
@@ -67,8 +66,9 @@ pub fn low_rank_add(
 ) -> Tensor<2> {
     #[cfg(feature = "cube")]
     if enabled(&x.device())
-        && [x.dtype(), a.dtype(), b.dtype()].iter().all(|d| *d == DType::F32)
-        && a.dims()[0] <= tall::MAX_NARROW
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && a.dims()[0] <= MAX_RANK
     {
         use burn::backend::Dispatch;
         use ops::Fused;
@@ -76,9 +76,12 @@ pub fn low_rank_add(
         let y = <Dispatch as Fused>::fused_low_rank_add(x, a, b, base, scale as f32);
         return Tensor::from_dispatch(y);
     }
-    let dtype = base.dtype();
+    let (dtype, x) = (base.dtype(), x.cast(DType::F32));
     base + x.matmul(a.transpose()).matmul(b.mul_scalar(scale).transpose()).cast(dtype)
 }
+
+/// The widest rank [`low_rank_add`] takes (its `x·aᵀ` keeps a rank's partial sums per unit).
+pub const MAX_RANK: usize = 32;
 
 /// How many tall products (`tall.rs`: the factors' gradients of [`low_rank_add`]) ran so far.
 pub fn tall_launches() -> u64 {

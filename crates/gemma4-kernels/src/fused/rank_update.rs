@@ -1,9 +1,11 @@
 //! `y = base + scale·xa·bᵀ` for a narrow `xa` (`[n, r]`, a LoRA rank) in one pass over
-//! `base`: the adapter's change added into the frozen projection's output as it is written.
+//! `base`: the adapter's change added into the frozen projection's output as it is written
+//! (and, without a base, the backward's `dxa·A` written in the input's dtype).
 //! The composed ops write the `[n, out]` product in f32, cast it and add it (three passes and
 //! launches); here each unit keeps its column's `scale·b` row in registers, a cube stages
 //! [`ROWS`] rows of `xa` in shared memory, and the sum is rounded once, to `base`'s dtype.
 
+use burn::tensor::DType;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -26,9 +28,10 @@ fn rank_update_kernel<F: Float>(
     y: &mut Tensor<F>,
     scale: f32,
     #[comptime] r: usize,
+    #[comptime] has_base: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let (rows, cols) = (base.shape(0), base.shape(1));
+    let (rows, cols) = (y.shape(0), y.shape(1));
     let i0 = CUBE_POS_Y as usize * ROWS as usize;
     let j = CUBE_POS_X as usize * UNITS as usize + UNIT_POS_X as usize;
     let mut staged = Shared::<[f32]>::new_slice(comptime!(ROWS as usize * r));
@@ -48,28 +51,39 @@ fn rank_update_kernel<F: Float>(
                     acc += staged[ii * r + t] * bj[t];
                 }
                 let at = row * cols + j;
-                y[at] = F::cast_from(f32::cast_from(base[at]) + acc);
+                if comptime!(has_base) {
+                    acc += f32::cast_from(base[at]);
+                }
+                y[at] = F::cast_from(acc);
             }
         }
     }
 }
 
-/// `base + scale·xa·bᵀ` in `base`'s dtype (module docs).
+/// `base + scale·xa·bᵀ` in `base`'s dtype (module docs); without a base, `scale·xa·bᵀ` in
+/// `dtype`.
 ///
 /// # Shapes
 /// - base: `[n, out]`, xa: `[n, r]` (f32), b: `[out, r]` (f32) → `[n, out]`
-pub fn forward(base: CubeTensor, xa: CubeTensor, b: CubeTensor, scale: f32) -> CubeTensor {
-    let (base, xa, b) = (into_contiguous(base), into_contiguous(xa), into_contiguous(b));
-    let [n, out] = base.meta.shape().dims::<2>();
-    let r = xa.meta.shape().dims::<2>()[1];
-    let client = base.client.clone();
-    let y = empty_device_contiguous_dtype(
-        client.clone(),
-        base.device.clone(),
-        [n, out].into(),
-        base.dtype,
-    );
-    let dtype = elem(base.dtype);
+pub fn forward(
+    base: Option<CubeTensor>,
+    xa: CubeTensor,
+    b: CubeTensor,
+    scale: f32,
+    dtype: DType,
+) -> CubeTensor {
+    let (xa, b) = (into_contiguous(xa), into_contiguous(b));
+    let [n, r] = xa.meta.shape().dims::<2>();
+    let out = b.meta.shape().dims::<2>()[0];
+    let (client, device) = (xa.client.clone(), xa.device.clone());
+    let has_base = base.is_some();
+    // Without a base the kernel reads none: any tensor of the dtype stands in.
+    let base = match base {
+        Some(t) => into_contiguous(t),
+        None => empty_device_contiguous_dtype(client.clone(), device.clone(), [1].into(), dtype),
+    };
+    let y = empty_device_contiguous_dtype(client.clone(), device, [n, out].into(), base.dtype);
+    let elem_type = elem(base.dtype);
     rank_update_kernel::launch(
         &client,
         CubeCount::Static((out as u32).div_ceil(UNITS), (n as u32).div_ceil(ROWS).max(1), 1),
@@ -80,7 +94,8 @@ pub fn forward(base: CubeTensor, xa: CubeTensor, b: CubeTensor, scale: f32) -> C
         y.clone().into_tensor_arg(),
         scale,
         r,
-        dtype,
+        has_base,
+        elem_type,
     );
     y
 }

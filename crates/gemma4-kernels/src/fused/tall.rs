@@ -1,5 +1,5 @@
 //! `c = scale·pᵀ·q` where `p` `[k, P]` and `q` `[k, Q]` are tall (`k` the rows of a batch, in
-//! the thousands) and one side is narrow (a LoRA rank, ≤ [`MAX_NARROW`]): the gradients of the
+//! the thousands) and one side is narrow (a LoRA rank, ≤ 64): the gradients of the
 //! adapter's factors, `dB = s·dyᵀ·xa` and `dA = dxaᵀ·x`. Burn's matmul takes these through a
 //! kernel that wants both operands `k`-contiguous, so each call first copies `x` or `dy`
 //! transposed (docs/performance.md: 740 such copies, 87 ms of an E2B step through Vulkan).
@@ -9,18 +9,20 @@
 //! after (split-k).
 
 use burn::backend::ops::FloatTensorOps;
+use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::ElemType;
 use cubecl::prelude::*;
+
+use super::rows::elem;
 
 /// Rows of `p` and `q` per cube.
 pub const CHUNK: u32 = 128;
 /// Units per cube: columns of the wide operand.
 const UNITS: u32 = 256;
-/// The widest narrow side the kernel takes.
-pub const MAX_NARROW: usize = 64;
 
 /// One chunk's partial `[wide, narrow]` products into `partial` (`[chunks, P, Q]`).
 /// Rows `first ..` of a row-major `[rows, r]` f32 matrix (`count` of them, zeros past its end)
@@ -48,13 +50,14 @@ pub fn stage_rows(
 }
 
 #[cube(launch)]
-fn tall_kernel(
-    wide: &Tensor<f32>,
+fn tall_kernel<F: Float>(
+    wide: &Tensor<F>,
     narrow: &Tensor<f32>,
     partial: &mut Tensor<f32>,
     scale: f32,
     #[comptime] r: usize,
     #[comptime] wide_rows: bool,
+    #[define(F)] _dtype: ElemType,
 ) {
     let (rows, cols) = (wide.shape(0), wide.shape(1));
     let chunk = CUBE_POS_Y as usize;
@@ -73,7 +76,7 @@ fn tall_kernel(
             end = CHUNK as usize;
         }
         for kk in 0..end {
-            let v = wide[(k0 + kk) * cols + w];
+            let v = f32::cast_from(wide[(k0 + kk) * cols + w]);
             #[unroll]
             for t in 0..r {
                 acc[t] += v * staged[kk * r + t];
@@ -91,17 +94,15 @@ fn tall_kernel(
     }
 }
 
-/// `scale·pᵀ·q` (module docs): f32, contiguous row-major operands (others are made so), the
-/// narrow one `p` or `q` with at most [`MAX_NARROW`] columns.
+/// `scale·wideᵀ·narrow` (`wide_rows`: `[P, r]`) or `scale·narrowᵀ·wide` (`[r, P]`), in f32
+/// (module docs): `wide` in any float dtype, `narrow` f32 with at most 64 columns.
 ///
 /// # Shapes
-/// - p: `[k, P]`, q: `[k, Q]` → `[P, Q]`
-pub fn product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
-    let ([k, pw], [_, qw]) = (p.meta.shape().dims::<2>(), q.meta.shape().dims::<2>());
-    let wide_rows = qw <= pw;
-    let (wide, narrow) = if wide_rows { (p, q) } else { (q, p) };
+/// - wide: `[k, P]`, narrow: `[k, r]` → `[P, r]` or `[r, P]`
+pub fn product(wide: CubeTensor, narrow: CubeTensor, wide_rows: bool, scale: f32) -> CubeTensor {
     let (wide, narrow) = (into_contiguous(wide), into_contiguous(narrow));
-    let (cols, r) = (wide.meta.shape().dims::<2>()[1], narrow.meta.shape().dims::<2>()[1]);
+    let [k, cols] = wide.meta.shape().dims::<2>();
+    let r = narrow.meta.shape().dims::<2>()[1];
     let chunks = k.div_ceil(CHUNK as usize).max(1);
     let shape = if wide_rows { [chunks, cols, r] } else { [chunks, r, cols] };
     let client = wide.client.clone();
@@ -110,8 +111,9 @@ pub fn product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
         client.clone(),
         wide.device.clone(),
         shape.into(),
-        wide.dtype,
+        DType::F32,
     );
+    let dtype = elem(wide.dtype);
     tall_kernel::launch(
         &client,
         CubeCount::Static((cols as u32).div_ceil(UNITS), chunks as u32, 1),
@@ -122,6 +124,7 @@ pub fn product(p: CubeTensor, q: CubeTensor, scale: f32) -> CubeTensor {
         scale,
         r,
         wide_rows,
+        dtype,
     );
     let [_, a, b] = shape;
     let sum = if chunks == 1 { partial } else { CubeBackend::float_sum_dim(partial, 0) };

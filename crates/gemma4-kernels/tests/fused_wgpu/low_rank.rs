@@ -1,6 +1,6 @@
 //! A projection's output with LoRA's change added as one op (`fused::low_rank_add`) against
 //! the plain ops on the CPU: the output and the gradients of `x`, `a`, `b` and the output it
-//! is added to, in f32 and (where the device has it) onto an f16 output, with row counts that
+//! is added to, in f32 and (where the device has it) with f16 `x` and output, row counts that
 //! are not a multiple of the kernels' chunks, widths on both sides of their blocks, and the
 //! narrow side on either operand of the tall products.
 
@@ -9,8 +9,8 @@ use gemma4_kernels::fused;
 
 use super::{gpu, random, rel_l2, values};
 
-/// `y = base + s·(x·aᵀ)·bᵀ` (`base` in `dtype`) and the gradients of `x`, `a`, `b`, `base`
-/// under `loss = Σ y·w`.
+/// `y = base + s·(x·aᵀ)·bᵀ` (`x` and `base` in `dtype`) and the gradients of `x`, `a`, `b`,
+/// `base` under `loss = Σ y·w`.
 fn change(
     data: [&TensorData; 5],
     dtype: DType,
@@ -19,13 +19,13 @@ fn change(
 ) -> [Vec<f64>; 5] {
     let ad = device.clone().autodiff();
     let [x, a, b, base, w] = data.map(|d| Tensor::<2>::from_data(d.clone(), &ad));
-    let (x, a, b) = (x.require_grad(), a.require_grad(), b.require_grad());
-    let base = base.cast(dtype).require_grad();
+    let (x, base) = (x.cast(dtype).require_grad(), base.cast(dtype).require_grad());
+    let (a, b) = (a.require_grad(), b.require_grad());
     let y = if fused_path {
         fused::low_rank_add(x.clone(), a.clone(), b.clone(), base.clone(), 0.5)
     } else {
-        let delta = x.clone().matmul(a.clone().transpose()).matmul(b.clone().transpose());
-        base.clone() + delta.mul_scalar(0.5).cast(dtype)
+        let xa = x.clone().cast(DType::F32).matmul(a.clone().transpose());
+        base.clone() + xa.matmul(b.clone().transpose()).mul_scalar(0.5).cast(dtype)
     };
     assert_eq!(y.dtype(), dtype, "the output keeps base's dtype");
     let grads = (y.clone().cast(DType::F32) * w).sum().backward();
