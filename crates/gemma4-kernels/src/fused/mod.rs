@@ -2,12 +2,13 @@
 //! Vulkan and Metal; CUDA), each with its own backward, as a Burn backend extension.
 //!
 //! - `ops.rs`: the extension trait [`Fused`](ops::Fused) and its routing.
-//! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`,
-//!   `geglu.rs`, `rope.rs`, `softmax.rs`, `flash_attention.rs` with `flash_backward.rs`, `adamw.rs`,
-//!   `square_sum.rs`, `cross_entropy.rs`, `matmul_tc.rs`, `tall.rs`) and what the row kernels
-//!   share (`rows.rs`).
+//! - `cube.rs`: the CubeCL implementation; one file per kernel (`rms_norm.rs`, `geglu.rs`,
+//!   `rope.rs`, `softmax.rs`, `flash_attention.rs` with `flash_backward.rs` and the tensor-core
+//!   `flash_tc*.rs`, `adamw.rs`, `square_sum.rs`, `cross_entropy.rs`, `matmul_tc.rs`, and LoRA's
+//!   `thin.rs`, `rank_update.rs`, `tall.rs`) and what the row kernels share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel (the products' in
-//!   `product_grads.rs`); `products.rs`: the product ops' wrappers and switches.
+//!   `product_grads.rs`, flash attention's in `flash_grads.rs`); `products.rs`: the product
+//!   ops' wrappers and switches.
 //!
 //! The wrappers here pick the kernel on a CubeCL device and the plain ops of
 //! [`crate::reference`] everywhere else (the CPU), which are also what the kernels are tested
