@@ -21,8 +21,7 @@ impl Fused for CubeBackend {
         base: CubeTensor,
         scale: f32,
     ) -> CubeTensor {
-        let dtype = base.dtype;
-        rank_update::forward(Some(base), thin::product(x, a, 1.0), b, scale, dtype)
+        rank_update::forward(base, true, thin::product(x, a, 1.0), b, scale)
     }
 
     fn fused_thin_product(x: CubeTensor, w: CubeTensor, scale: f32) -> CubeTensor {
@@ -36,8 +35,7 @@ impl Fused for CubeBackend {
         scale: f32,
         has_base: bool,
     ) -> CubeTensor {
-        let dtype = base.dtype;
-        rank_update::forward(has_base.then_some(base), xa, b, scale, dtype)
+        rank_update::forward(base, has_base, xa, b, scale)
     }
 
     fn fused_tall_product(

@@ -71,9 +71,8 @@ impl<B: Backend + Fused> Backward<B, 4> for LowRankBackward {
             grads.register::<B>(node.id, dy);
         }
         if let Some(node) = x_node {
-            // `dx = dxa·a`, written in `x`'s dtype.
-            let like_x = x.clone();
-            let dx = B::fused_rank_update(like_x, dxa.clone(), transposed::<B>(a), 1.0, false);
+            // `dx = dxa·a`, written in `x`'s dtype (`x` is bound, not read).
+            let dx = B::fused_rank_update(x.clone(), dxa.clone(), transposed::<B>(a), 1.0, false);
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = a_node {

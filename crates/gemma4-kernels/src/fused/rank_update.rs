@@ -5,7 +5,6 @@
 //! launches); here each unit keeps its column's `scale·b` row in registers, a cube stages
 //! [`ROWS`] rows of `xa` in shared memory, and the sum is rounded once, to `base`'s dtype.
 
-use burn::tensor::DType;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -60,30 +59,30 @@ fn rank_update_kernel<F: Float>(
     }
 }
 
-/// `base + scale·xa·bᵀ` in `base`'s dtype (module docs); without a base, `scale·xa·bᵀ` in
-/// `dtype`.
+/// `base + scale·xa·bᵀ` in `base`'s dtype (module docs); without a base (`has_base` false),
+/// `scale·xa·bᵀ` in `base`'s dtype, `base` bound but not read.
 ///
 /// # Shapes
 /// - base: `[n, out]`, xa: `[n, r]` (f32), b: `[out, r]` (f32) → `[n, out]`
 pub fn forward(
-    base: Option<CubeTensor>,
+    base: CubeTensor,
+    has_base: bool,
     xa: CubeTensor,
     b: CubeTensor,
     scale: f32,
-    dtype: DType,
 ) -> CubeTensor {
     let (xa, b) = (into_contiguous(xa), into_contiguous(b));
+    let base = if has_base { into_contiguous(base) } else { base };
     let [n, r] = xa.meta.shape().dims::<2>();
     let out = b.meta.shape().dims::<2>()[0];
-    let (client, device) = (xa.client.clone(), xa.device.clone());
-    let has_base = base.is_some();
-    // Without a base the kernel reads none: any tensor of the dtype stands in.
-    let base = match base {
-        Some(t) => into_contiguous(t),
-        None => empty_device_contiguous_dtype(client.clone(), device.clone(), [1].into(), dtype),
-    };
-    let y = empty_device_contiguous_dtype(client.clone(), device, [n, out].into(), base.dtype);
-    let elem_type = elem(base.dtype);
+    let client = xa.client.clone();
+    let y = empty_device_contiguous_dtype(
+        client.clone(),
+        xa.device.clone(),
+        [n, out].into(),
+        base.dtype,
+    );
+    let dtype = elem(base.dtype);
     rank_update_kernel::launch(
         &client,
         CubeCount::Static((out as u32).div_ceil(UNITS), (n as u32).div_ceil(ROWS).max(1), 1),
@@ -95,7 +94,7 @@ pub fn forward(
         scale,
         r,
         has_base,
-        elem_type,
+        dtype,
     );
     y
 }
