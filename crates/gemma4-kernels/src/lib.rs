@@ -140,9 +140,9 @@ pub fn linear_add_to(
 /// `base + scale·(x·aᵀ)·bᵀ` over the last axis (a frozen projection's output with LoRA's
 /// change; `x` in its own dtype, `a`, `b` f32, the result in `base`'s dtype) as one op
 /// (`fused::low_rank_add`: no f32 copy of `x`, the change added as the output is written, the
-/// factors' gradients summed over the rows as `x` and `dy` lie) where it runs: a device of the
-/// fused kernels without the cuBLAS route, `GEMMA4_TUNE_TALL=1` (opt-in until measured on a
-/// GPU). `None` otherwise, and the caller composes [`linear_to`] and [`linear_add_to`].
+/// factors' gradients summed over the rows as `x` and `dy` lie) where [`fuses_low_rank_add`]
+/// says so and `a`, `b` are f32. `None` otherwise, and the caller composes [`linear_to`] and
+/// [`linear_add_to`].
 ///
 /// # Shapes
 /// - x: `[b, s, in]`, a: `[r, in]`, b: `[out, r]`, base: `[b, s, out]` → `[b, s, out]`
@@ -153,15 +153,26 @@ pub fn low_rank_add(
     base: &Tensor<3>,
     scale: f64,
 ) -> Option<Tensor<3>> {
-    let device = x.device();
     let f32s = a.dtype() == DType::F32 && b.dtype() == DType::F32;
-    if !(switches::tall_on() && f32s && fused::enabled(&device) && !uses_cublas(&device)) {
+    if !(f32s && fuses_low_rank_add(&x.device(), a.dims()[0])) {
         return None;
     }
     let ([bs, s, k], out) = (x.dims(), b.dims()[0]);
     let (x, base) = (x.clone().reshape([bs * s, k]), base.clone().reshape([bs * s, out]));
     let y = fused::low_rank_add(x, a.clone(), b.clone(), base, scale);
     Some(y.reshape([bs, s, out]))
+}
+
+/// Whether [`low_rank_add`] runs as one op on `device` for a rank-`rank` change: the fused
+/// kernels' devices without the cuBLAS route (wgpu: Vulkan, Metal), ranks up to
+/// [`fused::MAX_RANK`], unless `GEMMA4_TUNE_TALL=0`. Measured on the H200 through Vulkan
+/// (docs/performance.md): E2B 4 × 2048 f16, r 16, 4,903 → 5,925 tokens/s and 69.0 → 59.3 GiB
+/// against the composed ops.
+pub fn fuses_low_rank_add(device: &burn::tensor::Device, rank: usize) -> bool {
+    !switches::tall_off()
+        && rank <= fused::MAX_RANK
+        && fused::enabled(device)
+        && !uses_cublas(device)
 }
 
 /// `x·w + alpha·(x·aᵀ)·bᵀ` over the last axis as one op whose products share one ordering

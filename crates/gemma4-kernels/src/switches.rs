@@ -49,9 +49,8 @@ switch!(
     lora_inputs_f32 = "GEMMA4_TUNE_LORA_INPUTS" == "f32"
 );
 switch!(
-    /// `GEMMA4_TUNE_TALL=1`: on the fused kernels' devices without cuBLAS, a projection's output
-    /// with LoRA's change added as one op (`fused::low_rank_add`: `x` in its dtype, the change
-    /// added as it is written, the factors' gradients summed over the rows as `x` and `dy` lie)
-    /// instead of an f32 copy of `x`, Burn's products, casts and adds.
-    tall_on = "GEMMA4_TUNE_TALL" == "1"
+    /// `GEMMA4_TUNE_TALL=0`: on the fused kernels' devices without cuBLAS, the adapter's change
+    /// as composed ops (an f32 copy of `x`, Burn's products, casts and adds) instead of one op
+    /// (`fused::low_rank_add`), to compare.
+    tall_off = "GEMMA4_TUNE_TALL" == "0"
 );

@@ -59,6 +59,10 @@ pub struct DeviceFacts {
     /// cuBLAS route of a bf16 model, where the adapter does so); false: an f32 copy per
     /// targeted projection, as `gemma4-lora`'s adapter makes it everywhere else.
     pub bf16_lora_inputs: bool,
+    /// The widest rank whose change the adapter adds as one op reading the activations as they
+    /// are, in any dtype (`gemma4_kernels::fuses_low_rank_add`: wgpu), without dropout; `None`:
+    /// an f32 copy per targeted projection.
+    pub low_rank_add_rank: Option<usize>,
     /// Attention runs as the flash kernel (`gemma4_kernels::fused::flash_enabled`): it keeps
     /// q, k, v, its output and a log-sum-exp per row, no `[s, t]` probabilities.
     pub flash: bool,
@@ -135,7 +139,9 @@ pub fn estimate_layers(
         plain: !facts.gpu,
         r: input.lora.r as u64,
         dropout: input.lora.lora_dropout > 0.0,
-        lora_reads_input: input.dtype == WeightDtype::Bf16 && facts.bf16_lora_inputs,
+        lora_reads_input: (input.dtype == WeightDtype::Bf16 && facts.bf16_lora_inputs)
+            || (input.lora.lora_dropout == 0.0
+                && facts.low_rank_add_rank.is_some_and(|r| input.lora.r <= r)),
         flash: facts.flash,
     };
     let (n, e) = (d.b * d.s, cfg.hidden_size as u64);

@@ -24,6 +24,7 @@ fn h200() -> DeviceFacts {
         memory_source: "cuDeviceTotalMem".into(),
         piece_bytes: 1 << 30,
         bf16_lora_inputs: false,
+        low_rank_add_rank: None,
         flash: false,
     }
 }
@@ -227,4 +228,60 @@ fn with_flash_attention_the_activations_grow_linearly_in_the_sequence() {
     // The `[s, t]` probabilities of the full layers grow quadratically without it.
     let (short, long) = (at(&h200_today(), 8192), at(&h200_today(), 32768));
     assert!(long.activations > 6 * short.activations, "{short:?} {long:?}");
+}
+
+/// The H200 through Vulkan (f16, no bf16, no cuBLAS): wgpu's adapter adds LoRA's change as one
+/// op reading the activations as they are (`gemma4_kernels::fuses_low_rank_add`, ranks ≤ 32).
+fn h200_vulkan(low_rank_add_rank: Option<usize>) -> DeviceFacts {
+    let memory = 143_771usize << 20;
+    DeviceFacts {
+        backend: "vulkan".into(),
+        bf16: false,
+        memory_source: "the largest device-local heap".into(),
+        piece_bytes: memory / 4,
+        low_rank_add_rank,
+        ..h200()
+    }
+}
+
+/// nvidia-smi's peak over `bench` (E2B 4 × 2048 f16, warm-up until an update, 3 timed steps),
+/// Vulkan on the H200, one device call, 2026-12-03: the composed adapter products
+/// (`GEMMA4_TUNE_TALL=0`, f32 copies of the inputs) and the one-op low-rank add, recomputing
+/// none, the first 20 or the first 31 of 35 layers.
+#[test]
+fn estimates_track_vulkans_peaks_with_and_without_the_one_op_low_rank_add() {
+    let cfg = preset("e2b");
+    // (the adapter reads its inputs as they are, layers recomputed, measured GiB)
+    let runs =
+        [(false, 0, 69.0), (false, 31, 17.0), (true, 0, 59.3), (true, 20, 33.5), (true, 31, 16.2)];
+    for (reads, k, gib) in runs {
+        let facts = h200_vulkan(reads.then_some(32));
+        let e = estimate_layers(&cfg, &input(4, WeightDtype::F16), &facts, k).unwrap();
+        let err = e.total as f64 / GIB / gib - 1.0;
+        eprintln!(
+            "reads {reads} k {k}: estimate {:.2} GiB, measured {gib} ({:+.1}%)",
+            e.total as f64 / GIB,
+            100.0 * err
+        );
+        assert!(err.abs() <= 0.15, "reads {reads}, {k} layers: {err}");
+    }
+    // Ranks above the one op's, and dropout, take the composed products: f32 copies again.
+    let composed = estimate(&cfg, &input(4, WeightDtype::F16), &h200_vulkan(None), false).unwrap();
+    let mut wide = input(4, WeightDtype::F16);
+    wide.lora.r = 64;
+    let mut dropout = input(4, WeightDtype::F16);
+    dropout.lora.lora_dropout = 0.05;
+    for other in [wide, dropout] {
+        let (one, plain) = (h200_vulkan(Some(32)), h200_vulkan(None));
+        assert_eq!(
+            estimate(&cfg, &other, &one, false).unwrap(),
+            estimate(&cfg, &other, &plain, false).unwrap()
+        );
+    }
+    assert!(
+        composed.total
+            > estimate(&cfg, &input(4, WeightDtype::F16), &h200_vulkan(Some(32)), false)
+                .unwrap()
+                .total
+    );
 }

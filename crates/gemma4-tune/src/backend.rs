@@ -251,6 +251,10 @@ pub fn facts(backend: Backend, device: &Device, piece_bytes: usize) -> DeviceFac
         piece_bytes,
         // The adapter's decision for a bf16 model on this device (gemma4-lora adapter.rs).
         bf16_lora_inputs: gemma4_kernels::bf16_lora_inputs(device, burn::tensor::DType::BF16),
+        low_rank_add_rank: {
+            let max = gemma4_kernels::fused::MAX_RANK;
+            gemma4_kernels::fuses_low_rank_add(device, max).then_some(max)
+        },
         flash: gemma4_kernels::fused::flash_enabled(device),
     }
 }

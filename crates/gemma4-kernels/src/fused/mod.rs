@@ -64,7 +64,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::reference::{self, AdamwStep, AttentionRule, TokenMasks};
 pub use products::{
-    low_rank_add, matmul, tall_launches, tile_matmul_enabled, tile_matmul_launches,
+    MAX_RANK, low_rank_add, matmul, tall_launches, tile_matmul_enabled, tile_matmul_launches,
 };
 
 /// Whether the fused kernels run on `device`: a CubeCL device (wgpu or CUDA, directly or under

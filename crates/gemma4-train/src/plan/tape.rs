@@ -8,6 +8,8 @@
 //!   CPU) keeps its input;
 //! - a LoRA-targeted projection keeps its input cast to f32 (`x·Aᵀ` needs it for A's gradient;
 //!   under f32 weights the cast is the input itself, shared by q/k/v) and the `[n, r]` product;
+//!   where the adapter reads the input as it is (bf16 on cuBLAS, any dtype through wgpu's
+//!   `low_rank_add`) it keeps the input itself, shared;
 //!   dropout keeps its mask and the masked input instead;
 //! - the fused RMSNorm keeps its input, GeGLU both inputs, the masked softmax its output; the
 //!   plain ops (CPU) keep f32 copies: a norm its f32 input and output, GeGLU also `gelu(gate)`,
@@ -35,8 +37,8 @@ pub(crate) struct Dims {
     /// LoRA rank, and whether dropout is on.
     pub r: u64,
     pub dropout: bool,
-    /// The adapter's products read a bf16 activation as it is instead of an f32 copy
-    /// ([`super::DeviceFacts::bf16_lora_inputs`]).
+    /// The adapter's products read the activation as it is instead of an f32 copy
+    /// ([`super::DeviceFacts::bf16_lora_inputs`], [`super::DeviceFacts::low_rank_add_rank`]).
     pub lora_reads_input: bool,
     /// Attention through the flash kernel ([`super::DeviceFacts::flash`]).
     pub flash: bool,
