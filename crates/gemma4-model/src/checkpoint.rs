@@ -206,6 +206,17 @@ impl Checkpoint {
     /// Decode rows `ids` of a 2-D tensor `[rows, cols]` to f32 (used for the PLE table, which
     /// stays on the host: only the rows of the current tokens are ever read).
     pub fn gather_rows_f32(&self, name: &str, ids: &[usize]) -> Result<Vec<f32>> {
+        self.gather_rows(name, ids, |x| x)
+    }
+
+    /// Rows `ids` of a 2-D tensor `[rows, cols]`, each value decoded to f32 and passed through
+    /// `map` (e.g. scaled and rounded to the dtype it is uploaded in: half the bytes of f32).
+    pub fn gather_rows<T: Copy + Default + Send>(
+        &self,
+        name: &str,
+        ids: &[usize],
+        map: impl Fn(f32) -> T + Sync,
+    ) -> Result<Vec<T>> {
         let info = self.info(name)?;
         let (rows, cols) = match info.shape.as_slice() {
             [r, c] => (*r, *c),
@@ -222,25 +233,30 @@ impl Checkpoint {
             )));
         }
         // Rows in parallel: on E2B a batch of 8192 tokens gathers 73 M values per step.
-        let mut out = vec![0f32; ids.len() * cols];
+        let mut out = vec![T::default(); ids.len() * cols];
         let rows_out = out.par_chunks_mut(cols).zip(ids.par_iter());
+        let emit = |row: &mut [T], f32s: &[f32]| {
+            row.iter_mut().zip(f32s).for_each(|(o, &x)| *o = map(x));
+        };
+        let scratch = || vec![0f32; cols];
         match &*self.storage {
             Storage::Safetensors { .. } => {
                 let width = dtype_size(name, info.dtype)?;
                 let bytes = self.bytes(name).unwrap_or_default();
                 let dtype = info.dtype;
-                rows_out.for_each(|(row, &id)| {
-                    decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], row)
+                rows_out.for_each_init(scratch, |f32s, (row, &id)| {
+                    decode_into(dtype, &bytes[id * cols * width..(id + 1) * cols * width], f32s);
+                    emit(row, f32s);
                 });
             }
             Storage::Gguf { .. } => {
                 let all = self.to_f32(name)?;
-                rows_out
-                    .for_each(|(row, &id)| row.copy_from_slice(&all[id * cols..(id + 1) * cols]));
+                rows_out.for_each(|(row, &id)| emit(row, &all[id * cols..(id + 1) * cols]));
             }
-            Storage::Random(init) => {
-                rows_out.for_each(|(row, &id)| init.fill(name, id * cols, row))
-            }
+            Storage::Random(init) => rows_out.for_each_init(scratch, |f32s, (row, &id)| {
+                init.fill(name, id * cols, f32s);
+                emit(row, f32s);
+            }),
         }
         Ok(out)
     }

@@ -10,6 +10,7 @@
 //! mapped checkpoint and only the current tokens' rows are decoded.
 
 use burn::tensor::{DType, Tensor, TensorData};
+use half::{bf16, f16};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Gemma4TextConfig;
@@ -60,11 +61,20 @@ impl Ple {
         let [b, s, e] = h0.dims();
         let (l, d) = (self.num_layers, self.dim);
         let dtype = self.per_layer_model_projection.dtype();
-        let rows = self.table.gather_rows_f32(&self.table_name, ids)?;
-        let token =
-            Tensor::<4>::from_data(TensorData::new(rows, [b, s, l, d]), (&h0.device(), DType::F32))
-                .mul_scalar((d as f32).sqrt())
-                .cast(dtype);
+        // Scaled and rounded to the compute dtype on the host, as the device would (f32
+        // product, one rounding): the upload is then half of f32's bytes under f16/bf16.
+        let (shape, root) = ([b, s, l, d], (d as f32).sqrt());
+        let (table, name) = (&self.table, &self.table_name);
+        let data = match dtype {
+            DType::F16 => {
+                TensorData::new(table.gather_rows(name, ids, |x| f16::from_f32(x * root))?, shape)
+            }
+            DType::BF16 => {
+                TensorData::new(table.gather_rows(name, ids, |x| bf16::from_f32(x * root))?, shape)
+            }
+            _ => TensorData::new(table.gather_rows(name, ids, |x| x * root)?, shape),
+        };
+        let token = Tensor::<4>::from_data(data, (&h0.device(), dtype));
         let context = gemma4_kernels::linear(
             h0.clone().cast(dtype),
             self.per_layer_model_projection.clone(),
