@@ -2,8 +2,8 @@
 //! and every input's gradient, f32 and (where the device has it) f16, odd widths, widths above
 //! the kernels' block, head shapes; RMSNorm with and without a scale; the softmax with a
 //! per-batch and a broadcast mask, a fully masked (padding) row and a scale; flash attention
-//! (`flash.rs`), the tensor-core matmul (`matmul.rs`), LoRA's change (`low_rank.rs`) and the
-//! optimizer (`optimizer.rs`).
+//! (`flash.rs`), f16's row-scaled GeGLU (`geglu_scaled.rs`), the tensor-core matmul
+//! (`matmul.rs`), LoRA's change (`low_rank.rs`) and the optimizer (`optimizer.rs`).
 //!
 //! Runs on any Vulkan or Metal device, Mesa's software Vulkan (lavapipe) included, which
 //! `.ci/run` installs. Without a device the tests skip with a message, except where
@@ -13,6 +13,8 @@
 
 #[path = "fused_wgpu/flash.rs"]
 mod flash;
+#[path = "fused_wgpu/geglu_scaled.rs"]
+mod geglu_scaled;
 #[path = "fused_wgpu/low_rank.rs"]
 mod low_rank;
 #[path = "fused_wgpu/matmul.rs"]

@@ -2,7 +2,7 @@
 //! doubled on KV-shared layers when `use_double_wide_mlp` (E2B); the config resolves the width.
 
 use burn::tensor::{DType, Tensor};
-use gemma4_kernels::fused::geglu;
+use gemma4_kernels::fused::{geglu, geglu_scaled};
 
 use crate::config::{Gemma4TextConfig, LayerSpec};
 use crate::error::Result;
@@ -48,34 +48,12 @@ impl Mlp {
         if gate.dtype() != DType::F16 {
             return self.down_proj.forward(geglu(gate, up), site(ProjName::DownProj), adapter);
         }
-        // f16: the product gelu(gate)·up can exceed f16's range. Form it in f32 and scale it by a
-        // power of two into range for the f16 down_proj (its LoRA term is linear too), then undo
-        // the scale in f32: exact, whatever the activations' size. Output f32 (the residual dtype).
-        let act = geglu(gate.cast(DType::F32), up.cast(DType::F32));
-        let scale = f16_scale(&act);
-        let y = self.down_proj.forward(
-            act.div(scale.clone()).cast(DType::F16),
-            site(ProjName::DownProj),
-            adapter,
-        );
+        // f16: the product gelu(gate)·up can exceed f16's range. It is formed in f32 and scaled
+        // per row by a power of two into range for the f16 down_proj (its LoRA term is linear
+        // too), and the scale undone in f32: exact, whatever the activations' size. Output f32
+        // (the residual dtype).
+        let (act, scale) = geglu_scaled(gate, up);
+        let y = self.down_proj.forward(act, site(ProjName::DownProj), adapter);
         y.cast(DType::F32).mul(scale)
     }
-}
-
-/// Per row (token), a power of two `s ≥ 1` with `max|x_row| / s ≤ 2¹⁴`, as a broadcastable
-/// `[b, s, 1]` tensor (off the tape: each row of `down(x/s)·s` equals `down(x)`'s, for any `s`,
-/// since a projection maps rows independently; so no gradient flows through it). Per row, not one
-/// scale for the whole tensor: a row reduction is one parallel pass, where a global maximum over
-/// `[b·s, intermediate]` was the slowest kernel of a training step on the GPU (11 ms per layer).
-fn f16_scale(x: &Tensor<3>) -> Tensor<3> {
-    let amax = x.clone().detach().abs().max_dim(2);
-    let ln2 = std::f64::consts::LN_2;
-    amax.div_scalar(16384.0)
-        .log()
-        .div_scalar(ln2)
-        .ceil()
-        .clamp_min(0.0)
-        .mul_scalar(ln2)
-        .exp()
-        .round()
 }

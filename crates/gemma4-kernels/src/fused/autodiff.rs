@@ -12,7 +12,7 @@ use burn::backend::{
 };
 
 use super::ops::{AdamwScalars, FlashRule, Fused};
-use super::{flash_grads, product_grads};
+use super::{flash_grads, geglu_grads, product_grads};
 
 #[derive(Debug)]
 struct RmsNormBackward;
@@ -39,28 +39,6 @@ impl<B: Backend + Fused> Backward<B, 1> for RopeBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (cos, sin) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |dy| B::fused_rope_backward(dy, cos, sin));
-    }
-}
-
-#[derive(Debug)]
-struct GegluBackward;
-
-impl<B: Backend + Fused> Backward<B, 2> for GegluBackward {
-    /// gate and up.
-    type State = (FloatTensor<B>, FloatTensor<B>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (gate, up) = ops.state;
-        let dh = grads.consume::<B>(&ops.node);
-        // One kernel writes both gradients; each goes to its input where that is tracked.
-        let (dgate, dup) = B::fused_geglu_backward(gate, up, dh);
-        let [gate_node, up_node] = ops.parents;
-        if let Some(node) = gate_node {
-            grads.register::<B>(node.id, dgate);
-        }
-        if let Some(node) = up_node {
-            grads.register::<B>(node.id, dup);
-        }
     }
 }
 
@@ -188,15 +166,26 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
     }
 
     fn fused_geglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (gate, gate_node) = gate.into_parts();
-        let (up, up_node) = up.into_parts();
-        match GegluBackward.prepare::<C>([gate_node, up_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let h = B::fused_geglu(gate.clone(), up.clone());
-                prep.finish((gate, up), h)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_geglu(gate, up)),
-        }
+        geglu_grads::geglu::<B, C>(gate, up)
+    }
+
+    fn fused_geglu_scaled(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        geglu_grads::geglu_scaled::<B, C>(gate, up)
+    }
+
+    /// Not differentiated again: computed on the inner values, returned untracked.
+    fn fused_geglu_scaled_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [gate, up, scale, dh] = [gate, up, scale, dh].map(constant::<B, C>);
+        let (dgate, dup) = B::fused_geglu_scaled_backward(gate, up, scale, dh);
+        (FloatTensor::<Self>::new(dgate), FloatTensor::<Self>::new(dup))
     }
 
     /// Not differentiated again: computed on the inner values, returned untracked.

@@ -70,7 +70,20 @@ impl Fused for CubeBackend {
         up: CubeTensor,
         dh: CubeTensor,
     ) -> (CubeTensor, CubeTensor) {
-        geglu::backward(gate, up, dh)
+        geglu::backward(gate, up, dh, None)
+    }
+
+    fn fused_geglu_scaled(gate: CubeTensor, up: CubeTensor) -> (CubeTensor, CubeTensor) {
+        geglu::forward_scaled(gate, up)
+    }
+
+    fn fused_geglu_scaled_backward(
+        gate: CubeTensor,
+        up: CubeTensor,
+        scale: CubeTensor,
+        dh: CubeTensor,
+    ) -> (CubeTensor, CubeTensor) {
+        geglu::backward(gate, up, dh, Some(scale))
     }
 
     fn fused_softmax(scores: CubeTensor, bias: CubeTensor, scale: f32) -> CubeTensor {

@@ -7,7 +7,8 @@
 //!   `flash_tc*.rs`, `adamw.rs`, `square_sum.rs`, `cross_entropy.rs`, `matmul_tc.rs`, and LoRA's
 //!   `thin.rs`, `rank_update.rs`, `tall.rs`) and what the row kernels share (`rows.rs`).
 //! - `autodiff.rs`: the backward of each op, through its backward kernel (the products' in
-//!   `product_grads.rs`, flash attention's in `flash_grads.rs`); `products.rs`: the product
+//!   `product_grads.rs`, flash attention's in `flash_grads.rs`, GeGLU's in `geglu_grads.rs`);
+//!   `products.rs`: the product
 //!   ops' wrappers and switches.
 //!
 //! The wrappers here pick the kernel on a CubeCL device and the plain ops of
@@ -34,6 +35,8 @@ mod flash_tc;
 mod flash_tc_backward;
 #[cfg(feature = "cube")]
 mod geglu;
+#[cfg(feature = "cube")]
+mod geglu_grads;
 #[cfg(feature = "cube")]
 mod matmul_tc;
 #[cfg(feature = "cube")]
@@ -151,6 +154,31 @@ pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         return Tensor::from_dispatch(h);
     }
     reference::geglu(gate, up)
+}
+
+/// f16's GeGLU: `gelu_tanh(gate)·up` formed in f32 and divided per row (token) by a power of
+/// two `s ≥ 1` that brings the row into f16's range (its largest magnitude at most
+/// [`reference::F16_ROW_ROOM`]), in the inputs' dtype, and the row scales `s` (f32, off the
+/// tape: each row of `down(h)·s` is `down(h·s)`'s, a projection maps rows independently). One
+/// kernel each way on a GPU (`geglu.rs`: gate and up kept as they are, no f32 copies); on the
+/// CPU [`reference::geglu_scaled`].
+///
+/// # Shapes
+/// - gate, up: `[b, s, d]` (equal) → (`[b, s, d]`, `[b, s, 1]`)
+pub fn geglu_scaled(gate: Tensor<3>, up: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+    #[cfg(feature = "cube")]
+    if enabled(&gate.device())
+        && matches!(gate.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && up.dtype() == gate.dtype()
+        && up.dims() == gate.dims()
+    {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        let (h, s) =
+            <Dispatch as Fused>::fused_geglu_scaled(gate.into_dispatch(), up.into_dispatch());
+        return (Tensor::from_dispatch(h), Tensor::from_dispatch(s));
+    }
+    reference::geglu_scaled(gate, up)
 }
 
 /// Rotary position embedding `x·cos + rotate_half(x)·sin` (HF `apply_rotary_pos_emb`), in

@@ -160,6 +160,29 @@ pub trait Fused: Backend {
         dh: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// f16's GeGLU (`geglu.rs`): `gelu_tanh(gate)·up` in f32, divided per row by the smallest
+    /// power of two `s ≥ 1` that brings the row's largest magnitude to at most
+    /// [`crate::reference::F16_ROW_ROOM`], in the inputs' dtype, and `s` (f32, a constant).
+    ///
+    /// # Shapes
+    /// - gate, up: `[.., d]` (equal) → (`[.., d]`, `[.., 1]`)
+    fn fused_geglu_scaled(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of [`Fused::fused_geglu_scaled`] with respect to `gate` and `up`, given
+    /// its row scales and `dh`.
+    ///
+    /// # Shapes
+    /// - gate, up, dh: `[.., d]` (equal), scale: `[.., 1]` → (`[.., d]`, `[.., d]`)
+    fn fused_geglu_scaled_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
     /// `softmax(scores·scale + bias)` over the last axis in f32, the scores' dtype out; the
     /// bias (f32, additive mask) is a constant.
     ///

@@ -11,9 +11,9 @@
 //!   where the adapter reads the input as it is (bf16 on cuBLAS, any dtype through wgpu's
 //!   `low_rank_add`) it keeps the input itself, shared;
 //!   dropout keeps its mask and the masked input instead;
-//! - the fused RMSNorm keeps its input, GeGLU both inputs, the masked softmax its output; the
-//!   plain ops (CPU) keep f32 copies: a norm its f32 input and output, GeGLU also `gelu(gate)`,
-//!   the softmax `exp` and the quotient;
+//! - the fused RMSNorm keeps its input, GeGLU both inputs (f16's row-scaled one too), the masked
+//!   softmax its output; the plain ops (CPU) keep f32 copies: a norm its f32 input and output,
+//!   GeGLU also `gelu(gate)`, the softmax `exp` and the quotient;
 //! - attention keeps q (after its norm) and k, v as each product reads them (a sliding layer's
 //!   query blocks read `≤ 2W − 1` keys each), and the probabilities `[b, h, s, t]`; as the flash
 //!   kernel (GPUs, `gemma4_kernels::fused::flash_enabled`) it keeps q, k, v, its output and an
@@ -190,8 +190,9 @@ fn mlp(
     let (n, e, m) = (d.n(), cfg.hidden_size as u64, spec.intermediate_size as u64);
     let up = count(targets, &[ProjName::GateProj, ProjName::UpProj]);
     let mut saved = d.product_inputs(e, up, 2);
-    // GeGLU keeps gate and up (f32 under f16: the product is formed in f32); plain also gelu(gate).
-    let act = if d.dt == 2 && d.rd == 4 { 4 } else { d.dt };
+    // GeGLU keeps gate and up: as they are on a GPU (f16's row-scaled kernel too); the plain
+    // ops under f16 form the product from f32 copies, and also keep gelu(gate).
+    let act = if d.plain && d.dt == 2 && d.rd == 4 { 4 } else { d.dt };
     saved += if d.plain { 3 } else { 2 } * act * n * m;
     saved += d.product_inputs(m, count(targets, &[ProjName::DownProj]), 1);
     let mut backward = n * m * (4 + 3 * act);
