@@ -171,8 +171,8 @@ mod tests {
             // The first pass fills the cache, the second reads it.
             let (cos, sin) = r.tables_at(&positions, 1, &device);
             let (cos, sin) = (
-                cos.into_data().to_vec::<f32>().unwrap(),
-                sin.into_data().to_vec::<f32>().unwrap(),
+                cos.into_data().try_to_vec::<f32>().unwrap(),
+                sin.into_data().try_to_vec::<f32>().unwrap(),
             );
             for (i, &p) in positions.iter().enumerate() {
                 for j in 0..16 {
