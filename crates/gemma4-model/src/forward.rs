@@ -185,7 +185,12 @@ impl Gemma4TextModel {
                 causal: !self.config.bidirectional,
             };
             let rows = RowMasks {
-                padding: batch.attention_mask.as_deref(),
+                // No key hidden (a batch without padding, as every packed or full batch is):
+                // the masks of one `[1, 1, s, t]` rule instead of a `[b, 1, s, t]` bias per row.
+                padding: batch
+                    .attention_mask
+                    .as_deref()
+                    .filter(|p| p.iter().flatten().any(|&v| !v)),
                 segments: batch.segments.as_deref(),
             };
             let mask = self.attention_mask(&spec, rows, cache.is_none());
