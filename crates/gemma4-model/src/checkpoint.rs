@@ -253,13 +253,29 @@ impl Checkpoint {
                     emit(f32s, row);
                 });
             }
-            Storage::Gguf { .. } => {
-                let all = self.to_f32(name)?;
-                rows_out.for_each_init(scratch, |f32s, (row, &id)| {
-                    f32s.copy_from_slice(&all[id * cols..(id + 1) * cols]);
-                    emit(f32s, row);
-                });
-            }
+            Storage::Gguf { file, types } => match types.get(name) {
+                // Rows of whole ggml blocks (ggml quantises along a row): only the rows asked
+                // for are dequantised, not the table (E2B's PLE table: 2.3 G values a step).
+                Some(&(ty, minus_one))
+                    if ty.bytes_for(cols).is_some_and(|w| w * rows == info.end - info.start) =>
+                {
+                    let width = ty.bytes_for(cols).unwrap_or_default();
+                    let bytes = &file.map[info.start..info.end];
+                    rows_out.for_each_init(scratch, |f32s, (row, &id)| {
+                        let values = dequantize(ty, &bytes[id * width..(id + 1) * width]);
+                        let shift = if minus_one { 1.0 } else { 0.0 };
+                        f32s.iter_mut().zip(values).for_each(|(o, v)| *o = v - shift);
+                        emit(f32s, row);
+                    });
+                }
+                _ => {
+                    let all = self.to_f32(name)?;
+                    rows_out.for_each_init(scratch, |f32s, (row, &id)| {
+                        f32s.copy_from_slice(&all[id * cols..(id + 1) * cols]);
+                        emit(f32s, row);
+                    });
+                }
+            },
             Storage::Random(init) => rows_out.for_each_init(scratch, |f32s, (row, &id)| {
                 init.fill(name, id * cols, f32s);
                 emit(f32s, row);

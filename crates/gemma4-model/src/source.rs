@@ -78,7 +78,8 @@ mod tests {
     use super::*;
 
     /// A GGUF v3 file of a one-layer Gemma 3 (metadata only) holding `token_embd.weight`
-    /// `[4, 2]` and `output_norm.weight` `[2]` (stored as llama.cpp does: `1 + w`), in F32.
+    /// `[4, 2]` and `output_norm.weight` `[2]` (stored as llama.cpp does: `1 + w`), in F32, and
+    /// `blk.0.ffn_up.weight` `[3, 64]` in Q8_0 (two blocks a row).
     fn tiny_gguf() -> Vec<u8> {
         let string = |s: &str| [&(s.len() as u64).to_le_bytes()[..], s.as_bytes()].concat();
         let mut kv: Vec<u8> =
@@ -103,25 +104,34 @@ mod tests {
                 .concat(),
             );
         }
-        let tensor = |name: &str, dims: &[u64], offset: u64| {
+        let tensor = |name: &str, dims: &[u64], ty: u32, offset: u64| {
             let mut t = [string(name), (dims.len() as u32).to_le_bytes().to_vec()].concat();
             dims.iter().for_each(|d| t.extend(d.to_le_bytes()));
-            [t, 0u32.to_le_bytes().to_vec(), offset.to_le_bytes().to_vec()].concat()
+            [t, ty.to_le_bytes().to_vec(), offset.to_le_bytes().to_vec()].concat()
         };
         let mut out = [
             b"GGUF".to_vec(),
             3u32.to_le_bytes().to_vec(),
-            2u64.to_le_bytes().to_vec(),
+            3u64.to_le_bytes().to_vec(),
             (1 + keys.len() as u64).to_le_bytes().to_vec(),
             kv,
         ]
         .concat();
         // ggml lists dims innermost first: [2, 4] is HF's [4, 2].
-        out.extend(tensor("token_embd.weight", &[2, 4], 0));
-        out.extend(tensor("output_norm.weight", &[2], 32));
+        out.extend(tensor("token_embd.weight", &[2, 4], 0, 0));
+        out.extend(tensor("output_norm.weight", &[2], 0, 32));
+        out.extend(tensor("blk.0.ffn_up.weight", &[64, 3], 8, 64)); // Q8_0
         out.resize(out.len().div_ceil(32) * 32, 0);
         (0..8).for_each(|i| out.extend((i as f32).to_le_bytes()));
         [1.5f32, 0.25].iter().for_each(|v| out.extend(v.to_le_bytes()));
+        out.resize(out.len() + 24, 0); // to offset 64
+        for block in 0..6u32 {
+            // A Q8_0 block: its f16 scale, then 32 signed quants (-50 ..= 50).
+            out.extend(half::f16::from_f32(0.5 + block as f32).to_le_bytes());
+            out.extend(
+                (0..32u32).map(|j| ((j * 7 + block * 13) % 101) as i32 - 50).map(|q| q as i8 as u8),
+            );
+        }
         out
     }
 
@@ -145,6 +155,13 @@ mod tests {
                 ckpt.gather_rows_f32("model.embed_tokens.weight", &[3, 0]).unwrap(),
                 [6.0, 7.0, 0.0, 1.0]
             );
+            // Quantised rows are dequantised row by row, as the whole table decodes.
+            let up = "model.layers.0.mlp.up_proj.weight";
+            let all = ckpt.to_f32(up).unwrap();
+            let rows = ckpt.gather_rows_f32(up, &[2, 0, 2]).unwrap();
+            let want = [&all[128..192], &all[..64], &all[128..192]].concat();
+            assert_eq!(rows, want);
+            assert!(all.iter().any(|&v| v != 0.0) && all[64..128] != all[..64]);
             assert_eq!(
                 ckpt.to_f32("model.norm.weight").unwrap(),
                 [0.5, -0.75],
