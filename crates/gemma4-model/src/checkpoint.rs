@@ -193,11 +193,7 @@ impl Checkpoint {
                         name: name.into(),
                         reason: format!("no ggml type recorded in {}", file.path.display()),
                     })?;
-                let mut v = dequantize(ty, &file.map[info.start..info.end]);
-                if minus_one {
-                    v.iter_mut().for_each(|x| *x -= 1.0);
-                }
-                Ok(v)
+                Ok(decode_gguf(ty, minus_one, &file.map[info.start..info.end]))
             }
             Storage::Random(init) => Ok(init.values(name, 0..info.shape.iter().product())),
         }
@@ -259,12 +255,12 @@ impl Checkpoint {
                 Some(&(ty, minus_one))
                     if ty.bytes_for(cols).is_some_and(|w| w * rows == info.end - info.start) =>
                 {
-                    let width = ty.bytes_for(cols).unwrap_or_default();
                     let bytes = &file.map[info.start..info.end];
+                    let width = bytes.len() / rows;
                     rows_out.for_each_init(scratch, |f32s, (row, &id)| {
-                        let values = dequantize(ty, &bytes[id * width..(id + 1) * width]);
-                        let shift = if minus_one { 1.0 } else { 0.0 };
-                        f32s.iter_mut().zip(values).for_each(|(o, v)| *o = v - shift);
+                        let values =
+                            decode_gguf(ty, minus_one, &bytes[id * width..(id + 1) * width]);
+                        f32s.copy_from_slice(&values);
                         emit(f32s, row);
                     });
                 }
@@ -345,6 +341,15 @@ fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
             .zip(out)
             .for_each(|(c, v)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
     }
+}
+
+/// ggml blocks of type `ty` to f32, less the 1 llama.cpp folds into norms where `minus_one`.
+fn decode_gguf(ty: GgmlType, minus_one: bool, bytes: &[u8]) -> Vec<f32> {
+    let mut v = dequantize(ty, bytes);
+    if minus_one {
+        v.iter_mut().for_each(|x| *x -= 1.0);
+    }
+    v
 }
 
 fn decode_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {

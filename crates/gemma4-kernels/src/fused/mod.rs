@@ -143,17 +143,23 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Option<&Tensor<1>>, eps: f
 /// - gate, up: `[..]` (equal) → `[..]`
 pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "cube")]
-    if enabled(&gate.device())
-        && matches!(gate.dtype(), DType::F32 | DType::F16 | DType::BF16)
-        && up.dtype() == gate.dtype()
-        && up.dims() == gate.dims()
-    {
+    if geglu_fuses(&gate, &up) {
         use burn::backend::Dispatch;
         use ops::Fused;
         let h = <Dispatch as Fused>::fused_geglu(gate.into_dispatch(), up.into_dispatch());
         return Tensor::from_dispatch(h);
     }
     reference::geglu(gate, up)
+}
+
+/// Whether GeGLU's kernels take `gate` and `up`: a device of the fused kernels, one float dtype
+/// (f32, f16 or bf16) and one shape.
+#[cfg(feature = "cube")]
+fn geglu_fuses<const D: usize>(gate: &Tensor<D>, up: &Tensor<D>) -> bool {
+    enabled(&gate.device())
+        && matches!(gate.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && up.dtype() == gate.dtype()
+        && up.dims() == gate.dims()
 }
 
 /// f16's GeGLU: `gelu_tanh(gate)·up` formed in f32 and divided per row (token) by a power of
@@ -167,11 +173,7 @@ pub fn geglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 /// - gate, up: `[b, s, d]` (equal) → (`[b, s, d]`, `[b, s, 1]`)
 pub fn geglu_scaled(gate: Tensor<3>, up: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
     #[cfg(feature = "cube")]
-    if enabled(&gate.device())
-        && matches!(gate.dtype(), DType::F32 | DType::F16 | DType::BF16)
-        && up.dtype() == gate.dtype()
-        && up.dims() == gate.dims()
-    {
+    if geglu_fuses(&gate, &up) {
         use burn::backend::Dispatch;
         use ops::Fused;
         let (h, s) =
