@@ -9,12 +9,12 @@
 //! The table (`[V, L·D]`, 2.35 G values on E2B) never goes to the device: it stays in the
 //! mapped checkpoint and only the current tokens' rows are decoded.
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::{bf16, f16, slice::HalfFloatSliceExt};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Gemma4TextConfig;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::norm::RmsNorm;
 use crate::weights::Weights;
 
@@ -64,15 +64,8 @@ impl Ple {
         // Scaled and rounded to the compute dtype on the host, as the device would (f32
         // product, one rounding), rows in parallel straight into the upload's bytes (a zeroed
         // allocation the rows fault in, not a serial fill): under f16/bf16 half of f32's bytes.
-        let (shape, root) = ([b, s, l, d], (d as f32).sqrt());
-        let (table, name) = (&self.table, &self.table_name);
-        let mut bytes = vec![0u8; ids.len() * l * d * dtype.size()];
-        table.gather_rows_with(name, ids, &mut bytes, |row, out| {
-            row.iter_mut().for_each(|x| *x *= root);
-            put_row(row, dtype, out);
-        })?;
-        let data = TensorData::from_bytes_vec(bytes, shape, dtype);
-        let token = Tensor::<4>::from_data(data, (&h0.device(), dtype));
+        let root = (d as f32).sqrt();
+        let token = self.upload_rows(ids, root, dtype, &h0.device())?.reshape([b, s, l, d]);
         let context = gemma4_kernels::linear(
             h0.clone().cast(dtype),
             self.per_layer_model_projection.clone(),
@@ -82,6 +75,48 @@ impl Ple {
         .reshape([b, s, l, d]);
         let context = self.per_layer_projection_norm.forward(context);
         Ok((context + token).mul_scalar(0.5f64.sqrt()))
+    }
+}
+
+/// Bytes of one upload of PLE rows, and how many bytes may be written before the device is
+/// waited for (see [`Ple::upload_rows`]).
+const UPLOAD_PIECE: usize = 8 << 20;
+const UPLOAD_FLUSH: usize = 48 << 20;
+
+impl Ple {
+    /// The rows of `ids`, times `root`, on `device` in `dtype`: `[ids, L·D]`.
+    ///
+    /// Uploaded in pieces of about [`UPLOAD_PIECE`] bytes, waiting for the device after every
+    /// [`UPLOAD_FLUSH`] bytes. wgpu stages each write in host memory it allocates; a write
+    /// larger than its allocator's blocks (64–128 MiB) gets memory of its own each step, and
+    /// writes that pile up before the device consumes them take new blocks. On E2B 4 × 2048
+    /// (146 MB of rows) through Vulkan one upload took 165 ms after a 25 ms gather; gathered
+    /// and uploaded in these pieces, 87–94 ms (docs/performance.md).
+    fn upload_rows(
+        &self,
+        ids: &[usize],
+        root: f32,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let width = self.num_layers * self.dim;
+        let row_bytes = (width * dtype.size()).max(1);
+        let (mut pieces, mut pending) = (Vec::new(), 0usize);
+        for chunk in ids.chunks((UPLOAD_PIECE / row_bytes).max(1)) {
+            let mut bytes = vec![0u8; chunk.len() * row_bytes];
+            self.table.gather_rows_with(&self.table_name, chunk, &mut bytes, |row, out| {
+                row.iter_mut().for_each(|x| *x *= root);
+                put_row(row, dtype, out);
+            })?;
+            pending += bytes.len();
+            let data = TensorData::from_bytes_vec(bytes, [chunk.len(), width], dtype);
+            pieces.push(Tensor::<2>::from_data(data, (device, dtype)));
+            if pending >= UPLOAD_FLUSH {
+                device.sync().map_err(|e| ModelError::Input(format!("device: {e:?}")))?;
+                pending = 0;
+            }
+        }
+        Ok(if pieces.len() == 1 { pieces.remove(0) } else { Tensor::cat(pieces, 0) })
     }
 }
 

@@ -282,23 +282,25 @@ pub fn adamw(
 }
 
 /// `Σ t²` of each tensor (f32 accumulation), read back once: the squared gradient norms the
-/// global-norm clip needs. On a GPU one kernel per f32 tensor into one buffer; elsewhere (or for
-/// other dtypes) [`reference::square_sums`].
+/// global-norm clip needs. On a GPU one kernel per f32 tensor into one buffer of partial sums,
+/// added here in f64; elsewhere (or for other dtypes) [`reference::square_sums`].
 pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
     #[cfg(feature = "cube")]
     if let Some(first) = tensors.first()
         && enabled(&first.device())
         && tensors.iter().all(|t| t.dtype() == DType::F32 && t.device() == first.device())
-        && u32::try_from(tensors.len()).is_ok()
+        && u32::try_from(tensors.len() * ops::SQUARE_SUM_PARTS as usize).is_ok()
     {
         use burn::backend::Dispatch;
-        use ops::Fused;
-        let out = Tensor::<1>::zeros([tensors.len()], (&first.device(), DType::F32));
+        use ops::{Fused, SQUARE_SUM_PARTS as PARTS};
+        let parts = PARTS as usize;
+        let out = Tensor::<1>::zeros([tensors.len() * parts], (&first.device(), DType::F32));
         let mut out = out.into_dispatch();
-        for (slot, t) in (0u32..).zip(tensors) {
+        for (slot, t) in (0u32..).step_by(parts).zip(tensors) {
             out = <Dispatch as Fused>::fused_square_sum((*t).clone().into_dispatch(), out, slot);
         }
-        return reference::read_f64(Tensor::<1>::from_dispatch(out));
+        let partial = reference::read_f64(Tensor::<1>::from_dispatch(out));
+        return partial.chunks(parts).map(|p| p.iter().sum()).collect();
     }
     reference::square_sums(tensors)
 }

@@ -6,6 +6,9 @@ use burn::tensor::{DType, Int, Tensor};
 
 use crate::reference::{AttentionRule, TokenMasks};
 
+/// The partial sums [`Fused::fused_square_sum`] writes per tensor (one per cube).
+pub const SQUARE_SUM_PARTS: u32 = 16;
+
 use burn::backend::{
     Backend, backend_extension,
     tensor::{FloatTensor, IntTensor},
@@ -217,11 +220,11 @@ pub trait Fused: Backend {
         scalars: AdamwScalars,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// Writes `Σ t²` (f32) into `out[slot]` and returns `out` (the same buffer). Not
-    /// differentiable.
+    /// Writes `Σ t²` (f32) as [`SQUARE_SUM_PARTS`] partial sums into `out[slot ..]` (their
+    /// sum is `Σ t²`) and returns `out` (the same buffer). Not differentiable.
     ///
     /// # Shapes
-    /// - t: `[r, c]`, out: `[n]`, slot < n
+    /// - t: `[r, c]`, out: `[n]`, slot + SQUARE_SUM_PARTS ≤ n
     fn fused_square_sum(
         t: FloatTensor<Self>,
         out: FloatTensor<Self>,

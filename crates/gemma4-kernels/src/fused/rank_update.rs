@@ -14,8 +14,9 @@ use cubecl::prelude::*;
 use super::rows::elem;
 use super::tall::stage_rows;
 
-/// Rows of `y` per cube.
-const ROWS: u32 = 16;
+/// Rows of `y` per cube: each unit reads its column's `b` row once for all of them (64 rows:
+/// 48 ms of an E2B step through Vulkan where 16 took 76 ms, docs/performance.md).
+const ROWS: u32 = 64;
 /// Units per cube: columns of `y`.
 const UNITS: u32 = 256;
 
