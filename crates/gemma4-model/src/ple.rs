@@ -99,10 +99,21 @@ impl Ple {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor<2>> {
+        self.upload_rows_in(ids, root, (dtype, device), [UPLOAD_PIECE, UPLOAD_FLUSH])
+    }
+
+    /// [`Ple::upload_rows`] in pieces of `piece` bytes, waiting after every `flush` bytes.
+    fn upload_rows_in(
+        &self,
+        ids: &[usize],
+        root: f32,
+        (dtype, device): (DType, &Device),
+        [piece, flush]: [usize; 2],
+    ) -> Result<Tensor<2>> {
         let width = self.num_layers * self.dim;
         let row_bytes = (width * dtype.size()).max(1);
         let (mut pieces, mut pending) = (Vec::new(), 0usize);
-        for chunk in ids.chunks((UPLOAD_PIECE / row_bytes).max(1)) {
+        for chunk in ids.chunks((piece / row_bytes).max(1)) {
             let mut bytes = vec![0u8; chunk.len() * row_bytes];
             self.table.gather_rows_with(&self.table_name, chunk, &mut bytes, |row, out| {
                 row.iter_mut().for_each(|x| *x *= root);
@@ -111,7 +122,7 @@ impl Ple {
             pending += bytes.len();
             let data = TensorData::from_bytes_vec(bytes, [chunk.len(), width], dtype);
             pieces.push(Tensor::<2>::from_data(data, (device, dtype)));
-            if pending >= UPLOAD_FLUSH {
+            if pending >= flush {
                 device.sync().map_err(|e| ModelError::Input(format!("device: {e:?}")))?;
                 pending = 0;
             }
@@ -138,5 +149,46 @@ fn put_row(row: &[f32], dtype: DType, out: &mut [u8]) {
             write(&h, out, bf16::to_le_bytes);
         }
         _ => write(row, out, f32::to_le_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use burn::tensor::{DType, Device};
+
+    use crate::{Checkpoint, Gemma4TextConfig, Gemma4TextModel, RandomInit};
+
+    #[test]
+    fn rows_uploaded_in_pieces_equal_one_upload() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/e2b_like");
+        let config = Gemma4TextConfig::from_file(&path.join("config.json")).unwrap().config;
+        let ckpt = Checkpoint::random(&config, RandomInit { seed: 5, std: 0.02 });
+        let device = Device::flex();
+        let (model, _) = Gemma4TextModel::load(config, &ckpt, &device, DType::F32).unwrap();
+        let ple = model.ple.as_ref().expect("e2b_like has per-layer inputs");
+        let ids: Vec<usize> = (0..23).map(|i| (i * 37 + 5) % 256).collect();
+        let rows = |piece, flush| {
+            let t = ple.upload_rows_in(&ids, 4.0, (DType::F32, &device), [piece, flush]).unwrap();
+            assert_eq!(t.dims(), [ids.len(), ple.num_layers * ple.dim]);
+            t.into_data().try_to_vec::<f32>().unwrap()
+        };
+        let whole = rows(usize::MAX, usize::MAX);
+        let row = ple.num_layers * ple.dim * 4;
+        // Pieces of 1 and of 5 rows (the last one short), waits after every two rows and none.
+        assert_eq!(rows(row, 2 * row), whole);
+        assert_eq!(rows(5 * row, usize::MAX), whole);
+        assert_eq!(rows(1, 0), whole, "a piece smaller than a row still takes one row");
+        let table = ckpt.to_f32("model.embed_tokens_per_layer.weight").unwrap();
+        let width = ple.num_layers * ple.dim;
+        let want: Vec<f32> =
+            table[ids[3] * width..(ids[3] + 1) * width].iter().map(|x| x * 4.0).collect();
+        assert_eq!(
+            &whole[3 * width..4 * width],
+            want.as_slice(),
+            "row 3 is token {}'s, scaled",
+            ids[3]
+        );
     }
 }

@@ -20,9 +20,8 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// One update of `param` (key `key`) with gradient `grad` times `grad_scale` (the
-    /// unscale-and-clip factor); returns the new value. The arithmetic is
-    /// [`gemma4_kernels::fused::adamw`]'s: one kernel per tensor on a GPU.
+    /// One update of `param` (key `key`) with gradient `grad` times `grad_scale`: see
+    /// [`AdamW::update_all`].
     pub fn update(
         &mut self,
         cfg: &OptimSection,
@@ -32,10 +31,20 @@ impl AdamW {
         grad: Tensor<2>,
         grad_scale: f64,
     ) -> Tensor<2> {
-        let moments = match (self.m.remove(key), self.v.remove(key)) {
-            (Some(m), Some(v)) => Some((m, v)),
-            _ => None,
-        };
+        let items = vec![(key.to_owned(), param, grad)];
+        self.update_all(cfg, lr, items, grad_scale).remove(0)
+    }
+
+    /// One update of each `(key, param, grad)` with the gradient times `grad_scale` (the
+    /// unscale-and-clip factor); returns the new values in order. The arithmetic is
+    /// [`gemma4_kernels::fused::adamw_many`]'s: several tensors per kernel on a GPU.
+    pub fn update_all(
+        &mut self,
+        cfg: &OptimSection,
+        lr: f64,
+        items: Vec<(String, Tensor<2>, Tensor<2>)>,
+        grad_scale: f64,
+    ) -> Vec<Tensor<2>> {
         let step = AdamwStep {
             lr,
             beta1: cfg.beta1,
@@ -45,10 +54,27 @@ impl AdamW {
             step: self.step,
             grad_scale,
         };
-        let (new, m, v) = gemma4_kernels::fused::adamw(param, grad, moments, &step);
-        self.m.insert(key.to_owned(), m);
-        self.v.insert(key.to_owned(), v);
-        new
+        let mut keys = Vec::with_capacity(items.len());
+        let items = items
+            .into_iter()
+            .map(|(key, param, grad)| {
+                let moments = match (self.m.remove(&key), self.v.remove(&key)) {
+                    (Some(m), Some(v)) => Some((m, v)),
+                    _ => None,
+                };
+                keys.push(key);
+                (param, grad, moments)
+            })
+            .collect();
+        let updated = gemma4_kernels::fused::adamw_many(items, &step);
+        keys.into_iter()
+            .zip(updated)
+            .map(|(key, (new, m, v))| {
+                self.m.insert(key.clone(), m);
+                self.v.insert(key, v);
+                new
+            })
+            .collect()
     }
 }
 

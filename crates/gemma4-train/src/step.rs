@@ -128,7 +128,8 @@ pub fn add_gradient<K: Ord, const D: usize>(
     acc.insert(key, sum);
 }
 
-/// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`).
+/// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`), all in one
+/// call (a few tensors per kernel on a GPU).
 pub fn apply_update(
     adapter: &mut LoraAdapter,
     opt: &mut AdamW,
@@ -138,10 +139,16 @@ pub fn apply_update(
     factor: f64,
 ) {
     opt.step += 1;
-    adapter.map_tensors(|key, p| match grads.remove(key) {
-        Some(g) => {
-            opt.update(cfg, lr, key, p.without_autodiff(), g, factor).autodiff().require_grad()
-        }
+    let items: Vec<(String, Tensor<2>, Tensor<2>)> = adapter
+        .tensors()
+        .into_iter()
+        .filter_map(|(key, p)| grads.remove(&key).map(|g| (key, p.without_autodiff(), g)))
+        .collect();
+    let keys: Vec<String> = items.iter().map(|(key, ..)| key.clone()).collect();
+    let mut updated: BTreeMap<String, Tensor<2>> =
+        keys.into_iter().zip(opt.update_all(cfg, lr, items, factor)).collect();
+    adapter.map_tensors(|key, p| match updated.remove(key) {
+        Some(new) => new.autodiff().require_grad(),
         None => p,
     });
 }

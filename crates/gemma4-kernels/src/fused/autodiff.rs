@@ -231,29 +231,104 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
 
     /// Not differentiable: computed on the inner values, returned untracked.
     fn fused_adamw(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        p0: FloatTensor<Self>,
+        g0: FloatTensor<Self>,
+        m0: FloatTensor<Self>,
+        v0: FloatTensor<Self>,
+        p1: FloatTensor<Self>,
+        g1: FloatTensor<Self>,
+        m1: FloatTensor<Self>,
+        v1: FloatTensor<Self>,
+        p2: FloatTensor<Self>,
+        g2: FloatTensor<Self>,
+        m2: FloatTensor<Self>,
+        v2: FloatTensor<Self>,
+        p3: FloatTensor<Self>,
+        g3: FloatTensor<Self>,
+        m3: FloatTensor<Self>,
+        v3: FloatTensor<Self>,
+        count: u32,
         scalars: AdamwScalars,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (p, m, v) = B::fused_adamw(
-            constant::<B, C>(param),
-            constant::<B, C>(grad),
-            constant::<B, C>(m),
-            constant::<B, C>(v),
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let c = constant::<B, C>;
+        let (np0, nm0, nv0, np1, nm1, nv1, np2, nm2, nv2, np3, nm3, nv3) = B::fused_adamw(
+            c(p0),
+            c(g0),
+            c(m0),
+            c(v0),
+            c(p1),
+            c(g1),
+            c(m1),
+            c(v1),
+            c(p2),
+            c(g2),
+            c(m2),
+            c(v2),
+            c(p3),
+            c(g3),
+            c(m3),
+            c(v3),
+            count,
             scalars,
         );
-        (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
+        let w = FloatTensor::<Self>::new;
+        (
+            w(np0),
+            w(nm0),
+            w(nv0),
+            w(np1),
+            w(nm1),
+            w(nv1),
+            w(np2),
+            w(nm2),
+            w(nv2),
+            w(np3),
+            w(nm3),
+            w(nv3),
+        )
     }
 
     /// Not differentiable: computed on the inner values, returned untracked.
-    fn fused_square_sum(
-        t: FloatTensor<Self>,
+    fn fused_square_sums(
+        t0: FloatTensor<Self>,
+        t1: FloatTensor<Self>,
+        t2: FloatTensor<Self>,
+        t3: FloatTensor<Self>,
+        t4: FloatTensor<Self>,
+        t5: FloatTensor<Self>,
+        t6: FloatTensor<Self>,
+        t7: FloatTensor<Self>,
         out: FloatTensor<Self>,
-        slot: u32,
+        first: u32,
+        count: u32,
     ) -> FloatTensor<Self> {
-        let out = B::fused_square_sum(constant::<B, C>(t), constant::<B, C>(out), slot);
+        let c = constant::<B, C>;
+        let out = B::fused_square_sums(
+            c(t0),
+            c(t1),
+            c(t2),
+            c(t3),
+            c(t4),
+            c(t5),
+            c(t6),
+            c(t7),
+            c(out),
+            first,
+            count,
+        );
         FloatTensor::<Self>::new(out)
     }
 

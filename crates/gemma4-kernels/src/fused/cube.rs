@@ -95,17 +95,81 @@ impl Fused for CubeBackend {
     }
 
     fn fused_adamw(
-        param: CubeTensor,
-        grad: CubeTensor,
-        m: CubeTensor,
-        v: CubeTensor,
+        p0: CubeTensor,
+        g0: CubeTensor,
+        m0: CubeTensor,
+        v0: CubeTensor,
+        p1: CubeTensor,
+        g1: CubeTensor,
+        m1: CubeTensor,
+        v1: CubeTensor,
+        p2: CubeTensor,
+        g2: CubeTensor,
+        m2: CubeTensor,
+        v2: CubeTensor,
+        p3: CubeTensor,
+        g3: CubeTensor,
+        m3: CubeTensor,
+        v3: CubeTensor,
+        count: u32,
         scalars: AdamwScalars,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        adamw::step([param, grad, m, v], scalars)
+    ) -> (
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+        CubeTensor,
+    ) {
+        let given: Vec<[CubeTensor; 3]> = vec![
+            [p0.clone(), m0.clone(), v0.clone()],
+            [p1.clone(), m1.clone(), v1.clone()],
+            [p2.clone(), m2.clone(), v2.clone()],
+            [p3.clone(), m3.clone(), v3.clone()],
+        ];
+        let mut items =
+            vec![[p0, g0, m0, v0], [p1, g1, m1, v1], [p2, g2, m2, v2], [p3, g3, m3, v3]];
+        items.truncate(count as usize);
+        let mut o = adamw::step(items, scalars);
+        o.extend(given.into_iter().skip(o.len()));
+        (
+            o[0][0].clone(),
+            o[0][1].clone(),
+            o[0][2].clone(),
+            o[1][0].clone(),
+            o[1][1].clone(),
+            o[1][2].clone(),
+            o[2][0].clone(),
+            o[2][1].clone(),
+            o[2][2].clone(),
+            o[3][0].clone(),
+            o[3][1].clone(),
+            o[3][2].clone(),
+        )
     }
 
-    fn fused_square_sum(t: CubeTensor, out: CubeTensor, slot: u32) -> CubeTensor {
-        square_sum::into_slot(t, out, slot)
+    fn fused_square_sums(
+        t0: CubeTensor,
+        t1: CubeTensor,
+        t2: CubeTensor,
+        t3: CubeTensor,
+        t4: CubeTensor,
+        t5: CubeTensor,
+        t6: CubeTensor,
+        t7: CubeTensor,
+        out: CubeTensor,
+        first: u32,
+        count: u32,
+    ) -> CubeTensor {
+        let mut tensors = vec![t0, t1, t2, t3, t4, t5, t6, t7];
+        tensors.truncate(count as usize);
+        square_sum::square_sums(tensors, out, first)
     }
 
     fn fused_cross_entropy(

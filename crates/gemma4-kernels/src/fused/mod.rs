@@ -41,6 +41,7 @@ mod geglu_grads;
 mod matmul_tc;
 #[cfg(feature = "cube")]
 mod ops;
+mod optimizer;
 #[cfg(feature = "cube")]
 mod product_grads;
 mod products;
@@ -65,7 +66,8 @@ mod thin;
 use burn::tensor::DType;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::reference::{self, AdamwStep, AttentionRule, TokenMasks};
+use crate::reference::{self, AttentionRule, TokenMasks};
+pub use optimizer::{AdamwItem, adamw, adamw_many, square_sums};
 pub use products::{
     MAX_RANK, low_rank_add, matmul, tall_launches, tile_matmul_enabled, tile_matmul_launches,
 };
@@ -229,80 +231,6 @@ pub fn masked_softmax(scores: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<
         return Tensor::from_dispatch(p);
     }
     reference::masked_softmax(scores, bias, scale)
-}
-
-/// One AdamW step of one tensor (PyTorch `torch.optim.AdamW`): the gradient times
-/// `grad_scale`, both moments (`None`: the first step), bias correction, decoupled weight decay.
-/// Returns the new parameter and moments. One kernel on a GPU for f32 tensors; the plain ops
-/// of [`reference::adamw`] elsewhere.
-///
-/// # Shapes
-/// - param, grad, m, v: `[r, c]` → three of `[r, c]`
-pub fn adamw(
-    param: Tensor<2>,
-    grad: Tensor<2>,
-    moments: Option<(Tensor<2>, Tensor<2>)>,
-    s: &AdamwStep,
-) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-    #[cfg(feature = "cube")]
-    if enabled(&param.device())
-        && [&param, &grad].iter().all(|t| t.dtype() == DType::F32 && t.dims() == param.dims())
-        && moments.as_ref().is_none_or(|(m, v)| {
-            [m, v].iter().all(|t| t.dtype() == DType::F32 && t.dims() == param.dims())
-        })
-    {
-        use burn::backend::Dispatch;
-        use ops::{AdamwScalars, Fused};
-        let t = i32::try_from(s.step).unwrap_or(i32::MAX);
-        let scalars = AdamwScalars {
-            grad_scale: s.grad_scale as f32,
-            beta1: s.beta1 as f32,
-            beta2: s.beta2 as f32,
-            one_minus_beta1: (1.0 - s.beta1) as f32,
-            one_minus_beta2: (1.0 - s.beta2) as f32,
-            correction1: (1.0 - s.beta1.powi(t)) as f32,
-            correction2: (1.0 - s.beta2.powi(t)) as f32,
-            lr: s.lr as f32,
-            eps: s.eps as f32,
-            decay: if s.weight_decay > 0.0 { (1.0 - s.lr * s.weight_decay) as f32 } else { 1.0 },
-            first: moments.is_none(),
-        };
-        // On the first step the moments are not read: the gradient stands in for them.
-        let (m, v) = moments.unwrap_or_else(|| (grad.clone(), grad.clone()));
-        let (p, m, v) = <Dispatch as Fused>::fused_adamw(
-            param.into_dispatch(),
-            grad.into_dispatch(),
-            m.into_dispatch(),
-            v.into_dispatch(),
-            scalars,
-        );
-        return (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v));
-    }
-    reference::adamw(param, grad, moments, s)
-}
-
-/// `Σ t²` of each tensor (f32 accumulation), read back once: the squared gradient norms the
-/// global-norm clip needs. On a GPU one kernel per f32 tensor into one buffer of partial sums,
-/// added here in f64; elsewhere (or for other dtypes) [`reference::square_sums`].
-pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
-    #[cfg(feature = "cube")]
-    if let Some(first) = tensors.first()
-        && enabled(&first.device())
-        && tensors.iter().all(|t| t.dtype() == DType::F32 && t.device() == first.device())
-        && u32::try_from(tensors.len() * ops::SQUARE_SUM_PARTS as usize).is_ok()
-    {
-        use burn::backend::Dispatch;
-        use ops::{Fused, SQUARE_SUM_PARTS as PARTS};
-        let parts = PARTS as usize;
-        let out = Tensor::<1>::zeros([tensors.len() * parts], (&first.device(), DType::F32));
-        let mut out = out.into_dispatch();
-        for (slot, t) in (0u32..).step_by(parts).zip(tensors) {
-            out = <Dispatch as Fused>::fused_square_sum((*t).clone().into_dispatch(), out, slot);
-        }
-        let partial = reference::read_f64(Tensor::<1>::from_dispatch(out));
-        return partial.chunks(parts).map(|p| p.iter().sum()).collect();
-    }
-    reference::square_sums(tensors)
 }
 
 /// The LM loss of each row of raw head logits (the head's dtype): the final softcap

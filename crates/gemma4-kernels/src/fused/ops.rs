@@ -6,8 +6,12 @@ use burn::tensor::{DType, Int, Tensor};
 
 use crate::reference::{AttentionRule, TokenMasks};
 
-/// The partial sums [`Fused::fused_square_sum`] writes per tensor (one per cube).
+/// The partial sums [`Fused::fused_square_sums`] writes per tensor (one per cube).
 pub const SQUARE_SUM_PARTS: u32 = 16;
+/// Tensors per [`Fused::fused_square_sums`] (one launch; storage buffers: Metal binds 31).
+pub const SQUARE_SUM_GROUP: usize = 8;
+/// Tensors per [`Fused::fused_adamw`] (one launch, seven buffers each).
+pub const ADAMW_GROUP: usize = 4;
 
 use burn::backend::{
     Backend, backend_extension,
@@ -208,27 +212,67 @@ pub trait Fused: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
-    /// One AdamW step of one f32 tensor: the new parameter and moments. Not differentiable.
+    /// One AdamW step of up to [`ADAMW_GROUP`] f32 tensors (`p`, its gradient `g`, moments `m`,
+    /// `v`): the new parameters and moments, `(p0, m0, v0, p1, …)`. Items from `count` on are
+    /// not read (pass any tensor) and come back as given. Not differentiable. (Burn's extension
+    /// ops take no lists of tensors, hence the fixed slots.)
     ///
     /// # Shapes
-    /// - param, grad, m, v: `[..]` (equal) → three of `[..]`
+    /// - p, g, m, v of an item: `[r, c]` (equal) → three of `[r, c]` per item
+    #[allow(clippy::too_many_arguments)]
     fn fused_adamw(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        m: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        p0: FloatTensor<Self>,
+        g0: FloatTensor<Self>,
+        m0: FloatTensor<Self>,
+        v0: FloatTensor<Self>,
+        p1: FloatTensor<Self>,
+        g1: FloatTensor<Self>,
+        m1: FloatTensor<Self>,
+        v1: FloatTensor<Self>,
+        p2: FloatTensor<Self>,
+        g2: FloatTensor<Self>,
+        m2: FloatTensor<Self>,
+        v2: FloatTensor<Self>,
+        p3: FloatTensor<Self>,
+        g3: FloatTensor<Self>,
+        m3: FloatTensor<Self>,
+        v3: FloatTensor<Self>,
+        count: u32,
         scalars: AdamwScalars,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
 
-    /// Writes `Σ t²` (f32) as [`SQUARE_SUM_PARTS`] partial sums into `out[slot ..]` (their
-    /// sum is `Σ t²`) and returns `out` (the same buffer). Not differentiable.
+    /// `Σ t²` (f32) of up to [`SQUARE_SUM_GROUP`] tensors as [`SQUARE_SUM_PARTS`] partial sums
+    /// each (their sum is the tensor's), tensor `k`'s at `out[(first + k)·PARTS ..]`; slots from
+    /// `count` on are not read (pass any tensor). Returns `out`. Not differentiable.
     ///
     /// # Shapes
-    /// - t: `[r, c]`, out: `[n]`, slot + SQUARE_SUM_PARTS ≤ n
-    fn fused_square_sum(
-        t: FloatTensor<Self>,
+    /// - each tensor: `[r, c]`, out: `[n · SQUARE_SUM_PARTS]` (f32) → out
+    #[allow(clippy::too_many_arguments)]
+    fn fused_square_sums(
+        t0: FloatTensor<Self>,
+        t1: FloatTensor<Self>,
+        t2: FloatTensor<Self>,
+        t3: FloatTensor<Self>,
+        t4: FloatTensor<Self>,
+        t5: FloatTensor<Self>,
+        t6: FloatTensor<Self>,
+        t7: FloatTensor<Self>,
         out: FloatTensor<Self>,
-        slot: u32,
+        first: u32,
+        count: u32,
     ) -> FloatTensor<Self>;
 
     /// The LM loss of each row of raw head logits: softcap `cap·tanh(x/cap)` (when `has_cap`),
