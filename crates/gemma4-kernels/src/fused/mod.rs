@@ -52,6 +52,8 @@ mod rms_norm;
 #[cfg(feature = "cube")]
 mod rope;
 #[cfg(feature = "cube")]
+mod row_grads;
+#[cfg(feature = "cube")]
 mod rows;
 #[cfg(feature = "cube")]
 mod softmax;

@@ -2,15 +2,14 @@
 //! `Dispatch` routing: CubeCL devices (wgpu, CUDA) reach `cube.rs`, autodiff-wrapped ones
 //! `autodiff.rs`. The CPU never calls it: `super` keeps the plain ops there.
 
-use burn::tensor::{DType, Int, Tensor};
-
 use crate::reference::{AttentionRule, TokenMasks};
+use burn::tensor::{DType, Int, Tensor};
 
 /// The partial sums [`Fused::fused_square_sums`] writes per tensor (one per cube).
 pub const SQUARE_SUM_PARTS: u32 = 16;
-/// Tensors per [`Fused::fused_square_sums`] (one launch; storage buffers: Metal binds 31).
+/// Tensors per launch of [`Fused::fused_square_sums`] and of [`Fused::fused_adamw`] (seven
+/// buffers each; Metal binds 31 storage buffers).
 pub const SQUARE_SUM_GROUP: usize = 8;
-/// Tensors per [`Fused::fused_adamw`] (one launch, seven buffers each).
 pub const ADAMW_GROUP: usize = 4;
 
 use burn::backend::{
@@ -214,8 +213,8 @@ pub trait Fused: Backend {
 
     /// One AdamW step of up to [`ADAMW_GROUP`] f32 tensors (`p`, its gradient `g`, moments `m`,
     /// `v`): the new parameters and moments, `(p0, m0, v0, p1, …)`. Items from `count` on are
-    /// not read (pass any tensor) and come back as given. Not differentiable. (Burn's extension
-    /// ops take no lists of tensors, hence the fixed slots.)
+    /// not read (pass any tensor) and come back as given. Not differentiable. (Fixed slots:
+    /// Burn's extension ops take no lists of tensors.)
     ///
     /// # Shapes
     /// - p, g, m, v of an item: `[r, c]` (equal) → three of `[r, c]` per item
