@@ -117,8 +117,8 @@ fn adamw_kernel(
     }
 }
 
-/// The updated parameters and moments of each `(param, grad, m, v)`, `ADAMW_GROUP` per launch; `m`,
-/// `v` (the previous moments) are not read on the first step.
+/// The updated parameters and moments of each `(param, grad, m, v)`, `ADAMW_GROUP` per
+/// launch; `m`, `v` (the previous moments) are not read on the first step.
 ///
 /// # Shapes
 /// - param, grad, m, v: `[r, c]` (equal within an item, f32; `grad` any strides) → three of
@@ -145,77 +145,81 @@ pub fn step(items: Vec<[CubeTensor; 4]>, s: AdamwScalars) -> Vec<[CubeTensor; 3]
         })
         .collect();
     for (group, outs) in items.chunks(GROUP).zip(outputs.chunks(GROUP)) {
-        let longest = group.iter().map(|t| t[0].meta.shape().num_elements()).max().unwrap_or(0);
-        if longest == 0 {
-            continue;
-        }
-        let lead = &group[0][0];
-        let client = lead.client.clone();
-        // Slots past the group's end read its first item and write one-value buffers of their
-        // own (writable bindings must not alias); their cubes are not launched.
-        let spare = || {
-            [(); 3].map(|_| {
-                empty_device_contiguous_dtype(
-                    client.clone(),
-                    lead.device.clone(),
-                    [1, 1].into(),
-                    lead.dtype,
-                )
-            })
-        };
-        let spares: Vec<[CubeTensor; 3]> = (group.len()..GROUP).map(|_| spare()).collect();
-        let input =
-            |k: usize, j: usize| group.get(k).unwrap_or(&group[0])[j].clone().into_tensor_arg();
-        let output = |k: usize, j: usize| {
-            outs.get(k).unwrap_or_else(|| &spares[k - group.len()])[j].clone().into_tensor_arg()
-        };
-        adamw_kernel::launch(
-            &client,
-            CubeCount::Static((longest as u32).div_ceil(UNITS), group.len() as u32, 1),
-            CubeDim::new_1d(UNITS),
-            input(0, 0),
-            input(0, 1),
-            input(0, 2),
-            input(0, 3),
-            output(0, 0),
-            output(0, 1),
-            output(0, 2),
-            input(1, 0),
-            input(1, 1),
-            input(1, 2),
-            input(1, 3),
-            output(1, 0),
-            output(1, 1),
-            output(1, 2),
-            input(2, 0),
-            input(2, 1),
-            input(2, 2),
-            input(2, 3),
-            output(2, 0),
-            output(2, 1),
-            output(2, 2),
-            input(3, 0),
-            input(3, 1),
-            input(3, 2),
-            input(3, 3),
-            output(3, 0),
-            output(3, 1),
-            output(3, 2),
-            ScalarsLaunch::new(
-                s.grad_scale,
-                s.beta1,
-                s.beta2,
-                s.one_minus_beta1,
-                s.one_minus_beta2,
-                s.correction1,
-                s.correction2,
-                s.lr,
-                s.eps,
-                s.decay,
-            ),
-            s.first,
-            s.decay != 1.0,
-        );
+        launch(group, outs, &s);
     }
     outputs
+}
+
+/// One launch over a group of at most `ADAMW_GROUP` items and their outputs.
+fn launch(group: &[[CubeTensor; 4]], outs: &[[CubeTensor; 3]], s: &AdamwScalars) {
+    let longest = group.iter().map(|t| t[0].meta.shape().num_elements()).max().unwrap_or(0);
+    if longest == 0 {
+        return;
+    }
+    let lead = &group[0][0];
+    let client = lead.client.clone();
+    // Slots past the group's end read its first item and write one-value buffers of their
+    // own (writable bindings must not alias); their cubes are not launched.
+    let spare = || {
+        [(); 3].map(|_| {
+            empty_device_contiguous_dtype(
+                client.clone(),
+                lead.device.clone(),
+                [1, 1].into(),
+                lead.dtype,
+            )
+        })
+    };
+    let spares: Vec<[CubeTensor; 3]> = (group.len()..GROUP).map(|_| spare()).collect();
+    let input = |k: usize, j: usize| group.get(k).unwrap_or(&group[0])[j].clone().into_tensor_arg();
+    let output = |k: usize, j: usize| {
+        outs.get(k).unwrap_or_else(|| &spares[k - group.len()])[j].clone().into_tensor_arg()
+    };
+    adamw_kernel::launch(
+        &client,
+        CubeCount::Static((longest as u32).div_ceil(UNITS), group.len() as u32, 1),
+        CubeDim::new_1d(UNITS),
+        input(0, 0),
+        input(0, 1),
+        input(0, 2),
+        input(0, 3),
+        output(0, 0),
+        output(0, 1),
+        output(0, 2),
+        input(1, 0),
+        input(1, 1),
+        input(1, 2),
+        input(1, 3),
+        output(1, 0),
+        output(1, 1),
+        output(1, 2),
+        input(2, 0),
+        input(2, 1),
+        input(2, 2),
+        input(2, 3),
+        output(2, 0),
+        output(2, 1),
+        output(2, 2),
+        input(3, 0),
+        input(3, 1),
+        input(3, 2),
+        input(3, 3),
+        output(3, 0),
+        output(3, 1),
+        output(3, 2),
+        ScalarsLaunch::new(
+            s.grad_scale,
+            s.beta1,
+            s.beta2,
+            s.one_minus_beta1,
+            s.one_minus_beta2,
+            s.correction1,
+            s.correction2,
+            s.lr,
+            s.eps,
+            s.decay,
+        ),
+        s.first,
+        s.decay != 1.0,
+    );
 }

@@ -2,10 +2,8 @@
 //! are constants: the wrapper in `super` sends an op whose weight needs a gradient to the
 //! plain ops instead.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::{
     Autodiff, Backend,
     tensor::{FloatTensor, IntTensor},
@@ -171,6 +169,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
     }
 
     /// Not differentiable: computed on the inner values, returned untracked.
+    #[allow(clippy::type_complexity)]
     fn fused_adamw(
         p0: FloatTensor<Self>,
         g0: FloatTensor<Self>,

@@ -94,6 +94,7 @@ impl Fused for CubeBackend {
         softmax::backward(probs, dprobs, scale)
     }
 
+    #[allow(clippy::type_complexity)]
     fn fused_adamw(
         p0: CubeTensor,
         g0: CubeTensor,

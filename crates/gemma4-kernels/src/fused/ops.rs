@@ -218,7 +218,7 @@ pub trait Fused: Backend {
     ///
     /// # Shapes
     /// - p, g, m, v of an item: `[r, c]` (equal) → three of `[r, c]` per item
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn fused_adamw(
         p0: FloatTensor<Self>,
         g0: FloatTensor<Self>,
