@@ -3,8 +3,8 @@
 //! decay and the update, with PyTorch's `torch.optim.AdamW` arithmetic in f32 and in the same
 //! order as the plain ops of [`crate::reference::adamw`]. One kernel replaced about 14 launches
 //! per tensor (a step of E2B's 410 LoRA tensors took 0.2 s of launches on the H200); grouping
-//! them takes E2B's 410 launches to 103, since each launch costs the host far more than its
-//! arithmetic costs the device (docs/performance.md).
+//! takes E2B's 410 launches to 103 (GPU time 2.8 → 0.9 ms; the step about 1% shorter through
+//! Vulkan, docs/performance.md).
 
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
