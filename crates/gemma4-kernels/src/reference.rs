@@ -2,7 +2,7 @@
 //! autodiff. The CPU runs these; the kernels in `fused` are tested against them.
 
 use burn::tensor::{
-    Bool, DType, Int, Tensor,
+    Bool, DType, IndexingUpdateOp, Int, Tensor,
     activation::{gelu_approximate, log_softmax, softmax},
 };
 
@@ -165,6 +165,42 @@ pub fn softcap_cross_entropy(
     };
     let n = labels.dims()[0];
     log_softmax(logits, 1).gather(1, labels.reshape([n, 1])).reshape([n]).neg()
+}
+
+/// [`softcap_cross_entropy`] and its gradient with respect to `raw` for the losses' gradient
+/// `dloss`, in f32 without a tape: `dloss·(softmax(z) − onehot(label))·(1 − tanh²(raw/cap))`,
+/// returned in `raw`'s dtype as `split` column blocks.
+///
+/// # Shapes
+/// - raw: `[n, V]`, labels, dloss: `[n]` → (`[n]`, `[split, n, V/split]`)
+pub fn softcap_cross_entropy_grad(
+    raw: Tensor<2>,
+    labels: Tensor<1, Int>,
+    cap: Option<f64>,
+    dloss: Tensor<1>,
+    split: usize,
+) -> (Tensor<1>, Tensor<3>) {
+    let ([n, v], dtype) = (raw.dims(), raw.dtype());
+    let x = raw.cast(DType::F32);
+    let (z, slope) = match cap {
+        Some(c) => {
+            let t = x.div_scalar(c).tanh();
+            (t.clone().mul_scalar(c), t.square().neg().add_scalar(1.0))
+        }
+        None => (x.clone(), x.ones_like()),
+    };
+    let logp = log_softmax(z, 1);
+    let picked = labels.reshape([n, 1]);
+    let loss = logp.clone().gather(1, picked.clone()).reshape([n]).neg();
+    let onehot = logp.zeros_like().scatter(
+        1,
+        picked,
+        Tensor::ones([n, 1], (&loss.device(), DType::F32)),
+        IndexingUpdateOp::Add,
+    );
+    let draw = (logp.exp() - onehot) * slope * dloss.cast(DType::F32).reshape([n, 1]);
+    let blocks = draw.cast(dtype).reshape([n, split, v / split]).swap_dims(0, 1);
+    (loss, blocks)
 }
 
 /// Which keys each query of [`flash_attention`] sees (gemma4-model's `MaskSpec::masked`):

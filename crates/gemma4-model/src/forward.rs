@@ -16,6 +16,7 @@ use crate::error::{ModelError, Result};
 use crate::linear::{Adapter, residual_dtype};
 use crate::mask::{MaskSpec, RowMasks, build_mask};
 use crate::model::{Gemma4TextModel, Outputs, TokenBatch, round_to};
+use crate::ple::PleRows;
 
 /// Inputs every layer of one forward pass shares ([`Gemma4TextModel::prologue`]).
 #[derive(Clone, Debug)]
@@ -108,11 +109,19 @@ impl Gemma4TextModel {
             .lookup(&ids, b, s, &self.device)
             .mul_scalar(round_to(cfg.hidden_size as f64, self.dtype()));
         let ple = match &self.ple {
-            Some(p) => Some(p.inputs(&ids, &h0)?),
+            Some(p) => Some(p.inputs(&ids, &h0, batch.ple_rows.as_ref())?),
             None => None,
         };
         let h0 = h0.cast(residual_dtype(self.dtype()));
         Ok(Prologue { h0, ple, inputs: self.attention_inputs(batch, cache) })
+    }
+
+    /// `batch`'s PLE rows uploaded now, for a forward pass to come (set as its
+    /// [`TokenBatch::ple_rows`]); `None` without PLE. Meant for while the device is busy: the
+    /// next batch's rows during this one's backward pass.
+    pub fn upload_ple_rows(&self, batch: &TokenBatch) -> Result<Option<PleRows>> {
+        let Some(ple) = &self.ple else { return Ok(None) };
+        Ok(Some(ple.upload_ahead(self.check_ids(batch)?, &self.device)?))
     }
 
     /// Decoder layer `i` on `h`; `shared` is the donor's K/V for KV-shared layers. Returns the

@@ -61,6 +61,7 @@ pub use mlp::Mlp;
 pub use model::{Gemma4TextModel, Outputs, Projection, TokenBatch, causal_lm_loss};
 pub use params::ParamCounts;
 pub use pieces::{MAX_PIECE_BYTES, piece_limit};
+pub use ple::PleRows;
 pub use random::RandomInit;
 pub use source::CheckpointSource;
 pub use weights::{LoadReport, classify, expected_tensors};

@@ -15,6 +15,7 @@ use crate::layer::DecoderLayer;
 use crate::linear::{ProjName, Site};
 use crate::norm::RmsNorm;
 use crate::ple::Ple;
+use crate::ple::PleRows;
 use crate::rope::Rope;
 use crate::vocab::{Embedding, Head};
 
@@ -30,12 +31,16 @@ pub struct TokenBatch {
     pub segments: Option<Vec<Vec<u32>>>,
     /// Packing: `[batch][seq]` RoPE position per token (restarting per sample). `None` = 0..seq.
     pub positions: Option<Vec<Vec<u32>>>,
+    /// These ids' PLE rows, uploaded ahead ([`Gemma4TextModel::upload_ple_rows`]); `None`: the
+    /// forward pass uploads them.
+    pub ple_rows: Option<PleRows>,
 }
 
 impl TokenBatch {
     /// A plain batch: every token real, positions 0..seq.
     pub fn new(ids: Vec<u32>, batch: usize, seq: usize) -> Self {
-        Self { ids, batch, seq, attention_mask: None, segments: None, positions: None }
+        let (attention_mask, segments, positions, ple_rows) = (None, None, None, None);
+        Self { ids, batch, seq, attention_mask, segments, positions, ple_rows }
     }
 }
 
@@ -135,7 +140,48 @@ impl Gemma4TextModel {
             None => logits,
         }
     }
+
+    /// Column blocks the head's gradient comes in ([`Gemma4TextModel::head_input_grad`]):
+    /// [`HEAD_GRAD_SPLIT`] when the head is the tied embedding held in one piece and the split
+    /// divides the vocabulary, else 1.
+    pub fn head_grad_split(&self) -> usize {
+        let (v, one) = (self.config.vocab_size, self.embed_tokens.pieces.len() == 1);
+        let tied = self.config.tie_word_embeddings && one;
+        if tied && v % HEAD_GRAD_SPLIT == 0 { HEAD_GRAD_SPLIT } else { 1 }
+    }
+
+    /// The gradient with respect to the head's input, in f32, given the logits' gradient `draw`
+    /// in the column blocks of [`Gemma4TextModel::head_grad_split`]: with blocks, one batched
+    /// product with `embed_tokens` viewed `[split, V/split, e]` (contiguous), summed over the
+    /// blocks; with one, `draw·Wᵀ` over the head's pieces.
+    ///
+    /// # Shapes
+    /// - draw: `[split, n, V/split]` → `[n, e]`
+    pub fn head_input_grad(&self, draw: Tensor<3>) -> Tensor<2> {
+        let [split, n, cols] = draw.dims();
+        let e = self.config.hidden_size;
+        if split > 1 {
+            let table = self.embed_tokens.pieces[0].clone().reshape([split, cols, e]);
+            let dh = draw.cast(table.dtype()).matmul(table); // [split, n, e]
+            return dh.cast(DType::F32).sum_dim(0).reshape([n, e]);
+        }
+        let draw = draw.reshape([n, cols]);
+        let (mut start, mut dh) = (0, Tensor::<2>::zeros([n, e], (&draw.device(), DType::F32)));
+        for w in &self.lm_head.pieces {
+            let v = w.dims()[1]; // w: [e, v]
+            let block = draw.clone().slice([0..n, start..start + v]).cast(w.dtype());
+            dh = dh + block.matmul(w.clone().transpose()).cast(DType::F32);
+            start += v;
+        }
+        dh
+    }
 }
+
+/// Column blocks of the head's backward product (`∂/∂h = Σ_b draw_b·E_b`, each over `V/8` of
+/// the vocabulary) in one batched matmul. The `[n, e]` output alone gives too few cubes: on an
+/// H200 through Vulkan the 1,024-row chunk's `draw·E` took 12.5 ms against the forward's 8 ms
+/// (docs/performance.md).
+pub const HEAD_GRAD_SPLIT: usize = 8;
 
 /// `√x` rounded to the weight dtype, as HF's `embed_scale.to(weight.dtype)`.
 pub(crate) fn round_to(x: f64, dtype: DType) -> f32 {

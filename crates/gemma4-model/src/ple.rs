@@ -55,9 +55,16 @@ impl Ple {
         })
     }
 
+    /// The token part from `ahead` when it holds these ids' rows, else uploaded now.
+    ///
     /// # Shapes
     /// - ids: `b·s` token ids, h0: `[b, s, e]` (scaled embeddings) → `[b, s, L, D]`
-    pub fn inputs(&self, ids: &[usize], h0: &Tensor<3>) -> Result<Tensor<4>> {
+    pub fn inputs(
+        &self,
+        ids: &[usize],
+        h0: &Tensor<3>,
+        ahead: Option<&PleRows>,
+    ) -> Result<Tensor<4>> {
         let [b, s, e] = h0.dims();
         let (l, d) = (self.num_layers, self.dim);
         let dtype = self.per_layer_model_projection.dtype();
@@ -65,7 +72,11 @@ impl Ple {
         // product, one rounding), rows in parallel straight into the upload's bytes (a zeroed
         // allocation the rows fault in, not a serial fill): under f16/bf16 half of f32's bytes.
         let root = (d as f32).sqrt();
-        let token = self.upload_rows(ids, root, dtype, &h0.device())?.reshape([b, s, l, d]);
+        let token = match ahead.filter(|a| a.ids == ids) {
+            Some(a) => a.rows.clone(),
+            None => self.upload_rows(ids, root, dtype, &h0.device())?,
+        };
+        let token = token.reshape([b, s, l, d]);
         let context = gemma4_kernels::linear(
             h0.clone().cast(dtype),
             self.per_layer_model_projection.clone(),
@@ -76,6 +87,15 @@ impl Ple {
         let context = self.per_layer_projection_norm.forward(context);
         Ok((context + token).mul_scalar(0.5f64.sqrt()))
     }
+}
+
+/// The token part of a batch's PLE inputs (`[ids, L·D]`, scaled and rounded as
+/// [`Ple::inputs`] makes it), uploaded ahead of the batch's forward pass
+/// ([`Gemma4TextModel::upload_ple_rows`](crate::Gemma4TextModel::upload_ple_rows)).
+#[derive(Clone, Debug)]
+pub struct PleRows {
+    ids: Vec<usize>,
+    rows: Tensor<2>,
 }
 
 /// Bytes of one upload of PLE rows, and how many bytes may be written before the device is
@@ -100,6 +120,15 @@ impl Ple {
         device: &Device,
     ) -> Result<Tensor<2>> {
         self.upload_rows_in(ids, root, (dtype, device), [UPLOAD_PIECE, UPLOAD_FLUSH])
+    }
+
+    /// The rows of `ids` as [`Ple::inputs`] would upload them, without waiting for the device:
+    /// uploaded while the device still runs the previous step's backward pass, which a wait
+    /// would sit out (the host's gather and wgpu's staging then overlap it).
+    pub fn upload_ahead(&self, ids: Vec<usize>, device: &Device) -> Result<PleRows> {
+        let (root, dtype) = ((self.dim as f32).sqrt(), self.per_layer_model_projection.dtype());
+        let rows = self.upload_rows_in(&ids, root, (dtype, device), [UPLOAD_PIECE, usize::MAX])?;
+        Ok(PleRows { ids, rows })
     }
 
     /// [`Ple::upload_rows`] in pieces of `piece` bytes, waiting after every `flush` bytes.

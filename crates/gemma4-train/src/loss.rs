@@ -2,8 +2,8 @@
 //! positions and in chunks of rows: the `[b, s, 262144]` logits of a real vocabulary never exist
 //! at once.
 
-use burn::tensor::{DType, Int, Tensor, TensorData};
-use gemma4_kernels::fused::softcap_cross_entropy;
+use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor, TensorData};
+use gemma4_kernels::fused::{softcap_cross_entropy, softcap_cross_entropy_grad};
 use gemma4_model::Gemma4TextModel;
 
 /// Rows of hidden states per logits chunk (fewer when a chunk's f32 logits would exceed the
@@ -53,12 +53,13 @@ pub fn target_loss_sum(
     (total, count)
 }
 
-/// As [`target_loss_sum`], with its gradient, chunk by chunk: each chunk's logits are built,
-/// differentiated and dropped before the next, so no `[n, vocab]` tensor outlives its chunk
-/// (autodiff over the whole loss would keep every chunk's logits until the backward pass).
+/// As [`target_loss_sum`], with its gradient, chunk by chunk and without a tape: each chunk's
+/// logits are built, their gradient taken ([`softcap_cross_entropy_grad`]) and carried back
+/// through the head ([`Gemma4TextModel::head_input_grad`], in column blocks of the vocabulary),
+/// and both dropped before the next, so no `[n, vocab]` tensor outlives its chunk.
 ///
-/// `hidden` must be off the tape (detached) on an autodiff device. Returns the loss sum, the
-/// target count and `∂(scale · loss_sum)/∂hidden` in f32.
+/// `hidden` must be off the tape (detached). Returns the loss sum, the target count and
+/// `∂(scale · loss_sum)/∂hidden` in f32.
 ///
 /// # Shapes
 /// - hidden: `[b, s, e]` → grad `[b, s, e]`
@@ -73,10 +74,11 @@ pub fn target_loss_and_grad(
     let device = hidden.device();
     let (rows, labels) = target_rows(b, s, ids, target);
     let count = rows.len();
-    let leaf = hidden.require_grad();
-    let mut grad = Tensor::<3>::zeros([b, s, e], (&device, DType::F32));
-    let mut total = Tensor::<1>::zeros([1], (&device, DType::F32)).detach();
+    let flat = hidden.reshape([b * s, e]);
+    let mut grad = Tensor::<2>::zeros([b * s, e], (&device, DType::F32));
+    let mut total = Tensor::<1>::zeros([1], (&device, DType::F32));
     let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
+    let split = model.head_grad_split();
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(
@@ -87,15 +89,15 @@ pub fn target_loss_and_grad(
             TensorData::new(labels[start..start + n].to_vec(), [n]),
             &device,
         );
-        let h = leaf.clone().reshape([b * s, e]).select(0, idx).reshape([1, n, e]);
-        let chunk = chunk_losses(model, h, lab).sum(); // [1]
-        let grads = chunk.clone().mul_scalar(scale).backward();
-        if let Some(g) = leaf.grad(&grads) {
-            grad = grad + g.cast(DType::F32);
-        }
-        total = total + chunk.detach().reshape([1]);
+        let h = flat.clone().select(0, idx.clone()).reshape([1, n, e]);
+        let raw = model.lm_head.forward(h).reshape([n, model.config.vocab_size]);
+        let dloss = Tensor::<1>::full([n], scale, (&device, DType::F32));
+        let cap = model.config.final_logit_softcapping;
+        let (loss, draw) = softcap_cross_entropy_grad(raw, lab, cap, dloss, split);
+        grad = grad.select_assign(0, idx, model.head_input_grad(draw), IndexingUpdateOp::Add);
+        total = total + loss.sum().reshape([1]);
     }
-    (total.into_scalar::<f32>() as f64, count, grad)
+    (total.into_scalar::<f32>() as f64, count, grad.reshape([b, s, e]))
 }
 
 /// Flat hidden-state rows that predict a target token, and those tokens.

@@ -19,13 +19,12 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Tensor};
-use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::{Gemma4TextModel, Prologue};
+use gemma4_model::{Gemma4TextModel, Prologue, TokenBatch};
 
 use crate::error::Result;
 use crate::loss::target_loss_and_grad;
-use crate::step::{Phases, add_gradient, token_batch};
+use crate::step::{Phases, add_gradient};
 
 type KeyValue = (Tensor<4>, Tensor<4>);
 
@@ -97,13 +96,12 @@ fn first_pass(
 pub fn layerwise_gradients(
     model: &Gemma4TextModel,
     adapter: &LoraAdapter,
-    micro: &Batch,
+    (batch, target): (&TokenBatch, &[bool]),
     pass: Layerwise,
     acc: &mut BTreeMap<String, Tensor<2>>,
     phases: &mut Phases,
 ) -> Result<f64> {
     let Layerwise { scale, seed, layers } = pass;
-    let (batch, target) = (&token_batch(micro), &micro.target[..]);
     let k = layers.min(model.layers.len());
     // Pass 1 must record nothing below k: the adapter's tensors off the tape (detach alone
     // keeps them requiring gradients, and the whole forward would be taped and kept alive).

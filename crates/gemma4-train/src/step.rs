@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::tensor::{DType, Device, Tensor};
 use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::{Gemma4TextModel, TokenBatch};
+use gemma4_model::{Gemma4TextModel, PleRows, TokenBatch};
 
 use crate::error::{Result, TrainError};
 use crate::loss::target_loss_and_grad;
@@ -57,6 +57,7 @@ pub fn token_batch(b: &Batch) -> TokenBatch {
         attention_mask: Some(b.attention_mask.chunks(b.seq).map(|c| c.to_vec()).collect()),
         segments: b.segments.as_ref().map(rows),
         positions: b.positions.as_ref().map(rows),
+        ple_rows: None,
     }
 }
 
@@ -74,13 +75,21 @@ pub struct Accumulate {
     pub loss_scale: f64,
 }
 
-/// Forward and backward over `micro` on the model's device, as `pass` says. Returns the summed
-/// loss (not normalised, not scaled) and the summed gradients by key.
+/// PLE rows uploaded ahead ([`Gemma4TextModel::upload_ple_rows`]): those of the micro-batch
+/// to come, and the batch after the step's last one (if known).
+pub struct Ahead<'a> {
+    pub rows: &'a mut Option<PleRows>,
+    pub next: Option<&'a Batch>,
+}
+
+/// Forward and backward over `micro` on the model's device, as `pass` says, using the rows
+/// uploaded `ahead` and uploading the next micro-batch's once each backward pass is queued.
+/// Returns the summed loss (not normalised, not scaled) and the summed gradients by key.
 pub fn accumulate_gradients(
     model: &Gemma4TextModel,
     adapter: &mut LoraAdapter,
     micro: &[Batch],
-    pass: &Accumulate,
+    (pass, ahead): (&Accumulate, Ahead),
     phases: &mut Phases,
 ) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
     let device = &model.device;
@@ -91,19 +100,24 @@ pub fn accumulate_gradients(
     let mut loss_sum = 0.0f64;
     for (j, mb) in micro.iter().enumerate() {
         let seed = seed ^ j as u64;
+        let batch = TokenBatch { ple_rows: ahead.rows.take(), ..token_batch(mb) };
+        let upcoming = micro.get(j + 1).or(ahead.next);
         if recompute_layers > 0 {
             let pass = Layerwise { scale, seed: seed << 8, layers: recompute_layers };
-            loss_sum += layerwise_gradients(model, adapter, mb, pass, &mut grads, phases)?;
+            let data = (&batch, &mb.target[..]);
+            loss_sum += layerwise_gradients(model, adapter, data, pass, &mut grads, phases)?;
+            *ahead.rows = upload_ahead(model, upcoming)?;
             continue;
         }
         device.seed(seed);
-        let hidden = model.forward_hidden(&token_batch(mb), adapter, false)?.hidden;
+        let hidden = model.forward_hidden(&batch, adapter, false)?.hidden;
         phases.mark("forward");
         // The loss and its gradient chunk by chunk, then one backward pass through the model.
         let (sum, _, g) =
             target_loss_and_grad(model, hidden.clone().detach(), &mb.ids, &mb.target, scale);
         phases.mark("loss");
         let g = (hidden.cast(DType::F32) * g).sum().backward();
+        *ahead.rows = upload_ahead(model, upcoming)?;
         loss_sum += sum;
         for (key, t) in adapter.tensors() {
             let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
@@ -113,6 +127,14 @@ pub fn accumulate_gradients(
     }
     adapter.training = false;
     Ok((loss_sum, grads))
+}
+
+/// The PLE rows of `batch` (if any) uploaded now, while the device runs what is queued.
+fn upload_ahead(model: &Gemma4TextModel, batch: Option<&Batch>) -> Result<Option<PleRows>> {
+    match batch {
+        Some(b) => Ok(model.upload_ple_rows(&token_batch(b))?),
+        None => Ok(None),
+    }
 }
 
 /// Add `g` to the gradient accumulated under `key`.

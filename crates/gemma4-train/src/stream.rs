@@ -26,6 +26,12 @@ impl MicroBatches {
         Self { batcher, seed, epoch, path }
     }
 
+    /// The first micro-batch [`MicroBatches::next_step`] will give, without advancing; `None` at
+    /// the end of an epoch.
+    pub fn peek(&self, state: &TrainerState) -> Option<&Batch> {
+        self.epoch.get(state.batch_index)
+    }
+
     /// The next `count` micro-batches (one optimizer step's), advancing `state`'s data position
     /// (and its epoch when one ends).
     pub fn next_step(&mut self, count: usize, state: &mut TrainerState) -> Result<Vec<Batch>> {

@@ -84,7 +84,8 @@ pub fn train_until(
     for step in step + 1..=iters {
         let micro = stream.next_step(recipe.train.grad_accum, &mut run.trainer.state)?;
         let lr = learning_rate(&recipe.schedule, recipe.optim.lr, step, iters);
-        let outcome = run.trainer.step(&micro, lr)?;
+        let next = (step < iters).then(|| stream.peek(&run.trainer.state).cloned()).flatten();
+        let outcome = run.trainer.step_then(&micro, lr, next.as_ref())?;
         if !run.report(step, lr, &micro, outcome)? {
             continue; // skipped: no update to evaluate or save
         }

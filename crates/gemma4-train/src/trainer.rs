@@ -15,13 +15,13 @@
 use burn::tensor::DType;
 use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
-use gemma4_model::Gemma4TextModel;
+use gemma4_model::{Gemma4TextModel, PleRows};
 
 use crate::checkpoint::TrainerState;
 use crate::error::Result;
 use crate::optim::{AdamW, LossScale, global_norm, overflowed_keys, square_sums};
 use crate::recipe::{OptimSection, Recipe, Recompute};
-use crate::step::{Accumulate, Phases, accumulate_gradients, apply_update};
+use crate::step::{Accumulate, Ahead, Phases, accumulate_gradients, apply_update};
 
 /// The settings a step reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,6 +92,8 @@ pub struct Trainer {
     pub profile: bool,
     /// `(phase, seconds)` of the last step, when profiling.
     pub phases: Vec<(&'static str, f64)>,
+    /// The next micro-batch's PLE rows, uploaded during this step's backward pass.
+    ahead: Option<PleRows>,
 }
 
 impl Trainer {
@@ -116,6 +118,7 @@ impl Trainer {
             settings,
             profile: false,
             phases: Vec::new(),
+            ahead: None,
         }
     }
 
@@ -123,6 +126,17 @@ impl Trainer {
     /// one place the step is decided. The state's step advances unless the outcome is a
     /// non-finite loss or gradient that is not skipped.
     pub fn step(&mut self, micro: &[Batch], lr: f64) -> Result<StepOutcome> {
+        self.step_then(micro, lr, None)
+    }
+
+    /// [`Trainer::step`], knowing the next step's first micro-batch `next`: its PLE rows go up
+    /// while this step's backward pass runs (as do those of each micro-batch after the first).
+    pub fn step_then(
+        &mut self,
+        micro: &[Batch],
+        lr: f64,
+        next: Option<&Batch>,
+    ) -> Result<StepOutcome> {
         let step = self.state.step + 1;
         let tokens: usize = micro.iter().map(|b| b.target_tokens).sum();
         let mut phases = if self.profile { Phases::on(&self.model.device) } else { Phases::off() };
@@ -132,8 +146,14 @@ impl Trainer {
             recompute_layers: self.settings.gradient_checkpointing.layers(self.model.layers.len()),
             loss_scale: self.loss_scale.scale,
         };
-        let (loss_sum, grads) =
-            accumulate_gradients(&self.model, &mut self.adapter, micro, &pass, &mut phases)?;
+        let ahead = Ahead { rows: &mut self.ahead, next };
+        let (loss_sum, grads) = accumulate_gradients(
+            &self.model,
+            &mut self.adapter,
+            micro,
+            (&pass, ahead),
+            &mut phases,
+        )?;
         let loss = loss_sum / tokens.max(1) as f64;
         let sums = square_sums(&grads);
         let scaled_norm = global_norm(&sums);

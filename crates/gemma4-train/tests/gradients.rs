@@ -12,7 +12,7 @@ use gemma4_data::Batch;
 use gemma4_lora::{LoraAdapter, LoraConfig, TargetModules};
 use gemma4_model::Gemma4TextModel;
 use gemma4_train::loss::target_loss_sum;
-use gemma4_train::step::{Accumulate, accumulate_gradients, token_batch};
+use gemma4_train::step::{Accumulate, Ahead, accumulate_gradients, token_batch};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
@@ -114,14 +114,22 @@ fn chunked_and_recomputed_gradients_equal_plain_autodiff() {
             // KV-shared layers above read donors below).
             let n = m.layers.len();
             for recompute_layers in [0, n, 1, n / 2] {
+                // PLE rows uploaded ahead (all but one case), and the next batch's after.
+                let mut rows = (recompute_layers != n)
+                    .then(|| m.upload_ple_rows(&token_batch(&mb)).expect("rows"))
+                    .flatten();
+                assert_eq!(rows.is_some(), recompute_layers != n && m.ple.is_some());
+                let pass = Accumulate { tokens, seed: 9, recompute_layers, loss_scale: 1.0 };
+                let ahead = Ahead { rows: &mut rows, next: Some(&mb) };
                 let (loss, got) = accumulate_gradients(
                     m,
                     &mut adapter,
                     std::slice::from_ref(&mb),
-                    &Accumulate { tokens, seed: 9, recompute_layers, loss_scale: 1.0 },
+                    (&pass, ahead),
                     &mut gemma4_train::step::Phases::off(),
                 )
                 .expect("step");
+                assert_eq!(rows.is_some(), m.ple.is_some(), "the next batch's rows went up");
                 let at =
                     format!("{name} recompute_layers={recompute_layers} vocabulary in {vocab}");
                 assert!(
@@ -160,7 +168,10 @@ fn f16_gradients_with_loss_scaling_track_f32() {
             &model,
             &mut adapter,
             std::slice::from_ref(&mb),
-            &Accumulate { tokens, seed: 9, recompute_layers: 0, loss_scale },
+            (
+                &Accumulate { tokens, seed: 9, recompute_layers: 0, loss_scale },
+                Ahead { rows: &mut None, next: None },
+            ),
             &mut gemma4_train::step::Phases::off(),
         )
         .expect("step");

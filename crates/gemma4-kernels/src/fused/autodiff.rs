@@ -300,6 +300,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
         dloss: FloatTensor<Self>,
         cap: f32,
         has_cap: bool,
+        split: usize,
     ) -> FloatTensor<Self> {
         let draw = B::fused_cross_entropy_backward(
             constant::<B, C>(raw),
@@ -308,6 +309,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
             constant::<B, C>(dloss),
             cap,
             has_cap,
+            split,
         );
         FloatTensor::<Self>::new(draw)
     }

@@ -6,7 +6,9 @@
 //! 262,144 vocabulary), per chunk.
 //!
 //! - Forward: `lse = log Σ_j exp(z_j)`, `loss = lse − z_label`, with `z = c·tanh(x/c)`.
-//! - Backward: `dx_j = dloss·(exp(z_j − lse) − [j = label])·(1 − tanh²(x_j/c))`.
+//! - Backward: `dx_j = dloss·(exp(z_j − lse) − [j = label])·(1 − tanh²(x_j/c))`, written as
+//!   `[n, V]` or, split into `S` column blocks, as `[S, n, V/S]` (the head's backward then sums
+//!   `S` products of `k = V/S` in one batched matmul: more cubes than the `[n, e]` output gives).
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
@@ -73,6 +75,8 @@ fn cross_entropy_backward_kernel<F: Float, I: Int>(
     dloss: &Tensor<f32>,
     draw: &mut Tensor<F>,
     vocab: u32,
+    rows: u32,
+    cols: u32,
     cap: f32,
     #[comptime] has_cap: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
@@ -83,6 +87,8 @@ fn cross_entropy_backward_kernel<F: Float, I: Int>(
     }
     let row = i / vocab as usize;
     let j = (i % vocab as usize) as u32;
+    // Column block `j / cols` of the `[S, n, V/S]` layout (one block: `[n, V]`).
+    let out = ((j / cols) as usize * rows as usize + row) * cols as usize + (j % cols) as usize;
     let x = f32::cast_from(raw[i]);
     let mut z = x;
     let mut slope = f32::new(1.0);
@@ -95,7 +101,7 @@ fn cross_entropy_backward_kernel<F: Float, I: Int>(
     if j == u32::cast_from(labels[row]) {
         g -= f32::new(1.0);
     }
-    draw[i] = F::cast_from(g * dloss[row] * slope);
+    draw[out] = F::cast_from(g * dloss[row] * slope);
 }
 
 /// Per-row loss and log-sum-exp (both f32) of the softcapped logits.
@@ -131,20 +137,24 @@ pub fn forward(raw: CubeTensor, labels: CubeTensor, cap: Option<f32>) -> (CubeTe
     (loss, lse)
 }
 
-/// The gradient with respect to the raw logits, in their dtype.
+/// The gradient with respect to the raw logits, in their dtype, in `split` column blocks
+/// (`split` divides `V`; 1: the logits' own layout).
 ///
 /// # Shapes
-/// - raw: `[n, V]`, labels, lse, dloss: `[n]` → `[n, V]`
-pub fn backward([raw, labels, lse, dloss]: [CubeTensor; 4], cap: Option<f32>) -> CubeTensor {
+/// - raw: `[n, V]`, labels, lse, dloss: `[n]` → `[n, V]` (split 1) or `[split, n, V/split]`
+pub fn backward(
+    [raw, labels, lse, dloss]: [CubeTensor; 4],
+    cap: Option<f32>,
+    split: usize,
+) -> CubeTensor {
     let [raw, labels, lse, dloss] = [raw, labels, lse, dloss].map(into_contiguous);
-    let draw = empty_device_contiguous_dtype(
-        raw.client.clone(),
-        raw.device.clone(),
-        raw.meta.shape().clone(),
-        raw.dtype,
-    );
-    let n = raw.meta.shape().num_elements();
-    let vocab = raw.meta.shape()[1];
+    let [rows, vocab] = raw.meta.shape().dims::<2>();
+    let cols = vocab / split.max(1);
+    assert_eq!(cols * split, vocab, "fused cross-entropy: the split divides the vocabulary");
+    let shape = if split == 1 { [rows, vocab].into() } else { [split, rows, cols].into() };
+    let draw =
+        empty_device_contiguous_dtype(raw.client.clone(), raw.device.clone(), shape, raw.dtype);
+    let n = rows * vocab;
     if n == 0 {
         return draw;
     }
@@ -160,10 +170,16 @@ pub fn backward([raw, labels, lse, dloss]: [CubeTensor; 4], cap: Option<f32>) ->
         lse.into_tensor_arg(),
         dloss.into_tensor_arg(),
         draw.clone().into_tensor_arg(),
-        u32::try_from(vocab).expect("fused cross-entropy: vocabulary fits u32"),
+        size(vocab),
+        size(rows),
+        size(cols),
         cap.unwrap_or(1.0),
         cap.is_some(),
         dtypes,
     );
     draw
+}
+
+fn size(d: usize) -> u32 {
+    u32::try_from(d).expect("fused cross-entropy: sizes fit u32")
 }

@@ -189,8 +189,9 @@ impl Fused for CubeBackend {
         dloss: CubeTensor,
         cap: f32,
         has_cap: bool,
+        split: usize,
     ) -> CubeTensor {
-        cross_entropy::backward([raw, labels, lse, dloss], has_cap.then_some(cap))
+        cross_entropy::backward([raw, labels, lse, dloss], has_cap.then_some(cap), split)
     }
 
     fn fused_rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor) -> CubeTensor {

@@ -261,6 +261,44 @@ pub fn softcap_cross_entropy(
     reference::softcap_cross_entropy(raw, labels, cap)
 }
 
+/// [`softcap_cross_entropy`]'s losses and their gradient with respect to `raw` for the
+/// losses' gradient `dloss`, without a tape: one kernel each way on a GPU, the plain ops'
+/// formula elsewhere. The gradient comes in `raw`'s dtype as `split` column blocks (`split`
+/// divides `V`), ready for a batched product with the head's `[split, V/split, e]` rows.
+///
+/// # Shapes
+/// - raw: `[n, V]`, labels, dloss: `[n]` → (`[n]`, `[split, n, V/split]`)
+pub fn softcap_cross_entropy_grad(
+    raw: Tensor<2>,
+    labels: Tensor<1, Int>,
+    cap: Option<f64>,
+    dloss: Tensor<1>,
+    split: usize,
+) -> (Tensor<1>, Tensor<3>) {
+    #[cfg(feature = "cube")]
+    if enabled(&raw.device()) && matches!(raw.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+        use burn::backend::Dispatch;
+        use ops::Fused;
+        let [n, v] = raw.dims();
+        let (raw, labels) = (raw.into_dispatch(), labels.into_dispatch());
+        let (c, has_cap) = (cap.unwrap_or(1.0) as f32, cap.is_some());
+        let (loss, lse) =
+            <Dispatch as Fused>::fused_cross_entropy(raw.clone(), labels.clone(), c, has_cap);
+        let draw = <Dispatch as Fused>::fused_cross_entropy_backward(
+            raw,
+            labels,
+            lse,
+            dloss.into_dispatch(),
+            c,
+            has_cap,
+            split,
+        );
+        let draw = Tensor::<3>::from_dispatch(draw).reshape([split, n, v / split]);
+        return (Tensor::from_dispatch(loss), draw);
+    }
+    reference::softcap_cross_entropy_grad(raw, labels, cap, dloss, split)
+}
+
 /// Attention `softmax(q·kᵀ·scale + mask)·v` with the mask of `rule` and `masks` computed in the
 /// kernel (no `[s, t]` scores or mask in memory) and grouped KV heads read in place; f32 math
 /// and online softmax, the result in q's dtype. A query that sees no key gives zeros, and

@@ -3,6 +3,8 @@
 //! `autodiff.rs`. The CPU never calls it: `super` keeps the plain ops there.
 
 use crate::reference::{AttentionRule, TokenMasks};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, backend_extension};
 use burn::tensor::{DType, Int, Tensor};
 
 /// The partial sums [`Fused::fused_square_sums`] writes per tensor (one per cube).
@@ -11,11 +13,6 @@ pub const SQUARE_SUM_PARTS: u32 = 16;
 /// buffers each; Metal binds 31 storage buffers).
 pub const SQUARE_SUM_GROUP: usize = 8;
 pub const ADAMW_GROUP: usize = 4;
-
-use burn::backend::{
-    Backend, backend_extension,
-    tensor::{FloatTensor, IntTensor},
-};
 
 /// One AdamW step's scalars (PyTorch `torch.optim.AdamW`), for [`Fused::fused_adamw`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -287,11 +284,11 @@ pub trait Fused: Backend {
         has_cap: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// The gradient of [`Fused::fused_cross_entropy`]'s losses with respect to `raw`, given
-    /// their gradient `dloss` and the forward's log-sum-exps.
+    /// The gradient of [`Fused::fused_cross_entropy`]'s losses with respect to `raw` (given
+    /// `dloss` and the log-sum-exps) in `split` column blocks of `V` (which it divides).
     ///
     /// # Shapes
-    /// - raw: `[n, V]`, labels, lse, dloss: `[n]` → `[n, V]`
+    /// - raw: `[n, V]`, labels, lse, dloss: `[n]` → `[n, V]` (split 1) or `[split, n, V/split]`
     fn fused_cross_entropy_backward(
         raw: FloatTensor<Self>,
         labels: IntTensor<Self>,
@@ -299,6 +296,7 @@ pub trait Fused: Backend {
         dloss: FloatTensor<Self>,
         cap: f32,
         has_cap: bool,
+        split: usize,
     ) -> FloatTensor<Self>;
 
     /// Rotary position embedding `x·cos + rotate_half(x)·sin`, `rotate_half([x1, x2]) =

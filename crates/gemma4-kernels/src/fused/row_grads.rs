@@ -66,7 +66,7 @@ impl<B: Backend + Fused> Backward<B, 1> for CrossEntropyBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (raw, labels, lse, cap, has_cap) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |dloss| {
-            B::fused_cross_entropy_backward(raw, labels, lse, dloss, cap, has_cap)
+            B::fused_cross_entropy_backward(raw, labels, lse, dloss, cap, has_cap, 1)
         });
     }
 }

@@ -67,13 +67,9 @@ pub fn load_golden(fixture: &str) -> BTreeMap<String, Golden> {
 pub fn batch(g: &Golden, mask: Option<&Golden>) -> TokenBatch {
     let (b, s) = (g.shape[0], g.shape[1]);
     TokenBatch {
-        ids: g.values.iter().map(|&v| v as u32).collect(),
-        batch: b,
-        seq: s,
         attention_mask: mask
             .map(|m| m.values.chunks(s).map(|r| r.iter().map(|&x| x != 0.0).collect()).collect()),
-        segments: None,
-        positions: None,
+        ..TokenBatch::new(g.values.iter().map(|&v| v as u32).collect(), b, s)
     }
 }
 

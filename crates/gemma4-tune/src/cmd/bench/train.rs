@@ -34,14 +34,15 @@ pub fn train_steps(
     // an overflow after that is a timed, skipped step (`skipped`).
     let (mut warmup, mut i, mut settling) = (s.warmup, 0, true);
     let first = random_batch(rng, s.batch, s.seq, vocab);
+    // Each batch is drawn a step early, so its PLE rows go up during the step before (as
+    // `train` does with its data).
+    let mut next = first.clone();
     while i < warmup + s.steps {
-        let batch = if s.repeat_batch || i == 0 {
-            first.clone()
-        } else {
-            random_batch(rng, s.batch, s.seq, vocab)
-        };
+        let batch = next;
+        next =
+            if s.repeat_batch { first.clone() } else { random_batch(rng, s.batch, s.seq, vocab) };
         let t = Instant::now();
-        let outcome = trainer.step(std::slice::from_ref(&batch), s.lr)?;
+        let outcome = trainer.step_then(std::slice::from_ref(&batch), s.lr, Some(&next))?;
         sync(device)?;
         let dt = secs(t);
         let loss = match outcome {
