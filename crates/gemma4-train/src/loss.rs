@@ -58,7 +58,8 @@ pub fn target_loss_sum(
 /// through the head ([`Gemma4TextModel::head_input_grad`], in column blocks of the vocabulary),
 /// and both dropped before the next, so no `[n, vocab]` tensor outlives its chunk.
 ///
-/// `hidden` must be off the tape (detached). Returns the loss sum, the target count and
+/// `hidden` must be off the tape (detached). Returns the loss sum (`[1]` on the device: not read
+/// back, so the backward pass queues behind it without a wait), the target count and
 /// `∂(scale · loss_sum)/∂hidden` in f32.
 ///
 /// # Shapes
@@ -69,7 +70,7 @@ pub fn target_loss_and_grad(
     ids: &[u32],
     target: &[bool],
     scale: f64,
-) -> (f64, usize, Tensor<3>) {
+) -> (Tensor<1>, usize, Tensor<3>) {
     let [b, s, e] = hidden.dims();
     let device = hidden.device();
     let (rows, labels) = target_rows(b, s, ids, target);
@@ -97,7 +98,7 @@ pub fn target_loss_and_grad(
         grad = grad.select_assign(0, idx, model.head_input_grad(draw), IndexingUpdateOp::Add);
         total = total + loss.sum().reshape([1]);
     }
-    (total.into_scalar::<f32>() as f64, count, grad.reshape([b, s, e]))
+    (total, count, grad.reshape([b, s, e]))
 }
 
 /// Flat hidden-state rows that predict a target token, and those tokens.

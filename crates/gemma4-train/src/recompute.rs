@@ -92,7 +92,7 @@ fn first_pass(
     Ok(Kept { inputs, donor_kv, leaf, top: h })
 }
 
-/// One micro-batch's loss sum; its LoRA gradients (of `scale · loss_sum`) are added to `acc`.
+/// One micro-batch's loss sum (`[1]`, on the device); its LoRA gradients (of `scale · loss_sum`) are added to `acc`.
 pub fn layerwise_gradients(
     model: &Gemma4TextModel,
     adapter: &LoraAdapter,
@@ -100,7 +100,7 @@ pub fn layerwise_gradients(
     pass: Layerwise,
     acc: &mut BTreeMap<String, Tensor<2>>,
     phases: &mut Phases,
-) -> Result<f64> {
+) -> Result<Tensor<1>> {
     let Layerwise { scale, seed, layers } = pass;
     let k = layers.min(model.layers.len());
     // Pass 1 must record nothing below k: the adapter's tensors off the tape (detach alone

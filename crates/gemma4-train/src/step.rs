@@ -97,7 +97,7 @@ pub fn accumulate_gradients(
     adapter.training = true;
     let scale = loss_scale / tokens.max(1) as f64;
     let mut grads: BTreeMap<String, Tensor<2>> = BTreeMap::new();
-    let mut loss_sum = 0.0f64;
+    let mut loss_sum = Tensor::<1>::zeros([1], (device, DType::F32));
     for (j, mb) in micro.iter().enumerate() {
         let seed = seed ^ j as u64;
         let batch = TokenBatch { ple_rows: ahead.rows.take(), ..token_batch(mb) };
@@ -105,7 +105,8 @@ pub fn accumulate_gradients(
         if recompute_layers > 0 {
             let pass = Layerwise { scale, seed: seed << 8, layers: recompute_layers };
             let data = (&batch, &mb.target[..]);
-            loss_sum += layerwise_gradients(model, adapter, data, pass, &mut grads, phases)?;
+            let sum = layerwise_gradients(model, adapter, data, pass, &mut grads, phases)?;
+            loss_sum = loss_sum + sum;
             *ahead.rows = upload_ahead(model, upcoming)?;
             continue;
         }
@@ -118,7 +119,7 @@ pub fn accumulate_gradients(
         phases.mark("loss");
         let g = (hidden.cast(DType::F32) * g).sum().backward();
         *ahead.rows = upload_ahead(model, upcoming)?;
-        loss_sum += sum;
+        loss_sum = loss_sum + sum;
         for (key, t) in adapter.tensors() {
             let gk = t.grad(&g).ok_or_else(|| TrainError::Run(format!("no gradient for {key}")))?;
             add_gradient(&mut grads, key, gk);
@@ -126,7 +127,8 @@ pub fn accumulate_gradients(
         phases.mark("backward");
     }
     adapter.training = false;
-    Ok((loss_sum, grads))
+    // Read once every backward pass is queued (a read waits for the device).
+    Ok((loss_sum.into_scalar::<f32>() as f64, grads))
 }
 
 /// The PLE rows of `batch` (if any) uploaded now, while the device runs what is queued.
