@@ -14,8 +14,7 @@ use crate::error::{ModelError, Result};
 use crate::layer::DecoderLayer;
 use crate::linear::{ProjName, Site};
 use crate::norm::RmsNorm;
-use crate::ple::Ple;
-use crate::ple::PleRows;
+use crate::ple::{Ple, PleRows};
 use crate::rope::Rope;
 use crate::vocab::{Embedding, Head};
 

@@ -92,7 +92,8 @@ fn first_pass(
     Ok(Kept { inputs, donor_kv, leaf, top: h })
 }
 
-/// One micro-batch's loss sum (`[1]`, on the device); its LoRA gradients (of `scale · loss_sum`) are added to `acc`.
+/// One micro-batch's loss sum (`[1]`, on the device, not read back); its LoRA gradients (of
+/// `scale · loss_sum`) are added to `acc`.
 pub fn layerwise_gradients(
     model: &Gemma4TextModel,
     adapter: &LoraAdapter,
