@@ -79,7 +79,7 @@ pub fn target_loss_and_grad(
     let mut grad = Tensor::<2>::zeros([b * s, e], (&device, DType::F32));
     let mut total = Tensor::<1>::zeros([1], (&device, DType::F32));
     let rows_per_chunk = chunk_rows(model.config.vocab_size, model.piece_bytes());
-    let split = model.head_grad_split();
+    let (split, cap) = (model.head_grad_split(), model.config.final_logit_softcapping);
     for start in (0..count).step_by(rows_per_chunk) {
         let n = rows_per_chunk.min(count - start);
         let idx = Tensor::<1, Int>::from_data(
@@ -93,7 +93,6 @@ pub fn target_loss_and_grad(
         let h = flat.clone().select(0, idx.clone()).reshape([1, n, e]);
         let raw = model.lm_head.forward(h).reshape([n, model.config.vocab_size]);
         let dloss = Tensor::<1>::full([n], scale, (&device, DType::F32));
-        let cap = model.config.final_logit_softcapping;
         let (loss, draw) = softcap_cross_entropy_grad(raw, lab, cap, dloss, split);
         grad = grad.select_assign(0, idx, model.head_input_grad(draw), IndexingUpdateOp::Add);
         total = total + loss.sum().reshape([1]);

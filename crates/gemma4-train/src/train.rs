@@ -84,8 +84,8 @@ pub fn train_until(
     for step in step + 1..=iters {
         let micro = stream.next_step(recipe.train.grad_accum, &mut run.trainer.state)?;
         let lr = learning_rate(&recipe.schedule, recipe.optim.lr, step, iters);
-        let next = (step < iters).then(|| stream.peek(&run.trainer.state).cloned()).flatten();
-        let outcome = run.trainer.step_then(&micro, lr, next.as_ref())?;
+        let next = if step < iters { stream.peek(&run.trainer.state) } else { None };
+        let outcome = run.trainer.step_then(&micro, lr, next)?;
         if !run.report(step, lr, &micro, outcome)? {
             continue; // skipped: no update to evaluate or save
         }
