@@ -100,22 +100,22 @@ pub struct AdamwStep {
     pub weight_decay: f64,
     /// The step number `t` (from 1), for the bias corrections `1 − β^t`.
     pub step: u64,
-    /// The factor the gradient is multiplied by first (unscale × clip).
-    pub grad_scale: f64,
 }
 
-/// One AdamW step of one tensor in Burn's ops: decoupled weight decay `p ← p·(1 − lr·wd)`,
-/// bias-corrected moments (`None`: the first step). Returns the new parameter and moments.
+/// One AdamW step of one tensor in Burn's ops, the gradient first multiplied by `factor`
+/// (unscale × clip, on the device): decoupled weight decay `p ← p·(1 − lr·wd)`, bias-corrected
+/// moments (`None`: the first step). Returns the new parameter and moments.
 ///
 /// # Shapes
-/// - param, grad, m, v: `[r, c]` → three of `[r, c]`
+/// - param, grad, m, v: `[r, c]`, factor: `[1]` → three of `[r, c]`
 pub fn adamw(
     param: Tensor<2>,
     grad: Tensor<2>,
     moments: Option<(Tensor<2>, Tensor<2>)>,
+    factor: &Tensor<1>,
     s: &AdamwStep,
 ) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-    let g = grad.mul_scalar(s.grad_scale);
+    let g = grad * factor.clone().reshape([1, 1]);
     let (b1, b2) = (s.beta1, s.beta2);
     let (m, v) = match moments {
         Some((m, v)) => (
@@ -133,19 +133,12 @@ pub fn adamw(
     (new, m, v)
 }
 
-/// `Σ t²` of each tensor in Burn's ops (f32 sums), read back once.
-pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
-    let sums: Vec<Tensor<1>> =
-        tensors.iter().map(|t| (*t).clone().cast(DType::F32).square().sum()).collect();
-    if sums.is_empty() {
-        return Vec::new();
-    }
-    read_f64(Tensor::cat(sums, 0))
-}
-
-/// A 1-D tensor's values on the host, as f64 (one read-back).
-pub(crate) fn read_f64(t: Tensor<1>) -> Vec<f64> {
-    t.cast(DType::F32).into_data().iter::<f32>().map(f64::from).collect()
+/// `Σ t²` of each tensor in Burn's ops (f32 sums), left on the device: `[n, 1]` (`None` for no
+/// tensors).
+pub fn square_sums(tensors: &[&Tensor<2>]) -> Option<Tensor<2>> {
+    let sums: Vec<Tensor<2>> =
+        tensors.iter().map(|t| (*t).clone().cast(DType::F32).square().sum().unsqueeze()).collect();
+    (!sums.is_empty()).then(|| Tensor::cat(sums, 0))
 }
 
 /// The LM loss of each row of raw head logits in Burn's ops: cast to f32, the final softcap

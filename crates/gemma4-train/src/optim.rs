@@ -20,7 +20,7 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// One update of `param` (key `key`) with gradient `grad` times `grad_scale`: see
+    /// One update of `param` (key `key`) with gradient `grad` times `factor`: see
     /// [`AdamW::update_all`].
     pub fn update(
         &mut self,
@@ -29,21 +29,22 @@ impl AdamW {
         key: &str,
         param: Tensor<2>,
         grad: Tensor<2>,
-        grad_scale: f64,
+        factor: &Tensor<1>,
     ) -> Tensor<2> {
         let items = vec![(key.to_owned(), param, grad)];
-        self.update_all(cfg, lr, items, grad_scale).remove(0)
+        self.update_all(cfg, lr, items, factor).remove(0)
     }
 
-    /// One update of each `(key, param, grad)` with the gradient times `grad_scale` (the
-    /// unscale-and-clip factor); returns the new values in order. The arithmetic is
-    /// [`gemma4_kernels::fused::adamw_many`]'s: several tensors per kernel on a GPU.
+    /// One update of each `(key, param, grad)` with the gradient times `factor` (`[1]`, the
+    /// unscale-and-clip factor of [`clip_factor`], read on the device); returns the new values
+    /// in order. The arithmetic is [`gemma4_kernels::fused::adamw_many`]'s: several tensors per
+    /// kernel on a GPU.
     pub fn update_all(
         &mut self,
         cfg: &OptimSection,
         lr: f64,
         items: Vec<(String, Tensor<2>, Tensor<2>)>,
-        grad_scale: f64,
+        factor: &Tensor<1>,
     ) -> Vec<Tensor<2>> {
         let step = AdamwStep {
             lr,
@@ -52,7 +53,6 @@ impl AdamW {
             eps: cfg.eps,
             weight_decay: cfg.weight_decay,
             step: self.step,
-            grad_scale,
         };
         let mut keys = Vec::with_capacity(items.len());
         let items = items
@@ -66,7 +66,7 @@ impl AdamW {
                 (param, grad, moments)
             })
             .collect();
-        let updated = gemma4_kernels::fused::adamw_many(items, &step);
+        let updated = gemma4_kernels::fused::adamw_many(items, factor, &step);
         keys.into_iter()
             .zip(updated)
             .map(|(key, (new, m, v))| {
@@ -78,23 +78,51 @@ impl AdamW {
     }
 }
 
-/// Each gradient's `Σ g²` in key order: on the device (one kernel per tensor on a GPU), one
-/// read-back for all.
-pub fn square_sums(grads: &BTreeMap<String, Tensor<2>>) -> Vec<f64> {
+/// Each gradient's `Σ g²` in key order, left on the device as partial sums `[n, parts]` (one
+/// kernel per eight tensors on a GPU; [`tensor_sums`] adds them up once read). `None` for no
+/// gradients.
+pub fn square_sums(grads: &BTreeMap<String, Tensor<2>>) -> Option<Tensor<2>> {
     let tensors: Vec<&Tensor<2>> = grads.values().collect();
     gemma4_kernels::fused::square_sums(&tensors)
 }
 
-/// Global L2 norm of all gradients from their [`square_sums`], in f64.
+/// The unscale-and-clip factor of a step, computed on the device from the scaled gradients'
+/// [`square_sums`] `parts`, so that AdamW queues behind the backward pass without a read-back:
+/// the true norm is `‖g‖ = √Σparts / scale`, clipped as `torch.nn.utils.clip_grad_norm_` does
+/// (`min(1, max_norm / (‖g‖ + 1e-6))`; `max_norm` 0: no clip), and the factor is the clip over
+/// `scale`. Non-finite sums give a factor that must not be applied: [`LossScale::unscale`]
+/// decides that once the sums are read.
+///
+/// # Shapes
+/// - parts: `[n, p]` (f32) → `[1]` (f32)
+pub fn clip_factor(parts: &Tensor<2>, scale: f64, max_norm: f64) -> Tensor<1> {
+    // One row summed in a fixed order (`sum` may add partial sums atomically, in any order).
+    let total = parts.clone().reshape([1, parts.dims().iter().product::<usize>()]).sum_dim(1);
+    let norm = total.reshape([1]).sqrt().div_scalar(scale);
+    let clip = if max_norm > 0.0 {
+        norm.add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0)
+    } else {
+        norm.ones_like()
+    };
+    clip.div_scalar(scale)
+}
+
+/// Each tensor's `Σ g²` in f64 from its row of [`square_sums`]' partial sums, read back as
+/// `values` (`parts` per tensor).
+pub fn tensor_sums(values: &[f32], parts: usize) -> Vec<f64> {
+    values.chunks(parts.max(1)).map(|p| p.iter().map(|&x| f64::from(x)).sum()).collect()
+}
+
+/// Global L2 norm of all gradients from their [`tensor_sums`], in f64.
 pub fn global_norm(sums: &[f64]) -> f64 {
     sums.iter().sum::<f64>().sqrt()
 }
 
-/// Keys of the gradients whose [`square_sums`] entry is not finite: a non-finite value, or
+/// Keys (of `keys`, in order) whose [`tensor_sums`] entry is not finite: a non-finite value, or
 /// squares beyond f32's range. These are the tensors that made the global norm overflow; no
 /// further read-back.
-pub fn overflowed_keys(grads: &BTreeMap<String, Tensor<2>>, sums: &[f64]) -> Vec<String> {
-    grads.keys().zip(sums).filter(|(_, s)| !s.is_finite()).map(|(k, _)| k.clone()).collect()
+pub fn overflowed_keys(keys: &[String], sums: &[f64]) -> Vec<String> {
+    keys.iter().zip(sums).filter(|(_, s)| !s.is_finite()).map(|(k, _)| k.clone()).collect()
 }
 
 /// Keys of the gradients holding a non-finite value (one read-back per tensor: for diagnostics).
@@ -145,10 +173,10 @@ impl LossScale {
         })
     }
 
-    /// From the global norm of the (scaled) gradients: `Some((norm, factor))` with the true norm
-    /// and the factor that unscales and clips them to `max_norm`; `None` when they overflowed
-    /// (skip the step: the scale is halved). A non-finite norm at scale 1 is returned as is.
-    pub fn unscale(&mut self, scaled_norm: f64, max_norm: f64) -> Option<(f64, f64)> {
+    /// From the global norm of the (scaled) gradients: `Some(norm)`, the true norm (the
+    /// gradients are unscaled and clipped by [`clip_factor`]); `None` when they overflowed (skip
+    /// the step: the scale is halved). A non-finite norm at scale 1 is returned as is.
+    pub fn unscale(&mut self, scaled_norm: f64) -> Option<f64> {
         // At scale 1 there is nothing left to halve: the caller sees the non-finite norm.
         if self.enabled && !scaled_norm.is_finite() && self.scale > 1.0 {
             self.scale = (self.scale / 2.0).max(1.0);
@@ -156,8 +184,6 @@ impl LossScale {
             return None;
         }
         let norm = scaled_norm / self.scale;
-        let clip = if max_norm > 0.0 && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
-        let factor = clip / self.scale;
         if self.enabled {
             self.good_steps += 1;
             if self.good_steps >= Self::GROWTH_INTERVAL {
@@ -165,7 +191,7 @@ impl LossScale {
                 self.good_steps = 0;
             }
         }
-        Some((norm, factor))
+        Some(norm)
     }
 }
 
@@ -178,21 +204,37 @@ mod tests {
     fn loss_scale_skips_overflow_halves_and_grows() {
         let mut s = LossScale::new(DType::F16);
         assert_eq!(s.scale, LossScale::INIT);
-        assert!(s.unscale(f64::INFINITY, 1.0).is_none());
+        assert!(s.unscale(f64::INFINITY).is_none());
         assert_eq!(s.scale, LossScale::INIT / 2.0);
-        // Scaled norm 3·scale: the true norm is 3, clipped to 1 and unscaled in one factor.
-        let (norm, factor) = s.unscale(3.0 * s.scale, 1.0).expect("finite");
-        assert!((norm - 3.0).abs() < 1e-9 && (factor * s.scale - 1.0 / 3.0).abs() < 1e-6);
+        let norm = s.unscale(3.0 * s.scale).expect("finite");
+        assert!((norm - 3.0).abs() < 1e-9, "{norm}");
         for _ in 1..LossScale::GROWTH_INTERVAL {
-            s.unscale(1.0, 0.0);
+            s.unscale(1.0);
         }
         assert_eq!(s.scale, LossScale::INIT, "doubles after the growth interval of good steps");
         let mut off = LossScale::new(DType::F32);
         assert!(
-            off.unscale(f64::NAN, 1.0).is_some(),
+            off.unscale(f64::NAN).is_some(),
             "inert without f16: a non-finite norm is the caller's to handle"
         );
         assert_eq!(off.scale, 1.0);
+    }
+
+    #[test]
+    fn the_clip_factor_unscales_and_clips_on_the_device() {
+        let device = Device::flex();
+        let factor = |sums: Vec<f32>, scale: f64, max_norm: f64| -> f64 {
+            let parts =
+                Tensor::<2>::from_data(TensorData::new(sums.clone(), [sums.len(), 1]), &device);
+            f64::from(clip_factor(&parts, scale, max_norm).into_scalar::<f32>())
+        };
+        // Scaled norm 3·scale (9·scale² in two parts): the true norm 3 clipped to 1, unscaled.
+        let scale = 1024.0;
+        let f = factor(vec![4.0 * 1024.0 * 1024.0, 5.0 * 1024.0 * 1024.0], scale, 1.0);
+        assert!((f * scale - 1.0 / (3.0 + 1e-6)).abs() < 1e-6, "{f}");
+        // Under the clip, or no clip: only the unscale.
+        assert!((factor(vec![0.25 * 1024.0 * 1024.0], scale, 1.0) * scale - 1.0).abs() < 1e-7);
+        assert!((factor(vec![9.0 * 1024.0 * 1024.0], scale, 0.0) * scale - 1.0).abs() < 1e-7);
     }
 
     #[test]
@@ -205,14 +247,17 @@ mod tests {
             ("c".to_string(), t([3.0, 4.0])),
             ("d".to_string(), t([f32::NAN, 1.0])),
         ]);
-        let sums = square_sums(&grads);
+        let parts = square_sums(&grads).expect("four gradients");
+        let per = parts.dims()[1];
+        let sums = tensor_sums(&parts.into_data().iter::<f32>().collect::<Vec<_>>(), per);
         assert_eq!(sums[0], 5.0);
         assert_eq!(sums[2], 25.0);
         assert!(!global_norm(&sums).is_finite(), "one overflow makes the norm overflow");
-        assert_eq!(overflowed_keys(&grads, &sums), ["b", "d"]);
+        let keys: Vec<String> = grads.keys().cloned().collect();
+        assert_eq!(overflowed_keys(&keys, &sums), ["b", "d"]);
         let finite: Vec<f64> = sums.iter().map(|s| if s.is_finite() { *s } else { 0.0 }).collect();
         assert_eq!(global_norm(&finite), 30f64.sqrt());
-        assert!(overflowed_keys(&grads, &finite).is_empty());
+        assert!(overflowed_keys(&keys, &finite).is_empty());
     }
 
     #[test]
@@ -230,10 +275,11 @@ mod tests {
         };
         let mut opt = AdamW::default();
         let mut p = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0], [1, 2]), &device);
+        let one = Tensor::<1>::ones([1], &device);
         let g = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 0.25], [1, 2]), &device);
         for want in [[0.899f32, -2.098], [0.798101, -2.195902]] {
             opt.step += 1;
-            p = opt.update(&cfg, 0.1, "p", p, g.clone(), 1.0);
+            p = opt.update(&cfg, 0.1, "p", p, g.clone(), &one);
             let got: Vec<f32> = p.clone().into_data().try_to_vec_as::<f32>().unwrap();
             assert!(
                 (got[0] - want[0]).abs() < 1e-5 && (got[1] - want[1]).abs() < 1e-5,

@@ -84,14 +84,15 @@ pub struct Ahead<'a> {
 
 /// Forward and backward over `micro` on the model's device, as `pass` says, using the rows
 /// uploaded `ahead` and uploading the next micro-batch's once each backward pass is queued.
-/// Returns the summed loss (not normalised, not scaled) and the summed gradients by key.
+/// Returns the summed loss (`[1]` on the device, not normalised, not scaled: nothing is read
+/// back here) and the summed gradients by key.
 pub fn accumulate_gradients(
     model: &Gemma4TextModel,
     adapter: &mut LoraAdapter,
     micro: &[Batch],
     (pass, ahead): (&Accumulate, Ahead),
     phases: &mut Phases,
-) -> Result<(f64, BTreeMap<String, Tensor<2>>)> {
+) -> Result<(Tensor<1>, BTreeMap<String, Tensor<2>>)> {
     let device = &model.device;
     let Accumulate { tokens, seed, recompute_layers, loss_scale } = *pass;
     adapter.training = true;
@@ -127,8 +128,7 @@ pub fn accumulate_gradients(
         phases.mark("backward");
     }
     adapter.training = false;
-    // Read once every backward pass is queued (a read waits for the device).
-    Ok((loss_sum.into_scalar::<f32>() as f64, grads))
+    Ok((loss_sum, grads))
 }
 
 /// The PLE rows of `batch` (if any) uploaded now, while the device runs what is queued.
@@ -152,15 +152,15 @@ pub fn add_gradient<K: Ord, const D: usize>(
     acc.insert(key, sum);
 }
 
-/// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`), all in one
-/// call (a few tensors per kernel on a GPU).
+/// AdamW on every adapter tensor that has a gradient (scaled by the clip `factor`, `[1]` on the
+/// device), all in one call (a few tensors per kernel on a GPU).
 pub fn apply_update(
     adapter: &mut LoraAdapter,
     opt: &mut AdamW,
     cfg: &OptimSection,
     lr: f64,
     mut grads: BTreeMap<String, Tensor<2>>,
-    factor: f64,
+    factor: &Tensor<1>,
 ) {
     opt.step += 1;
     let items: Vec<(String, Tensor<2>, Tensor<2>)> = adapter

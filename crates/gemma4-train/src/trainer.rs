@@ -4,22 +4,32 @@
 //!
 //! ```text
 //! forward/backward per micro-batch (loss × scale / step tokens), gradients summed
-//! loss finite?  no → non-finite (skipped under skip_nonfinite, else the caller stops)
-//! f16 scaled gradients overflowed? → skipped, loss scale halved
-//! grad norm finite?  no → non-finite
-//! clip by global norm (with the unscale), AdamW on the adapter only → updated
+//! queued behind it: Σ g² per tensor → unscale-and-clip factor → AdamW on the adapter only
+//! one read-back (loss, Σ g²), then decided:
+//!   loss finite?  no → non-finite (skipped under skip_nonfinite, else the caller stops)
+//!   f16 scaled gradients overflowed? → skipped, loss scale halved
+//!   grad norm finite?  no → non-finite
+//!   else → updated
+//! anything but updated puts the adapter and AdamW's state back as they were
 //! ```
+//!
+//! The update is queued before anything is read so that the device runs the optimizer straight
+//! after the backward pass instead of waiting for the host (docs/performance.md).
 //!
 //! `train` (the loop) and `bench` both step through here.
 
-use burn::tensor::DType;
+use std::collections::BTreeMap;
+
+use burn::tensor::{DType, Tensor};
 use gemma4_data::Batch;
 use gemma4_lora::LoraAdapter;
 use gemma4_model::{Gemma4TextModel, PleRows};
 
 use crate::checkpoint::TrainerState;
 use crate::error::Result;
-use crate::optim::{AdamW, LossScale, global_norm, overflowed_keys, square_sums};
+use crate::optim::{
+    AdamW, LossScale, clip_factor, global_norm, overflowed_keys, square_sums, tensor_sums,
+};
 use crate::recipe::{OptimSection, Recipe, Recompute};
 use crate::step::{Accumulate, Ahead, Phases, accumulate_gradients, apply_update};
 
@@ -154,50 +164,81 @@ impl Trainer {
             (&pass, ahead),
             &mut phases,
         )?;
-        let loss = loss_sum / tokens.max(1) as f64;
-        let sums = square_sums(&grads);
-        let scaled_norm = global_norm(&sums);
-        let max_norm = self.settings.optim.max_grad_norm;
-        let unscaled = if loss.is_finite() {
-            self.loss_scale.unscale(scaled_norm, max_norm)
-        } else {
-            Some((scaled_norm, 1.0))
+        let keys: Vec<String> = grads.keys().cloned().collect();
+        let before = (self.adapter.tensors(), self.opt.clone());
+        let parts = square_sums(&grads);
+        let factor = match &parts {
+            Some(parts) => {
+                clip_factor(parts, self.loss_scale.scale, self.settings.optim.max_grad_norm)
+            }
+            None => Tensor::ones([1], (&self.model.device.clone().without_autodiff(), DType::F32)),
         };
-        self.state.loss_scale = Some(self.loss_scale.clone());
-        let Some((grad_norm, factor)) = unscaled else {
+        let optim = &self.settings.optim;
+        apply_update(&mut self.adapter, &mut self.opt, optim, lr, grads, &factor);
+        let (loss_sum, sums) = read_back(loss_sum, parts);
+        phases.mark("clip + optimizer");
+        self.phases = phases.times;
+        let outcome = self.decide(loss_sum / tokens.max(1) as f64, &sums, &keys, tokens);
+        if matches!(outcome, StepOutcome::Updated { .. }) {
+            self.state.trained_tokens += tokens;
+        } else {
+            self.restore(before);
+        }
+        if !matches!(outcome, StepOutcome::NonFinite { skipped: false, .. }) {
             self.state.step = step;
-            self.phases = phases.times;
-            let bad = overflowed_keys(&grads, &sums);
-            let scale = self.loss_scale.scale;
-            return Ok(StepOutcome::Overflow {
+        }
+        Ok(outcome)
+    }
+
+    /// What the step did, from its `loss` and the gradients' [`tensor_sums`] `sums` (by `keys`):
+    /// the rule in the module's doc. Updates the loss scale and the skipped-step count.
+    fn decide(&mut self, loss: f64, sums: &[f64], keys: &[String], tokens: usize) -> StepOutcome {
+        let scaled_norm = global_norm(sums);
+        let unscaled =
+            if loss.is_finite() { self.loss_scale.unscale(scaled_norm) } else { Some(scaled_norm) };
+        self.state.loss_scale = Some(self.loss_scale.clone());
+        let Some(grad_norm) = unscaled else {
+            let bad = overflowed_keys(keys, sums);
+            return StepOutcome::Overflow {
                 loss,
                 first: bad.first().cloned(),
                 count: bad.len(),
-                tensors: grads.len(),
-                scale,
-            });
+                tensors: keys.len(),
+                scale: self.loss_scale.scale,
+            };
         };
         if !loss.is_finite() || !grad_norm.is_finite() {
-            self.phases = phases.times;
             let skipped = self.settings.skip_nonfinite;
-            if skipped {
-                self.state.skipped_steps += 1;
-                self.state.step = step;
-            }
-            return Ok(StepOutcome::NonFinite { loss, grad_norm, skipped });
+            self.state.skipped_steps += usize::from(skipped);
+            return StepOutcome::NonFinite { loss, grad_norm, skipped };
         }
-        apply_update(&mut self.adapter, &mut self.opt, &self.settings.optim, lr, grads, factor);
-        phases.mark("clip + optimizer");
-        self.phases = phases.times;
-        self.state.step = step;
-        self.state.trained_tokens += tokens;
-        Ok(StepOutcome::Updated { loss, grad_norm, tokens })
+        StepOutcome::Updated { loss, grad_norm, tokens }
+    }
+
+    /// Put back the adapter's tensors and AdamW's state as they were before a step's update.
+    fn restore(&mut self, (tensors, opt): (BTreeMap<String, Tensor<2>>, AdamW)) {
+        let mut tensors = tensors;
+        self.adapter.map_tensors(|key, t| tensors.remove(key).unwrap_or(t));
+        self.opt = opt;
     }
 
     /// The weights' dtype (f16 turns on loss scaling).
     pub fn dtype(&self) -> DType {
         self.model.dtype()
     }
+}
+
+/// The step's one read-back: the summed loss and each gradient's `Σ g²` (f64) from the
+/// [`square_sums`] `parts`.
+fn read_back(loss_sum: Tensor<1>, parts: Option<Tensor<2>>) -> (f64, Vec<f64>) {
+    let loss_sum = loss_sum.without_autodiff().cast(DType::F32);
+    let Some(parts) = parts else {
+        return (f64::from(loss_sum.into_scalar::<f32>()), Vec::new());
+    };
+    let per = parts.dims()[1];
+    let flat = parts.without_autodiff().cast(DType::F32).flatten::<1>(0, 1);
+    let values: Vec<f32> = Tensor::cat(vec![loss_sum, flat], 0).into_data().iter::<f32>().collect();
+    (f64::from(values[0]), tensor_sums(&values[1..], per))
 }
 
 #[cfg(test)]
@@ -262,11 +303,17 @@ mod tests {
     #[test]
     fn an_overflowing_f16_step_is_skipped_at_half_the_scale() {
         let (mut t, batch) = tiny(DType::F16);
+        let values = |t: &Trainer| -> Vec<Vec<f32>> {
+            t.adapter.tensors().into_values().map(|p| p.into_data().iter().collect()).collect()
+        };
+        let before = values(&t);
         t.loss_scale.scale = 1e300; // the scaled f16 gradients cannot hold this
         let out = t.step(std::slice::from_ref(&batch), 1e-3).expect("step");
         let StepOutcome::Overflow { first, count, scale, .. } = out else { panic!("{out:?}") };
         assert!(first.is_some() && count > 0 && scale == 5e299, "{first:?} {count} {scale}");
         assert_eq!((t.state.step, t.opt.step, t.state.trained_tokens), (1, 0, 0), "no update");
+        assert!(t.opt.m.is_empty() && t.opt.v.is_empty(), "AdamW's moments put back");
+        assert_eq!(values(&t), before, "the queued update was undone");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! AdamW for many tensors, `ADAMW_GROUP` per launch, for the CubeCL runtimes: each tensor's
-//! gradient scale (unscaling and clipping), both moments, bias correction, decoupled weight
-//! decay and the update, with PyTorch's `torch.optim.AdamW` arithmetic in f32 and in the same
-//! order as the plain ops of [`crate::reference::adamw`]. One kernel replaced about 14 launches
-//! per tensor (a step of E2B's 410 LoRA tensors took 0.2 s of launches on the H200); grouping
-//! takes E2B's 410 launches to 103 (GPU time 2.8 → 0.9 ms; the step about 1% shorter through
-//! Vulkan, docs/performance.md).
+//! AdamW for many tensors, `ADAMW_GROUP` per launch, for the CubeCL runtimes: the gradient
+//! times a factor read from the device (unscaling and clipping, so no read-back comes before
+//! the update), both moments, bias correction, decoupled weight decay and the update, with
+//! PyTorch's `torch.optim.AdamW` arithmetic in f32 and in the same order as the plain ops of
+//! [`crate::reference::adamw`]. One kernel replaced about 14 launches per tensor (a step of
+//! E2B's 410 LoRA tensors took 0.2 s of launches on the H200); grouping takes E2B's 410 launches
+//! to 103 (GPU time 2.8 → 0.9 ms; the step about 1% shorter through Vulkan,
+//! docs/performance.md).
 
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
@@ -19,7 +20,6 @@ const UNITS: u32 = 256;
 /// The step's scalars, as the kernel takes them (all f32).
 #[derive(CubeType, CubeLaunch)]
 struct Scalars {
-    grad_scale: f32,
     beta1: f32,
     beta2: f32,
     one_minus_beta1: f32,
@@ -42,6 +42,7 @@ fn update(
     new_param: &mut Tensor<f32>,
     new_m: &mut Tensor<f32>,
     new_v: &mut Tensor<f32>,
+    factor: f32,
     s: &Scalars,
     #[comptime] first: bool,
     #[comptime] decays: bool,
@@ -50,7 +51,7 @@ fn update(
     if i < new_param.len() {
         // The gradient as it lies (often a transposed view): read through its strides.
         let cols = new_param.shape(1);
-        let g = grad[(i / cols) * grad.stride(0) + (i % cols) * grad.stride(1)] * s.grad_scale;
+        let g = grad[(i / cols) * grad.stride(0) + (i % cols) * grad.stride(1)] * factor;
         let mut m_i = g * s.one_minus_beta1;
         let mut v_i = g * g * s.one_minus_beta2;
         if comptime!(!first) {
@@ -101,29 +102,37 @@ fn adamw_kernel(
     np3: &mut Tensor<f32>,
     nm3: &mut Tensor<f32>,
     nv3: &mut Tensor<f32>,
+    factor: &Tensor<f32>,
     s: Scalars,
     #[comptime] first: bool,
     #[comptime] decays: bool,
 ) {
     let slot = CUBE_POS_Y;
+    let f = factor[0];
     if slot == 0 {
-        update(p0, g0, m0, v0, np0, nm0, nv0, &s, first, decays);
+        update(p0, g0, m0, v0, np0, nm0, nv0, f, &s, first, decays);
     } else if slot == 1 {
-        update(p1, g1, m1, v1, np1, nm1, nv1, &s, first, decays);
+        update(p1, g1, m1, v1, np1, nm1, nv1, f, &s, first, decays);
     } else if slot == 2 {
-        update(p2, g2, m2, v2, np2, nm2, nv2, &s, first, decays);
+        update(p2, g2, m2, v2, np2, nm2, nv2, f, &s, first, decays);
     } else {
-        update(p3, g3, m3, v3, np3, nm3, nv3, &s, first, decays);
+        update(p3, g3, m3, v3, np3, nm3, nv3, f, &s, first, decays);
     }
 }
 
-/// The updated parameters and moments of each `(param, grad, m, v)`, `ADAMW_GROUP` per
-/// launch; `m`, `v` (the previous moments) are not read on the first step.
+/// The updated parameters and moments of each `(param, grad, m, v)` (the gradient times
+/// `factor[0]`), `ADAMW_GROUP` per launch; `m`, `v` (the previous moments) are not read on the
+/// first step.
 ///
 /// # Shapes
-/// - param, grad, m, v: `[r, c]` (equal within an item, f32; `grad` any strides) → three of
-///   `[r, c]` per item
-pub fn step(items: Vec<[CubeTensor; 4]>, s: AdamwScalars) -> Vec<[CubeTensor; 3]> {
+/// - param, grad, m, v: `[r, c]` (equal within an item, f32; `grad` any strides), factor: `[1]`
+///   (f32) → three of `[r, c]` per item
+pub fn step(
+    items: Vec<[CubeTensor; 4]>,
+    factor: CubeTensor,
+    s: AdamwScalars,
+) -> Vec<[CubeTensor; 3]> {
+    let factor = into_contiguous(factor);
     let items: Vec<[CubeTensor; 4]> = items
         .into_iter()
         .map(|[param, grad, m, v]| {
@@ -145,13 +154,18 @@ pub fn step(items: Vec<[CubeTensor; 4]>, s: AdamwScalars) -> Vec<[CubeTensor; 3]
         })
         .collect();
     for (group, outs) in items.chunks(GROUP).zip(outputs.chunks(GROUP)) {
-        launch(group, outs, &s);
+        launch(group, outs, &factor, &s);
     }
     outputs
 }
 
 /// One launch over a group of at most `ADAMW_GROUP` items and their outputs.
-fn launch(group: &[[CubeTensor; 4]], outs: &[[CubeTensor; 3]], s: &AdamwScalars) {
+fn launch(
+    group: &[[CubeTensor; 4]],
+    outs: &[[CubeTensor; 3]],
+    factor: &CubeTensor,
+    s: &AdamwScalars,
+) {
     let longest = group.iter().map(|t| t[0].meta.shape().num_elements()).max().unwrap_or(0);
     if longest == 0 {
         return;
@@ -207,8 +221,8 @@ fn launch(group: &[[CubeTensor; 4]], outs: &[[CubeTensor; 3]], s: &AdamwScalars)
         output(3, 0),
         output(3, 1),
         output(3, 2),
+        factor.clone().into_tensor_arg(),
         ScalarsLaunch::new(
-            s.grad_scale,
             s.beta1,
             s.beta2,
             s.one_minus_beta1,

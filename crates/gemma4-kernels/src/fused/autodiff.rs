@@ -187,6 +187,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
         g3: FloatTensor<Self>,
         m3: FloatTensor<Self>,
         v3: FloatTensor<Self>,
+        factor: FloatTensor<Self>,
         count: u32,
         scalars: AdamwScalars,
     ) -> (
@@ -221,6 +222,7 @@ impl<B: Backend + Fused, C: CheckpointStrategy> Fused for Autodiff<B, C> {
             c(g3),
             c(m3),
             c(v3),
+            c(factor),
             count,
             scalars,
         );

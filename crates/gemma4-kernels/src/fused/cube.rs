@@ -112,6 +112,7 @@ impl Fused for CubeBackend {
         g3: CubeTensor,
         m3: CubeTensor,
         v3: CubeTensor,
+        factor: CubeTensor,
         count: u32,
         scalars: AdamwScalars,
     ) -> (
@@ -137,7 +138,7 @@ impl Fused for CubeBackend {
         let mut items =
             vec![[p0, g0, m0, v0], [p1, g1, m1, v1], [p2, g2, m2, v2], [p3, g3, m3, v3]];
         items.truncate(count as usize);
-        let mut o = adamw::step(items, scalars);
+        let mut o = adamw::step(items, factor, scalars);
         o.extend(given.into_iter().skip(o.len()));
         (
             o[0][0].clone(),

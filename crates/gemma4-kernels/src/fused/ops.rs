@@ -17,8 +17,6 @@ pub const ADAMW_GROUP: usize = 4;
 /// One AdamW step's scalars (PyTorch `torch.optim.AdamW`), for [`Fused::fused_adamw`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamwScalars {
-    /// The factor the gradient is multiplied by first (unscale × clip).
-    pub grad_scale: f32,
     pub beta1: f32,
     pub beta2: f32,
     /// `1 − beta1`, `1 − beta2`, rounded once from f64 (as the plain ops' scalars are).
@@ -208,13 +206,14 @@ pub trait Fused: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
-    /// One AdamW step of up to [`ADAMW_GROUP`] f32 tensors (`p`, its gradient `g`, moments `m`,
-    /// `v`): the new parameters and moments, `(p0, m0, v0, p1, …)`. Items from `count` on are
+    /// One AdamW step of up to [`ADAMW_GROUP`] f32 tensors (`p`, its gradient `g` times
+    /// `factor[0]`, moments `m`, `v`): the new parameters and moments, `(p0, m0, v0, p1, …)`.
+    /// The factor stays on the device (no read-back before the update). Items from `count` on are
     /// not read (pass any tensor) and come back as given. Not differentiable. (Fixed slots:
     /// Burn's extension ops take no lists of tensors.)
     ///
     /// # Shapes
-    /// - p, g, m, v of an item: `[r, c]` (equal) → three of `[r, c]` per item
+    /// - p, g, m, v of an item: `[r, c]` (equal), factor: `[1]` (f32) → three of `[r, c]` per item
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn fused_adamw(
         p0: FloatTensor<Self>,
@@ -233,6 +232,7 @@ pub trait Fused: Backend {
         g3: FloatTensor<Self>,
         m3: FloatTensor<Self>,
         v3: FloatTensor<Self>,
+        factor: FloatTensor<Self>,
         count: u32,
         scalars: AdamwScalars,
     ) -> (

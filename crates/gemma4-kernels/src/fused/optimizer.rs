@@ -21,23 +21,30 @@ pub fn adamw(
     param: Tensor<2>,
     grad: Tensor<2>,
     moments: Option<(Tensor<2>, Tensor<2>)>,
+    factor: &Tensor<1>,
     s: &AdamwStep,
 ) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-    let mut out = adamw_many(vec![(param, grad, moments)], s);
+    let mut out = adamw_many(vec![(param, grad, moments)], factor, s);
     out.pop().expect("one update for one item")
 }
 
 /// One AdamW step of every item (PyTorch's `torch.optim.AdamW` arithmetic, the gradient first
-/// multiplied by `s.grad_scale`): the new parameters and moments, in order. On a GPU, f32 items
-/// go several per launch (`adamw.rs`; items with and without moments apart); the plain ops of
-/// [`reference::adamw`] elsewhere.
+/// multiplied by `factor`, which stays on the device): the new parameters and moments, in
+/// order. On a GPU, f32 items go several per launch (`adamw.rs`; items with and without moments
+/// apart); the plain ops of [`reference::adamw`] elsewhere.
 ///
 /// # Shapes
-/// - each item's param, grad, m, v: `[r, c]` → three of `[r, c]` per item
-pub fn adamw_many(items: Vec<AdamwItem>, s: &AdamwStep) -> Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> {
+/// - each item's param, grad, m, v: `[r, c]`, factor: `[1]` → three of `[r, c]` per item
+pub fn adamw_many(
+    items: Vec<AdamwItem>,
+    factor: &Tensor<1>,
+    s: &AdamwStep,
+) -> Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> {
     #[cfg(feature = "cube")]
     if let Some((first, ..)) = items.first()
         && enabled(&first.device())
+        && factor.dtype() == DType::F32
+        && factor.device() == first.device()
         && items.iter().all(|(param, grad, moments)| {
             let fits = |t: &Tensor<2>| {
                 t.dtype() == DType::F32 && t.dims() == param.dims() && t.device() == first.device()
@@ -45,23 +52,26 @@ pub fn adamw_many(items: Vec<AdamwItem>, s: &AdamwStep) -> Vec<(Tensor<2>, Tenso
             fits(param) && fits(grad) && moments.as_ref().is_none_or(|(m, v)| fits(m) && fits(v))
         })
     {
-        return cube_adamw(items, s);
+        return cube_adamw(items, factor, s);
     }
     items
         .into_iter()
-        .map(|(param, grad, moments)| reference::adamw(param, grad, moments, s))
+        .map(|(param, grad, moments)| reference::adamw(param, grad, moments, factor, s))
         .collect()
 }
 
 /// [`adamw_many`] through the grouped kernel: one call for the items without moments (the
 /// first step), one for those with.
 #[cfg(feature = "cube")]
-fn cube_adamw(items: Vec<AdamwItem>, s: &AdamwStep) -> Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> {
+fn cube_adamw(
+    items: Vec<AdamwItem>,
+    factor: &Tensor<1>,
+    s: &AdamwStep,
+) -> Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> {
     use burn::backend::Dispatch;
     use ops::{AdamwScalars, Fused};
     let t = i32::try_from(s.step).unwrap_or(i32::MAX);
     let scalars = |first: bool| AdamwScalars {
-        grad_scale: s.grad_scale as f32,
         beta1: s.beta1 as f32,
         beta2: s.beta2 as f32,
         one_minus_beta1: (1.0 - s.beta1) as f32,
@@ -114,6 +124,7 @@ fn cube_adamw(items: Vec<AdamwItem>, s: &AdamwStep) -> Vec<(Tensor<2>, Tensor<2>
                 g3,
                 m3,
                 v3,
+                factor.clone().into_dispatch(),
                 group.len() as u32,
                 scalars(first),
             );
@@ -133,10 +144,12 @@ fn cube_adamw(items: Vec<AdamwItem>, s: &AdamwStep) -> Vec<(Tensor<2>, Tensor<2>
     out.into_iter().map(|o| o.expect("every item updated")).collect()
 }
 
-/// `Σ t²` of each tensor (f32 accumulation), read back once: the squared gradient norms the
-/// global-norm clip needs. On a GPU one launch per eight f32 tensors into one buffer of partial
-/// sums, added here in f64; elsewhere (or for other dtypes) [`reference::square_sums`].
-pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
+/// `Σ t²` of each tensor (f32 accumulation), left on the device as partial sums `[n, parts]`
+/// (a row adds up to its tensor's sum): the squared gradient norms the global-norm clip needs,
+/// read back later with whatever else the step reads. On a GPU one launch per eight f32 tensors
+/// into one buffer of [`ops::SQUARE_SUM_PARTS`] partial sums each; elsewhere (or for other
+/// dtypes) [`reference::square_sums`] (one part). `None` for no tensors.
+pub fn square_sums(tensors: &[&Tensor<2>]) -> Option<Tensor<2>> {
     #[cfg(feature = "cube")]
     if let Some(first) = tensors.first()
         && enabled(&first.device())
@@ -165,8 +178,7 @@ pub fn square_sums(tensors: &[&Tensor<2>]) -> Vec<f64> {
                 group.len() as u32,
             );
         }
-        let partial = reference::read_f64(Tensor::<1>::from_dispatch(out));
-        return partial.chunks(parts).map(|p| p.iter().sum()).collect();
+        return Some(Tensor::<1>::from_dispatch(out).reshape([tensors.len(), parts]));
     }
     reference::square_sums(tensors)
 }
