@@ -54,3 +54,8 @@ switch!(
     /// (`fused::low_rank_add`), to compare.
     tall_off = "GEMMA4_TUNE_TALL" == "0"
 );
+switch!(
+    /// `GEMMA4_TUNE_THIN_TC=0`: the adapter's `x·Aᵀ` and `dy·B` on the scalar kernel, not the
+    /// tensor cores (f16/bf16 activations, ranks up to 16).
+    thin_tc_off = "GEMMA4_TUNE_THIN_TC" == "0"
+);

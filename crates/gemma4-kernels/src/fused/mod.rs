@@ -63,6 +63,8 @@ mod square_sum;
 mod tall;
 #[cfg(feature = "cube")]
 mod thin;
+#[cfg(feature = "cube")]
+mod thin_tc;
 
 #[cfg(feature = "cube")]
 use burn::tensor::DType;
@@ -103,6 +105,15 @@ pub fn flash_enabled(device: &Device) -> bool {
 pub fn flash_tensor_core_launches() -> u64 {
     #[cfg(feature = "cube")]
     return flash_tc::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "cube"))]
+    0
+}
+
+/// How many times the adapter's `x·Aᵀ` or `dy·B` has run on tensor cores in this process
+/// (f16/bf16 activations, ranks up to 16, a device with 16 × 16 × 16 cooperative matrices).
+pub fn thin_tensor_core_launches() -> u64 {
+    #[cfg(feature = "cube")]
+    return thin_tc::LAUNCHES.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(not(feature = "cube"))]
     0
 }

@@ -96,11 +96,16 @@ fn thin_kernel<F: Float>(
     }
 }
 
-/// `scale·x·wᵀ` in f32 (module docs).
+/// `scale·x·wᵀ` in f32 (module docs); on tensor cores ([`super::thin_tc`]) where it is usable
+/// and `GEMMA4_TUNE_THIN_TC=0` is not set.
 ///
 /// # Shapes
 /// - x: `[n, k]` (any float dtype), w: `[r, k]` (f32) → `[n, r]` (f32)
 pub fn product(x: CubeTensor, w: CubeTensor, scale: f32) -> CubeTensor {
+    if !crate::switches::thin_tc_off() && super::thin_tc::usable(&x, w.meta.shape().dims::<2>()[0])
+    {
+        return super::thin_tc::product(x, w, scale);
+    }
     let (x, w) = (into_contiguous(x), into_contiguous(w));
     let n = x.meta.shape().dims::<2>()[0];
     let r = w.meta.shape().dims::<2>()[0];

@@ -2,7 +2,8 @@
 //! the plain ops on the CPU: the output and the gradients of `x`, `a`, `b` and the output it
 //! is added to, in f32 and (where the device has it) with f16 `x` and output, row counts that
 //! are not a multiple of the kernels' chunks, widths on both sides of their blocks, and the
-//! narrow side on either operand of the tall products.
+//! narrow side on either operand of the tall products; f16's thin products on tensor cores
+//! where the device has them (ragged rows and `k`, ranks 16, 4 and 1).
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use gemma4_kernels::fused;
@@ -37,6 +38,7 @@ fn change(
 fn low_rank_add_matches_the_plain_ops_forward_and_backward() {
     let Some(device) = gpu() else { return };
     let before = fused::tall_launches();
+    let tc_before = fused::thin_tensor_core_launches();
     for (dtype, tol) in [(DType::F32, 1e-5), (DType::F16, 2e-3)] {
         if !device.supports_dtype(dtype) {
             eprintln!("{dtype:?}: not supported by this device, skipped");
@@ -58,4 +60,11 @@ fn low_rank_add_matches_the_plain_ops_forward_and_backward() {
     let ran = fused::tall_launches() - before;
     eprintln!("tall products: {ran} launches");
     assert!(ran >= 6, "the factors' gradients went through the tall kernel ({ran} launches)");
+    // f16 `x·Aᵀ` and `dy·B` on tensor cores where the device has cooperative matrices
+    // (`GEMMA4_TUNE_REQUIRE_TENSOR_CORES=1` fails if they did not run: two per f16 case).
+    let tc = fused::thin_tensor_core_launches() - tc_before;
+    eprintln!("thin products on tensor cores: {tc} launches");
+    if std::env::var("GEMMA4_TUNE_REQUIRE_TENSOR_CORES").is_ok_and(|v| v == "1") {
+        assert!(tc >= 6, "the f16 thin products ran on tensor cores ({tc} launches)");
+    }
 }
