@@ -216,8 +216,7 @@ impl Trainer {
     }
 
     /// Put back the adapter's tensors and AdamW's state as they were before a step's update.
-    fn restore(&mut self, (tensors, opt): (BTreeMap<String, Tensor<2>>, AdamW)) {
-        let mut tensors = tensors;
+    fn restore(&mut self, (mut tensors, opt): (BTreeMap<String, Tensor<2>>, AdamW)) {
         self.adapter.map_tensors(|key, t| tensors.remove(key).unwrap_or(t));
         self.opt = opt;
     }
