@@ -142,20 +142,22 @@ fn require(backend: Backend) -> Result<()> {
 /// Create `backend`'s device (on `adapter` where `auto` chose one) and bring it up, a panic in
 /// the runtime turned into an error.
 fn start(backend: Backend, adapter: Option<&Adapter>) -> Result<Opened> {
-    let device = new_device(backend, adapter)?;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let largest = std::panic::catch_unwind(|| largest_buffer(&device));
+    let started = std::panic::catch_unwind(|| {
+        new_device(backend, adapter).map(|device| (largest_buffer(&device), device))
+    });
     std::panic::set_hook(hook);
-    let largest = largest.map_err(|p| {
+    let (largest, device) = started.map_err(|p| {
         anyhow!("could not open the {} device: {}", backend.name(), probe::panic_message(&*p))
-    })?;
+    })??;
     // burn-wgpu's devices take the 1 GiB cap; CUDA's own largest page is its limit.
     let capped = !gemma4_kernels::uses_cublas(&device);
     Ok(Opened { backend, piece_bytes: gemma4_model::piece_limit(largest, capped), device })
 }
 
-/// The (lazy) Burn device of `backend`: the adapter `auto` chose, or the runtime's default.
+/// The Burn device of `backend`: the adapter `auto` chose, or the runtime's default (wgpu's
+/// runtime brought up here, with its options; the others lazily).
 fn new_device(backend: Backend, adapter: Option<&Adapter>) -> Result<Device> {
     #[cfg(feature = "wgpu")]
     let kind = match adapter.map(|a| (a.kind, a.index)) {
@@ -170,14 +172,32 @@ fn new_device(backend: Backend, adapter: Option<&Adapter>) -> Result<Device> {
         #[cfg(feature = "cpu")]
         Backend::Cpu => Device::flex(),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Device::wgpu(kind),
+        Backend::Wgpu => wgpu_device(kind, burn::tensor::wgpu::WgpuBackend::Auto)?,
         #[cfg(feature = "vulkan")]
-        Backend::Vulkan => Device::vulkan(kind),
+        Backend::Vulkan => wgpu_device(kind, burn::tensor::wgpu::WgpuBackend::Vulkan)?,
         #[cfg(feature = "cuda")]
         Backend::Cuda => Device::cuda(0),
         #[allow(unreachable_patterns)]
         other => bail!("backend `{}` is not compiled into this binary", other.name()),
     })
+}
+
+/// Kernel launches per wgpu submission where `CUBECL_WGPU_MAX_TASKS` does not say: CubeCL's
+/// default of 32 submits 230 command buffers in an E2B training step, and the GPU idles
+/// between them; 64–170 ran the step 4–6% faster on an H200 through Vulkan, 256 and 512
+/// slower (CubeCL also waits for the work submitted 512 launches back; docs/performance.md).
+#[cfg(feature = "wgpu")]
+const WGPU_TASKS_MAX: usize = 128;
+
+/// Bring up burn-wgpu's runtime on `kind` through `api`, with [`WGPU_TASKS_MAX`] launches a
+/// submission unless `CUBECL_WGPU_MAX_TASKS` is set (then the runtime reads it).
+#[cfg(feature = "wgpu")]
+fn wgpu_device(kind: DeviceKind, api: burn::tensor::wgpu::WgpuBackend) -> Result<Device> {
+    let mut options = Device::wgpu_options().device_kind(kind).graphics_api(api);
+    if std::env::var_os("CUBECL_WGPU_MAX_TASKS").is_none() {
+        options = options.tasks_max(WGPU_TASKS_MAX);
+    }
+    options.init().map_err(|e| anyhow!("could not open the {api:?} device: {e}"))
 }
 
 /// `device: BACKEND · NAME (KIND, API) · MEMORY`, what the runtime and the probe say.
