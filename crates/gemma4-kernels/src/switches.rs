@@ -1,6 +1,8 @@
 //! The environment switches of how products and kernels run, in one place: each is read once
 //! per process. They exist to compare paths or to bisect; the defaults are what is measured
-//! fastest (docs/performance.md).
+//! fastest (docs/performance.md). CubeCL's own variables are CubeCL's; the one default the
+//! binary changes (launches per wgpu submission) is set where it opens the device
+//! (`gemma4-tune`'s `backend.rs`).
 
 use std::sync::OnceLock;
 
