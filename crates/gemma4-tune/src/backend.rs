@@ -185,7 +185,7 @@ fn new_device(backend: Backend, adapter: Option<&Adapter>) -> Result<Device> {
 /// Kernel launches per wgpu submission where `CUBECL_WGPU_MAX_TASKS` does not say: CubeCL's
 /// default of 32 submits 230 command buffers in an E2B training step, and the GPU idles
 /// between them; 64–170 ran the step 4–6% faster on an H200 through Vulkan, 256 and 512
-/// slower (CubeCL also waits for the work submitted 512 launches back; docs/performance.md).
+/// less (CubeCL also waits for the work submitted 512 launches back; docs/performance.md).
 #[cfg(feature = "wgpu")]
 const WGPU_TASKS_MAX: usize = 128;
 
