@@ -61,3 +61,8 @@ switch!(
     /// tensor cores (f16/bf16 activations, ranks up to 16).
     thin_tc_off = "GEMMA4_TUNE_THIN_TC" == "0"
 );
+switch!(
+    /// `GEMMA4_TUNE_RANK_GROUP=0`: the rank update reads and writes one row at a time instead
+    /// of reading a group of rows' frozen outputs first.
+    rank_group_off = "GEMMA4_TUNE_RANK_GROUP" == "0"
+);
